@@ -1,0 +1,60 @@
+# tcpcopy-go build, test and benchmark entry points.
+# `make test` is what CI runs (.ci/run); it installs what a fresh machine lacks.
+
+GO          ?= go
+STATICCHECK_VERSION := v0.8.2
+BIN         := $(CURDIR)/bin
+TOOLS       := $(CURDIR)/.bin
+STATICCHECK := $(TOOLS)/staticcheck
+FUZZTIME    ?= 10s
+BENCHTIME   ?= 1s
+COUNT       ?= 1
+
+CMDS := $(notdir $(wildcard cmd/*))
+
+.PHONY: all build test unit bench fuzz lint fmt-check vet staticcheck deps demo bench-lab clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
+	if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
+
+vet: deps
+	$(GO) vet ./...
+
+staticcheck: deps $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+lint: fmt-check vet staticcheck
+
+# unit and integration tests (namespace tests run when root, skip otherwise),
+# then every benchmark once so that they keep compiling and running.
+unit: deps build
+	$(GO) test -count=$(COUNT) ./...
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...
+
+test: lint unit
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) ./...
+
+fuzz: deps
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+demo: build
+	$(BIN)/tcpcopy-lab run --demo
+
+clean:
+	rm -rf $(BIN) $(TOOLS)
+	$(GO) clean -testcache

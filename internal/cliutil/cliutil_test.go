@@ -1,0 +1,66 @@
+package cliutil
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestNormalize(t *testing.T) {
+	const withValue, plain = "xsrFi", "dOLv"
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"separate", []string{"-x", "80-192.0.2.1:8080", "-r", "20"}, []string{"-x", "80-192.0.2.1:8080", "-r", "20"}},
+		{"glued value", []string{"-r20"}, []string{"-r", "20"}},
+		{"group of plain", []string{"-dO"}, []string{"-d", "-O"}},
+		{"group ending in value", []string{"-dr20"}, []string{"-d", "-r", "20"}},
+		{"group then separate value", []string{"-dr", "20"}, []string{"-d", "-r", "20"}},
+		{"value looks like a flag", []string{"-F", "-dO"}, []string{"-F", "-dO"}},
+		{"long option", []string{"--no-combined", "--allow=192.0.2.0/24"}, []string{"--no-combined", "--allow=192.0.2.0/24"}},
+		{"unknown letters left alone", []string{"-zq"}, []string{"-zq"}},
+		{"equals form", []string{"-r=20"}, []string{"-r=20"}},
+		{"after double dash", []string{"--", "-r20"}, []string{"--", "-r20"}},
+		{"lone dash", []string{"-"}, []string{"-"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Normalize(tt.in, withValue, plain); !slices.Equal(got, tt.want) {
+				t.Errorf("Normalize(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIntInRange(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int
+		wantErr string
+	}{
+		{"20", 20, ""},
+		{" 7 ", 7, ""},
+		{"150", 0, "option -r: 150 is out of range 0..100"},
+		{"abc", 0, `option -r: "abc" is not a number`},
+		{"", 0, `option -r: "" is not a number`},
+	}
+	for _, tt := range tests {
+		got, err := IntInRange("-r", tt.in, 0, 100)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("IntInRange(%q) error = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("IntInRange(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	if got, want := SplitList(" eth0, ,eth1,"), []string{"eth0", "eth1"}; !slices.Equal(got, want) {
+		t.Errorf("SplitList = %q, want %q", got, want)
+	}
+}

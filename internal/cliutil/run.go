@@ -1,0 +1,53 @@
+package cliutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v3"
+)
+
+// UsageError is a mistake on the command line: the program prints it as
+// one line and exits with status 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a UsageError with a formatted message.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// Prepare sets cmd up for Run: usage errors become UsageErrors instead of
+// a help dump.
+func Prepare(cmd *cli.Command) {
+	cmd.OnUsageError = func(_ context.Context, _ *cli.Command, err error, _ bool) error {
+		return &UsageError{Err: err}
+	}
+}
+
+// Run runs cmd with args (normalised by the caller) and returns the exit
+// status: 0 on success, 2 for a usage error, 1 for any other error. Errors
+// are printed to stderr as one line prefixed with the program name.
+func Run(ctx context.Context, cmd *cli.Command, args []string, stderr io.Writer) int {
+	err := cmd.Run(ctx, args)
+	if err == nil {
+		return 0
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "%s: %v (see %s -h)\n", cmd.Name, ue.Err, cmd.Name)
+		return 2
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", cmd.Name, err)
+	return 1
+}
+
+// Exit runs cmd like Run and exits the process with its status.
+func Exit(ctx context.Context, cmd *cli.Command, args []string) {
+	os.Exit(Run(ctx, cmd, args, os.Stderr))
+}

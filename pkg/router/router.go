@@ -1,0 +1,279 @@
+// Package router is intercept's route table: it maps a copied connection,
+// identified exactly by its (client, target) address pair as tcpcopy sent
+// it to the target, to the tcpcopy link that owns it.
+//
+// Routes are added by route messages from tcpcopy, refreshed whenever a
+// response is routed with them, deleted by an explicit delete message (our
+// tcpcopy sends one when a session ends; C tcpcopy never does) or when the
+// owner's link is gone, and expire after an idle time. A response that
+// arrives before its route (the target's SYN-ACK can beat the route message,
+// and a RST can answer a SYN at once) is held for a bounded time in a bounded
+// pool and delivered when the route comes.
+//
+// Where C intercept differs: it keys routes by a 32-bit hash of the four
+// values, so colliding connections are routed to the same tcpcopy, and it
+// never deletes routes. This table is exact, counts a route that another
+// owner takes over (last writer wins, as in C), and bounds its size.
+//
+// A Table is safe for concurrent use. Lookup, the per-packet operation,
+// neither allocates nor blocks on other shards.
+package router
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Key identifies a copied connection from the target's point of view.
+// For a response packet, Client is its destination and Target its source.
+type Key struct {
+	Client netip.AddrPort
+	Target netip.AddrPort
+}
+
+// Owner identifies the tcpcopy link a route belongs to. Zero means none.
+type Owner uint64
+
+// Meta is what the table keeps beside a held packet's bytes.
+type Meta struct {
+	PayloadLen int   // the response's real payload length
+	Time       int64 // capture time, Unix nanoseconds
+}
+
+// DeliverFunc receives a held packet when its route arrives. data is valid
+// only during the call.
+type DeliverFunc func(owner Owner, data []byte, m Meta)
+
+// Config sets a Table's limits. Zero values take the defaults.
+type Config struct {
+	// IdleTimeout is how long a route lives without traffic or refresh.
+	// C tcpcopy never deletes its routes and keeps idle sessions up to
+	// 720 s by default (-k), so the default is 15 minutes.
+	IdleTimeout time.Duration
+	// MaxRoutes bounds the table; past it the stalest routes of a shard are
+	// evicted first. Default 1<<21.
+	MaxRoutes int
+	// HoldTime is how long a packet without a route is kept. Default 5 s
+	// (C tcpcopy gives up on a handshake after 3 s).
+	HoldTime time.Duration
+	// MaxHeld bounds the number of held packets. Default 8192.
+	MaxHeld int
+	// HeldSize is the largest packet (headers plus payload prefix) that can
+	// be held; larger ones are cut. Default 256.
+	HeldSize int
+}
+
+// Stats are the table's counters since it was made.
+type Stats struct {
+	Routes      int    // routes in the table now
+	Held        int    // packets held now
+	Added       uint64 // route add messages
+	Deleted     uint64 // routes removed by a delete message
+	Expired     uint64 // routes removed by idle expiry or owner loss
+	Evicted     uint64 // routes pushed out by MaxRoutes
+	TakenOver   uint64 // adds that moved a route to another owner
+	HeldTotal   uint64 // packets held for a route that had not come yet
+	Released    uint64 // held packets delivered when the route came
+	HeldExpired uint64 // held packets dropped after HoldTime
+	HeldDropped uint64 // packets not held because the pool was full
+}
+
+const numShards = 64
+
+// Table is the route table. The zero value is not usable; call New.
+type Table struct {
+	cfg    Config
+	seed   maphash.Seed
+	shards [numShards]shard
+
+	added, deleted, expired, evicted, takenOver atomic.Uint64
+
+	held heldPool
+}
+
+type shard struct {
+	mu     sync.Mutex
+	routes map[Key]entry
+	_      [40]byte // keep shards on separate cache lines
+}
+
+type entry struct {
+	owner Owner
+	last  int64 // unix nanoseconds of the last add or use
+}
+
+// New returns an empty table with cfg's limits.
+func New(cfg Config) *Table {
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 15 * time.Minute
+	}
+	if cfg.MaxRoutes <= 0 {
+		cfg.MaxRoutes = 1 << 21
+	}
+	if cfg.HoldTime <= 0 {
+		cfg.HoldTime = 5 * time.Second
+	}
+	if cfg.MaxHeld <= 0 {
+		cfg.MaxHeld = 8192
+	}
+	if cfg.HeldSize <= 0 {
+		cfg.HeldSize = 256
+	}
+	t := &Table{cfg: cfg, seed: maphash.MakeSeed()}
+	for i := range t.shards {
+		t.shards[i].routes = make(map[Key]entry)
+	}
+	t.held.init(cfg.MaxHeld, cfg.HeldSize)
+	return t
+}
+
+func (t *Table) shardOf(k Key) *shard {
+	return &t.shards[maphash.Comparable(t.seed, k)%numShards]
+}
+
+// Add installs or refreshes the route k for owner at time now, then hands
+// every packet held for k to deliver, oldest first. It reports whether the
+// route moved from another live owner (last writer wins). deliver may be
+// nil when the caller knows nothing is held.
+func (t *Table) Add(k Key, owner Owner, now time.Time, deliver DeliverFunc) (tookOver bool) {
+	t.added.Add(1)
+	s := t.shardOf(k)
+	ns := now.UnixNano()
+	s.mu.Lock()
+	old, ok := s.routes[k]
+	if ok && old.owner != owner {
+		tookOver = true
+	}
+	if !ok && len(s.routes) >= t.cfg.MaxRoutes/numShards+1 {
+		t.evictStalestLocked(s)
+	}
+	s.routes[k] = entry{owner: owner, last: ns}
+	s.mu.Unlock()
+	if tookOver {
+		t.takenOver.Add(1)
+	}
+	if deliver != nil {
+		t.held.release(k, owner, ns, t.cfg.HoldTime, deliver)
+	}
+	return tookOver
+}
+
+// evictStalestLocked removes the least recently used route of s. Map
+// iteration order is random, so it looks at a bounded sample, which keeps
+// eviction O(1) while still preferring stale routes.
+func (t *Table) evictStalestLocked(s *shard) {
+	var (
+		victim Key
+		oldest int64
+		n      int
+	)
+	for k, e := range s.routes {
+		if n == 0 || e.last < oldest {
+			victim, oldest = k, e.last
+		}
+		n++
+		if n == 16 {
+			break
+		}
+	}
+	if n > 0 {
+		delete(s.routes, victim)
+		t.evicted.Add(1)
+	}
+}
+
+// Delete removes the route k if owner holds it.
+func (t *Table) Delete(k Key, owner Owner) bool {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	e, ok := s.routes[k]
+	if ok && e.owner == owner {
+		delete(s.routes, k)
+	}
+	s.mu.Unlock()
+	if ok && e.owner == owner {
+		t.deleted.Add(1)
+		return true
+	}
+	return false
+}
+
+// Lookup returns the owner of route k and marks it used at now. It neither
+// allocates nor holds more than one shard lock.
+func (t *Table) Lookup(k Key, now time.Time) (Owner, bool) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	e, ok := s.routes[k]
+	if ok {
+		e.last = now.UnixNano()
+		s.routes[k] = e
+	}
+	s.mu.Unlock()
+	return e.owner, ok
+}
+
+// Forget removes route k whatever its owner; the caller found the owner
+// gone.
+func (t *Table) Forget(k Key) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	_, ok := s.routes[k]
+	delete(s.routes, k)
+	s.mu.Unlock()
+	if ok {
+		t.expired.Add(1)
+	}
+}
+
+// Hold keeps a copy of data (cut to Config.HeldSize) for route k, to be
+// delivered when k is added. It reports false when the pool is full.
+func (t *Table) Hold(k Key, data []byte, m Meta, now time.Time) bool {
+	return t.held.hold(k, data, m, now.UnixNano())
+}
+
+// Expire removes routes idle for longer than the idle timeout, routes whose
+// owner alive reports gone (alive may be nil), and held packets older than
+// the hold time. Call it periodically, e.g. every second; its cost grows
+// with the table's size.
+func (t *Table) Expire(now time.Time, alive func(Owner) bool) {
+	ns := now.UnixNano()
+	cut := ns - int64(t.cfg.IdleTimeout)
+	for i := range t.shards {
+		s := &t.shards[i]
+		var n uint64
+		s.mu.Lock()
+		for k, e := range s.routes {
+			if e.last < cut || (alive != nil && !alive(e.owner)) {
+				delete(s.routes, k)
+				n++
+			}
+		}
+		s.mu.Unlock()
+		if n > 0 {
+			t.expired.Add(n)
+		}
+	}
+	t.held.expire(ns - int64(t.cfg.HoldTime))
+}
+
+// Stats returns the table's counters.
+func (t *Table) Stats() Stats {
+	st := Stats{
+		Added:     t.added.Load(),
+		Deleted:   t.deleted.Load(),
+		Expired:   t.expired.Load(),
+		Evicted:   t.evicted.Load(),
+		TakenOver: t.takenOver.Load(),
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		st.Routes += len(s.routes)
+		s.mu.Unlock()
+	}
+	t.held.stats(&st)
+	return st
+}

@@ -1,0 +1,212 @@
+package router
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func key(client string, target string) Key {
+	return Key{Client: netip.MustParseAddrPort(client), Target: netip.MustParseAddrPort(target)}
+}
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func TestAddLookupDelete(t *testing.T) {
+	tb := New(Config{})
+	k1 := key("192.0.2.10:40000", "203.0.113.20:8080")
+	k2 := key("192.0.2.10:40001", "203.0.113.20:8080")
+	k6 := key("[2001:db8:1::10]:40000", "[2001:db8:3::20]:8080")
+	if tb.Add(k1, 1, t0, nil) {
+		t.Errorf("first add reported a take-over")
+	}
+	tb.Add(k2, 2, t0, nil)
+	tb.Add(k6, 2, t0, nil)
+	tests := []struct {
+		name string
+		k    Key
+		want Owner
+		ok   bool
+	}{
+		{"first owner", k1, 1, true},
+		{"second owner", k2, 2, true},
+		{"ipv6", k6, 2, true},
+		{"other port", key("192.0.2.10:40002", "203.0.113.20:8080"), 0, false},
+		{"other target", key("192.0.2.10:40000", "203.0.113.21:8080"), 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tb.Lookup(tt.k, t0)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("Lookup = %d, %v; want %d, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+	if tb.Delete(k1, 2) {
+		t.Errorf("Delete by a non-owner succeeded")
+	}
+	if !tb.Delete(k1, 1) {
+		t.Errorf("Delete by the owner failed")
+	}
+	if _, ok := tb.Lookup(k1, t0); ok {
+		t.Errorf("route still there after Delete")
+	}
+	if !tb.Add(k2, 3, t0, nil) {
+		t.Errorf("take-over not reported")
+	}
+	st := tb.Stats()
+	if st.Routes != 2 || st.Added != 4 || st.Deleted != 1 || st.TakenOver != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestExpire(t *testing.T) {
+	tb := New(Config{IdleTimeout: 10 * time.Second})
+	used := key("192.0.2.10:1", "203.0.113.20:8080")
+	idle := key("192.0.2.10:2", "203.0.113.20:8080")
+	gone := key("192.0.2.10:3", "203.0.113.20:8080")
+	tb.Add(used, 1, t0, nil)
+	tb.Add(idle, 1, t0, nil)
+	tb.Add(gone, 9, t0.Add(8*time.Second), nil)
+	tb.Lookup(used, t0.Add(8*time.Second)) // refreshes
+	tb.Expire(t0.Add(11*time.Second), func(o Owner) bool { return o != 9 })
+	if _, ok := tb.Lookup(used, t0); !ok {
+		t.Errorf("used route expired")
+	}
+	if _, ok := tb.Lookup(idle, t0); ok {
+		t.Errorf("idle route kept")
+	}
+	if _, ok := tb.Lookup(gone, t0); ok {
+		t.Errorf("route of a dead owner kept")
+	}
+	if got := tb.Stats().Expired; got != 2 {
+		t.Errorf("Expired = %d, want 2", got)
+	}
+}
+
+func TestMaxRoutesEvicts(t *testing.T) {
+	tb := New(Config{MaxRoutes: numShards * 4})
+	for i := range 10000 {
+		tb.Add(key(fmt.Sprintf("192.0.2.10:%d", i+1), "203.0.113.20:8080"), 1, t0.Add(time.Duration(i)), nil)
+	}
+	st := tb.Stats()
+	if limit := numShards * 5; st.Routes > limit {
+		t.Errorf("Routes = %d, want at most %d", st.Routes, limit)
+	}
+	if st.Evicted == 0 || int(st.Evicted)+st.Routes != 10000 {
+		t.Errorf("Evicted = %d, Routes = %d: want them to add up to 10000", st.Evicted, st.Routes)
+	}
+}
+
+type delivered struct {
+	owner Owner
+	data  string
+	meta  Meta
+}
+
+func TestHoldAndRelease(t *testing.T) {
+	tb := New(Config{HoldTime: 5 * time.Second, MaxHeld: 3, HeldSize: 4})
+	k := key("192.0.2.10:40000", "203.0.113.20:8080")
+	other := key("192.0.2.11:40000", "203.0.113.20:8080")
+	if !tb.Hold(k, []byte("old!"), Meta{PayloadLen: 1}, t0) ||
+		!tb.Hold(k, []byte("synack"), Meta{PayloadLen: 2}, t0.Add(4*time.Second)) ||
+		!tb.Hold(other, []byte("rst"), Meta{PayloadLen: 3}, t0.Add(4*time.Second)) {
+		t.Fatalf("Hold failed below the limit")
+	}
+	if tb.Hold(k, []byte("x"), Meta{}, t0) {
+		t.Fatalf("Hold succeeded above MaxHeld")
+	}
+	var got []delivered
+	deliver := func(o Owner, data []byte, m Meta) { got = append(got, delivered{o, string(data), m}) }
+	tb.Add(k, 7, t0.Add(6*time.Second), deliver)
+	// The first packet is older than HoldTime; the second is cut to HeldSize.
+	want := []delivered{{7, "syna", Meta{PayloadLen: 2}}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	tb.Expire(t0.Add(10*time.Second), nil)
+	st := tb.Stats()
+	if st.Held != 0 || st.Released != 1 || st.HeldExpired != 2 || st.HeldDropped != 1 || st.HeldTotal != 3 {
+		t.Errorf("stats = %+v", st)
+	}
+	// Slots are reusable after release and expiry.
+	for i := range 3 {
+		if !tb.Hold(k, []byte{byte(i)}, Meta{}, t0) {
+			t.Fatalf("Hold %d failed after slots were freed", i)
+		}
+	}
+}
+
+func TestLookupAllocs(t *testing.T) {
+	tb := New(Config{})
+	k := key("[2001:db8:1::10]:40000", "[2001:db8:3::20]:8080")
+	tb.Add(k, 1, t0, nil)
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, ok := tb.Lookup(k, t0); !ok {
+			t.Fatal("lookup failed")
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Lookup allocates %v times per call, want 0", allocs)
+	}
+}
+
+func BenchmarkLookup(b *testing.B) {
+	tb := New(Config{})
+	keys := make([]Key, 4096)
+	for i := range keys {
+		keys[i] = key(fmt.Sprintf("192.0.2.%d:%d", i%250+1, 1024+i), "203.0.113.20:8080")
+		tb.Add(keys[i], Owner(i%4+1), t0, nil)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		tb.Lookup(keys[i&4095], t0)
+	}
+}
+
+func BenchmarkLookupParallel(b *testing.B) {
+	tb := New(Config{})
+	keys := make([]Key, 4096)
+	for i := range keys {
+		keys[i] = key(fmt.Sprintf("192.0.2.%d:%d", i%250+1, 1024+i), "203.0.113.20:8080")
+		tb.Add(keys[i], 1, t0, nil)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			tb.Lookup(keys[i&4095], t0)
+			i++
+		}
+	})
+}
+
+func TestConcurrentUse(t *testing.T) {
+	tb := New(Config{MaxHeld: 64})
+	done := make(chan struct{})
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 2000 {
+				k := key(fmt.Sprintf("192.0.2.%d:%d", w+1, i+1), "203.0.113.20:8080")
+				tb.Hold(k, []byte("synack"), Meta{}, t0)
+				tb.Add(k, Owner(w+1), t0, func(Owner, []byte, Meta) {})
+				if o, ok := tb.Lookup(k, t0); !ok || o != Owner(w+1) {
+					t.Errorf("Lookup(%v) = %d, %v", k, o, ok)
+					return
+				}
+				if i%100 == 0 {
+					tb.Expire(t0, nil)
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if st := tb.Stats(); st.Routes != 8000 || st.Held != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# deps.sh installs what building and testing need on a fresh Debian machine:
+# libpcap headers (the one cgo package compiles tcpdump filters with
+# libpcap), iproute2 (the namespace lab) and ethtool. It only installs what
+# is missing, and only as root; otherwise it says what to install.
+set -euo pipefail
+
+missing=()
+[[ -f /usr/include/pcap.h || -f /usr/include/pcap/pcap.h ]] || missing+=(libpcap-dev)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+if [[ $(id -u) != 0 ]]; then
+	echo "deps: missing packages: ${missing[*]}; install them as root (apt-get install -y ${missing[*]})" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
