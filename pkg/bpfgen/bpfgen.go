@@ -1,0 +1,208 @@
+package bpfgen
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/net/bpf"
+)
+
+// MaxMatches is the largest number of matches one program may test.
+const MaxMatches = 64
+
+// AcceptLen is what an accepting program returns: the number of bytes of
+// the packet to keep, libpcap's MAXIMUM_SNAPLEN.
+const AcceptLen = 262144
+
+// maxInsns is the kernel's BPF_MAXINSNS for classic programs.
+const maxInsns = 4096
+
+// Match selects TCP segments by one endpoint.
+type Match struct {
+	// Addr is the IPv4 or IPv6 address to match; the zero Addr matches
+	// any address of either family. An IPv4-mapped IPv6 address matches
+	// IPv4 packets. A zone is ignored.
+	Addr netip.Addr
+	// Port is the TCP port to match; 0 matches any port.
+	Port uint16
+}
+
+// String returns "addr:port", with "*" for any address or port.
+func (m Match) String() string {
+	a, p := "*", "*"
+	if m.Addr.IsValid() {
+		a = m.Addr.String()
+		if m.Addr.Is6() && !m.Addr.Is4In6() {
+			a = "[" + a + "]"
+		}
+	}
+	if m.Port != 0 {
+		p = fmt.Sprint(m.Port)
+	}
+	return a + ":" + p
+}
+
+var errNoMatches = errors.New("bpfgen: no matches")
+
+// Inbound returns a program accepting the Ethernet frames that carry a TCP
+// segment whose destination is one of matches (see the package
+// documentation for exactly what matches). It returns an error for no
+// matches or more than MaxMatches.
+func Inbound(matches []Match) ([]bpf.RawInstruction, error) {
+	return build(matches, dst)
+}
+
+// ResponsesFrom returns a program accepting the Ethernet frames that carry
+// a TCP segment whose source is one of matches: for intercept, the target
+// server's responses. It returns an error for no matches or more than
+// MaxMatches.
+func ResponsesFrom(matches []Match) ([]bpf.RawInstruction, error) {
+	return build(matches, src)
+}
+
+// direction selects the source or destination fields.
+type direction struct {
+	name                string
+	addr4, addr6, port4 uint32 // frame offsets; port4 relative to the TCP header
+}
+
+// Ethernet frame offsets (no in-band VLAN tag, see package doc).
+const (
+	offEtherType = 12
+	offIP        = 14
+	offIPv4Frag  = offIP + 6 // flags + fragment offset
+	offIPv4Proto = offIP + 9
+	offIPv6Next  = offIP + 6
+	offTCP6      = offIP + 40 // TCP directly behind the fixed IPv6 header
+
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	protoTCP      = 6
+)
+
+var (
+	dst = direction{name: "Inbound", addr4: offIP + 16, addr6: offIP + 24, port4: 2}
+	src = direction{name: "ResponsesFrom", addr4: offIP + 12, addr6: offIP + 8, port4: 0}
+)
+
+func build(matches []Match, d direction) ([]bpf.RawInstruction, error) {
+	if len(matches) == 0 {
+		return nil, errNoMatches
+	}
+	if len(matches) > MaxMatches {
+		return nil, fmt.Errorf("bpfgen: %d matches, at most %d supported", len(matches), MaxMatches)
+	}
+	v4 := section4(matches, d)
+	v6 := section6(matches, d)
+	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: offEtherType, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv6, SkipFalse: 1},
+		bpf.Jump{Skip: uint32(2 + len(v4))}, // over the next two and the IPv4 section
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv4, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+	}
+	prog = append(prog, v4...)
+	prog = append(prog, v6...)
+	if len(prog) > maxInsns {
+		return nil, fmt.Errorf("bpfgen: %s: program of %d instructions exceeds the kernel limit of %d", d.name, len(prog), maxInsns)
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		// Only a bug here can produce an unassemblable program.
+		return nil, fmt.Errorf("bpfgen: %s: assemble: %w", d.name, err)
+	}
+	return raw, nil
+}
+
+// check is one "load a field, compare with a constant" step of a match.
+type check struct {
+	load bpf.Instruction
+	val  uint32
+}
+
+// matchBlock returns the checks of one match followed by an accepting
+// return; a failed check jumps to the instruction after the block.
+func matchBlock(checks []check) []bpf.Instruction {
+	total := 2*len(checks) + 1
+	out := make([]bpf.Instruction, 0, total)
+	for i, c := range checks {
+		// Instructions after this jump up to the end of the block.
+		skip := total - (2*i + 2)
+		out = append(out, c.load, bpf.JumpIf{Cond: bpf.JumpEqual, Val: c.val, SkipFalse: uint8(skip)})
+	}
+	return append(out, bpf.RetConstant{Val: AcceptLen})
+}
+
+// section4 returns the IPv4 part of a program, entered with an IPv4
+// EtherType.
+func section4(matches []Match, d direction) []bpf.Instruction {
+	var blocks []bpf.Instruction
+	for _, m := range matches {
+		a := m.Addr.Unmap()
+		if a.IsValid() && !a.Is4() {
+			continue
+		}
+		var checks []check
+		if a.IsValid() {
+			b := a.As4()
+			checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr4, Size: 4}, binary.BigEndian.Uint32(b[:])})
+		}
+		if m.Port != 0 {
+			checks = append(checks, check{bpf.LoadIndirect{Off: offIP + d.port4, Size: 2}, uint32(m.Port)})
+		}
+		blocks = append(blocks, matchBlock(checks)...)
+	}
+	if blocks == nil {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	}
+	out := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: offIPv4Proto, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipFalse: 1}, // fragment offset != 0
+		bpf.RetConstant{Val: 0},
+		bpf.LoadMemShift{Off: offIP}, // X = 4 * IHL
+		// Both ports must be in the frame: a load beyond its end rejects.
+		bpf.LoadIndirect{Off: offIP + 2, Size: 2},
+	}
+	out = append(out, blocks...)
+	return append(out, bpf.RetConstant{Val: 0})
+}
+
+// section6 returns the IPv6 part of a program, entered with an IPv6
+// EtherType.
+func section6(matches []Match, d direction) []bpf.Instruction {
+	var blocks []bpf.Instruction
+	for _, m := range matches {
+		a := m.Addr.Unmap()
+		if a.Is4() {
+			continue
+		}
+		var checks []check
+		if a.IsValid() {
+			b := a.As16()
+			for w := range uint32(4) {
+				checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr6 + 4*w, Size: 4}, binary.BigEndian.Uint32(b[4*w:])})
+			}
+		}
+		if m.Port != 0 {
+			checks = append(checks, check{bpf.LoadAbsolute{Off: offTCP6 + d.port4, Size: 2}, uint32(m.Port)})
+		}
+		blocks = append(blocks, matchBlock(checks)...)
+	}
+	if blocks == nil {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	}
+	out := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		// Both ports must be in the frame: a load beyond its end rejects.
+		bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2},
+	}
+	out = append(out, blocks...)
+	return append(out, bpf.RetConstant{Val: 0})
+}

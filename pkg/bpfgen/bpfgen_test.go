@@ -1,0 +1,257 @@
+package bpfgen_test
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/bpf"
+
+	"github.com/tcpcopy-go/tcpcopy/pkg/bpfgen"
+)
+
+var (
+	client4 = netip.MustParseAddr("198.51.100.7")
+	server4 = netip.MustParseAddr("192.0.2.1")
+	other4  = netip.MustParseAddr("192.0.2.99")
+	client6 = netip.MustParseAddr("2001:db8:1::7")
+	server6 = netip.MustParseAddr("2001:db8::1")
+	other6  = netip.MustParseAddr("2001:db8::99")
+)
+
+// vm returns a VM running prog.
+func vm(tb testing.TB, prog []bpf.RawInstruction) *bpf.VM {
+	tb.Helper()
+	insns, ok := bpf.Disassemble(prog)
+	if !ok {
+		tb.Fatalf("Disassemble: undecodable instructions in %v", insns)
+	}
+	v, err := bpf.NewVM(insns)
+	if err != nil {
+		tb.Fatalf("NewVM: %v", err)
+	}
+	return v
+}
+
+func accepts(tb testing.TB, v *bpf.VM, pkt []byte) bool {
+	tb.Helper()
+	n, err := v.Run(pkt)
+	if err != nil {
+		tb.Fatalf("Run: %v", err)
+	}
+	return n > 0
+}
+
+func TestInbound(t *testing.T) {
+	to := func(a netip.Addr, port uint16) frame {
+		src := client4
+		if a.Is6() {
+			src = client6
+		}
+		return frame{src: src, dst: a, proto: 6, sport: 40000, dport: port}
+	}
+	tests := []struct {
+		name    string
+		matches []bpfgen.Match
+		f       frame
+		want    bool
+	}{
+		{"v4 match", []bpfgen.Match{{server4, 80}}, to(server4, 80), true},
+		{"v4 wrong port", []bpfgen.Match{{server4, 80}}, to(server4, 81), false},
+		{"v4 wrong addr", []bpfgen.Match{{server4, 80}}, to(other4, 80), false},
+		{"v4 source port not destination", []bpfgen.Match{{server4, 40000}}, to(server4, 80), false},
+		{"v4 udp", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 17, sport: 1, dport: 80}, false},
+		{"v4 ip options", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, ipOpts: 40}, true},
+		{"v4 ip options wrong port", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 80, dport: 1, ipOpts: 8}, false},
+		{"v4 first fragment", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, moreFrags: true}, true},
+		{"v4 non-first fragment", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, fragOff: 1}, false},
+		{"v4 non-first fragment any port", []bpfgen.Match{{server4, 0}}, frame{src: client4, dst: server4, proto: 6, fragOff: 100, moreFrags: true}, false},
+		{"v4 any addr", []bpfgen.Match{{Port: 80}}, to(other4, 80), true},
+		{"v4 any port", []bpfgen.Match{{Addr: server4}}, to(server4, 12345), true},
+		{"any tcp", []bpfgen.Match{{}}, to(other6, 1), true},
+		{"any tcp not udp", []bpfgen.Match{{}}, frame{src: client4, dst: server4, proto: 17, dport: 80}, false},
+		{"v4-mapped addr", []bpfgen.Match{{netip.AddrFrom16(server4.As16()), 80}}, to(server4, 80), true},
+		{"second of three", []bpfgen.Match{{server4, 81}, {server4, 80}, {other4, 80}}, to(server4, 80), true},
+		{"none of three", []bpfgen.Match{{server4, 81}, {other4, 81}, {server6, 80}}, to(server4, 80), false},
+		{"v4 in-band vlan tag", []bpfgen.Match{{server4, 80}}, frame{vlan: 100, src: client4, dst: server4, proto: 6, sport: 1, dport: 80}, false},
+		{"v6 match", []bpfgen.Match{{server6, 80}}, to(server6, 80), true},
+		{"v6 wrong port", []bpfgen.Match{{server6, 80}}, to(server6, 81), false},
+		{"v6 wrong addr", []bpfgen.Match{{server6, 80}}, to(other6, 80), false},
+		{"v6 last word differs", []bpfgen.Match{{netip.MustParseAddr("2001:db8::2"), 80}}, to(server6, 80), false},
+		{"v6 udp", []bpfgen.Match{{server6, 80}}, frame{src: client6, dst: server6, proto: 17, dport: 80}, false},
+		{"v6 hop-by-hop", []bpfgen.Match{{server6, 80}}, frame{src: client6, dst: server6, proto: 6, dport: 80, hopByHop: true}, false},
+		{"v6 fragment header", []bpfgen.Match{{server6, 0}}, frame{src: client6, dst: server6, proto: 6, dport: 80, frag6: true}, false},
+		{"v6 frame v4 match", []bpfgen.Match{{server4, 80}}, to(server6, 80), false},
+		{"v4 frame v6 match", []bpfgen.Match{{server6, 80}}, to(server4, 80), false},
+		{"v6 any addr", []bpfgen.Match{{Port: 443}}, to(server6, 443), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prog, err := bpfgen.Inbound(tt.matches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := accepts(t, vm(t, prog), tt.f.bytes()); got != tt.want {
+				t.Fatalf("Inbound(%v) accepts %v: got %v, want %v", tt.matches, tt.f, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResponsesFrom(t *testing.T) {
+	resp := func(from netip.Addr, port uint16) frame {
+		to := client4
+		if from.Is6() {
+			to = client6
+		}
+		return frame{src: from, dst: to, proto: 6, sport: port, dport: 40000, payload: 100}
+	}
+	tests := []struct {
+		name    string
+		matches []bpfgen.Match
+		f       frame
+		want    bool
+	}{
+		{"v4 response", []bpfgen.Match{{server4, 80}}, resp(server4, 80), true},
+		{"v4 request", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 40000, dport: 80}, false},
+		{"v4 other server", []bpfgen.Match{{server4, 80}}, resp(other4, 80), false},
+		{"v4 other port", []bpfgen.Match{{server4, 80}}, resp(server4, 8080), false},
+		{"v6 response", []bpfgen.Match{{server6, 80}}, resp(server6, 80), true},
+		{"v6 other server", []bpfgen.Match{{server6, 80}}, resp(other6, 80), false},
+		{"any server port 80", []bpfgen.Match{{Port: 80}}, resp(other6, 80), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prog, err := bpfgen.ResponsesFrom(tt.matches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := accepts(t, vm(t, prog), tt.f.bytes()); got != tt.want {
+				t.Fatalf("ResponsesFrom(%v) accepts %v: got %v, want %v", tt.matches, tt.f, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTruncated checks that frames cut anywhere never match and never make
+// the program misbehave: loads beyond the end reject.
+func TestTruncated(t *testing.T) {
+	for _, f := range []frame{
+		{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, ipOpts: 8},
+		{src: client6, dst: server6, proto: 6, sport: 1, dport: 80},
+	} {
+		prog, err := bpfgen.Inbound([]bpfgen.Match{{f.dst, 80}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := vm(t, prog)
+		b := f.bytes()
+		hdrs := len(b) - 20 + 4 // up to and including the destination port
+		for n := range hdrs {
+			if accepts(t, v, b[:n]) {
+				t.Errorf("%v truncated to %d bytes matches", f.dst, n)
+			}
+		}
+		if !accepts(t, v, b[:hdrs]) {
+			t.Errorf("%v truncated after the destination port does not match", f.dst)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		matches []bpfgen.Match
+		want    string
+	}{
+		{"none", nil, "bpfgen: no matches"},
+		{"too many", make([]bpfgen.Match, bpfgen.MaxMatches+1), "bpfgen: 65 matches, at most 64 supported"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, fn := range []func([]bpfgen.Match) ([]bpf.RawInstruction, error){bpfgen.Inbound, bpfgen.ResponsesFrom} {
+				_, err := fn(tt.matches)
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("error = %v, want %q", err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// maxMatches returns MaxMatches distinct matches of the most expensive
+// kind (IPv6 address and port) plus the given extra.
+func maxMatches(extra ...bpfgen.Match) []bpfgen.Match {
+	ms := make([]bpfgen.Match, 0, bpfgen.MaxMatches)
+	for i := range bpfgen.MaxMatches - len(extra) {
+		a := netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", i+1))
+		ms = append(ms, bpfgen.Match{Addr: a, Port: uint16(1000 + i)})
+	}
+	return append(ms, extra...)
+}
+
+func TestMaxMatches(t *testing.T) {
+	last := bpfgen.Match{Addr: server4, Port: 80}
+	ms := maxMatches(last)
+	prog, err := bpfgen.Inbound(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d matches: %d instructions", len(ms), len(prog))
+	if len(prog) > 1000 {
+		t.Errorf("program has %d instructions, want well under the kernel's 4096", len(prog))
+	}
+	v := vm(t, prog)
+	if !accepts(t, v, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80}.bytes()) {
+		t.Error("last (IPv4) match does not match")
+	}
+	if !accepts(t, v, frame{src: client6, dst: ms[62].Addr, proto: 6, sport: 1, dport: ms[62].Port}.bytes()) {
+		t.Error("last IPv6 match does not match")
+	}
+	if accepts(t, v, frame{src: client6, dst: ms[62].Addr, proto: 6, sport: 1, dport: ms[61].Port}.bytes()) {
+		t.Error("crossed address and port match")
+	}
+}
+
+func TestMatchString(t *testing.T) {
+	tests := []struct {
+		m    bpfgen.Match
+		want string
+	}{
+		{bpfgen.Match{server4, 80}, "192.0.2.1:80"},
+		{bpfgen.Match{server6, 443}, "[2001:db8::1]:443"},
+		{bpfgen.Match{Port: 80}, "*:80"},
+		{bpfgen.Match{Addr: server4}, "192.0.2.1:*"},
+	}
+	for _, tt := range tests {
+		if got := tt.m.String(); got != tt.want {
+			t.Errorf("String() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func BenchmarkVM(b *testing.B) {
+	prog, err := bpfgen.Inbound(maxMatches(bpfgen.Match{Addr: server4, Port: 80}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := vm(b, prog)
+	pkt := frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80}.bytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, _ := v.Run(pkt); n == 0 {
+			b.Fatal("no match")
+		}
+	}
+}
+
+func BenchmarkInbound(b *testing.B) {
+	ms := maxMatches()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := bpfgen.Inbound(ms); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
