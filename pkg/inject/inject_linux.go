@@ -1,0 +1,125 @@
+//go:build linux
+
+package inject
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sender sends raw IPv4 and IPv6 packets. Make it with Open.
+type Sender struct {
+	fd4, fd6 int // -1 when that family is unavailable
+}
+
+// Errors callers branch on.
+var (
+	// ErrTooBig wraps EMSGSIZE: the packet exceeds the route's MTU; split it.
+	ErrTooBig = errors.New("inject: packet larger than the path MTU")
+	// ErrMalformed is returned for a buffer that is not an IPv4 or IPv6
+	// packet.
+	ErrMalformed = errors.New("inject: not an IPv4 or IPv6 packet")
+	// ErrNoFamily is returned when the socket for the packet's IP version
+	// could not be opened (e.g. IPv6 disabled).
+	ErrNoFamily = errors.New("inject: no raw socket for this IP version")
+)
+
+// Open opens the raw sockets. It needs CAP_NET_RAW. An IPv6 socket that
+// cannot be opened (IPv6 disabled) is not an error: sending IPv6 then
+// fails with ErrNoFamily.
+func Open() (*Sender, error) {
+	fd4, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return nil, fmt.Errorf("inject: %w", os.NewSyscallError("socket(AF_INET, SOCK_RAW)", err))
+	}
+	if err := unix.SetsockoptInt(fd4, unix.IPPROTO_IP, unix.IP_HDRINCL, 1); err != nil {
+		unix.Close(fd4)
+		return nil, fmt.Errorf("inject: %w", os.NewSyscallError("setsockopt(IP_HDRINCL)", err))
+	}
+	s := &Sender{fd4: fd4, fd6: -1}
+	if fd6, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW); err == nil {
+		s.fd6 = fd6
+	}
+	// Large socket buffers absorb bursts (a 64 KiB super-packet split into
+	// 45 segments) without ENOBUFS.
+	for _, fd := range []int{s.fd4, s.fd6} {
+		if fd >= 0 {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+		}
+	}
+	return s, nil
+}
+
+// Send sends pkt, a complete IPv4 or IPv6 packet, to its destination
+// address. It does not allocate. A full socket buffer (ENOBUFS, EAGAIN) is
+// returned as is, for the caller to count.
+func (s *Sender) Send(pkt []byte) error {
+	if len(pkt) < 20 {
+		return ErrMalformed
+	}
+	var err error
+	switch pkt[0] >> 4 {
+	case 4:
+		var sa unix.RawSockaddrInet4
+		sa.Family = unix.AF_INET
+		copy(sa.Addr[:], pkt[16:20])
+		err = sendto(s.fd4, pkt, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
+	case 6:
+		if len(pkt) < 40 {
+			return ErrMalformed
+		}
+		if s.fd6 < 0 {
+			return ErrNoFamily
+		}
+		var sa unix.RawSockaddrInet6
+		sa.Family = unix.AF_INET6
+		copy(sa.Addr[:], pkt[24:40])
+		err = sendto(s.fd6, pkt, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
+	default:
+		return ErrMalformed
+	}
+	return err
+}
+
+// errno values returned without boxing a new error each time.
+var (
+	errENOBUFS  error = unix.ENOBUFS
+	errEAGAIN   error = unix.EAGAIN
+	errEPERM    error = unix.EPERM
+)
+
+func sendto(fd int, b []byte, sa unsafe.Pointer, salen uintptr) error {
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(sa), salen)
+		switch e {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		case unix.EMSGSIZE:
+			return ErrTooBig
+		case unix.ENOBUFS:
+			return errENOBUFS
+		case unix.EAGAIN:
+			return errEAGAIN
+		case unix.EPERM:
+			return errEPERM
+		}
+		return e
+	}
+}
+
+// Close closes the sockets.
+func (s *Sender) Close() error {
+	err := unix.Close(s.fd4)
+	if s.fd6 >= 0 {
+		if err6 := unix.Close(s.fd6); err == nil {
+			err = err6
+		}
+	}
+	return err
+}

@@ -1,0 +1,26 @@
+//go:build !linux
+
+package inject
+
+import "errors"
+
+// Sender sends raw IP packets; only Linux is supported.
+type Sender struct{}
+
+// Errors callers branch on.
+var (
+	ErrTooBig    = errors.New("inject: packet larger than the path MTU")
+	ErrMalformed = errors.New("inject: not an IPv4 or IPv6 packet")
+	ErrNoFamily  = errors.New("inject: no raw socket for this IP version")
+)
+
+var errUnsupported = errors.New("inject: raw sending is only supported on Linux")
+
+// Open fails on this platform.
+func Open() (*Sender, error) { return nil, errUnsupported }
+
+// Send fails on this platform.
+func (s *Sender) Send(pkt []byte) error { return errUnsupported }
+
+// Close does nothing.
+func (s *Sender) Close() error { return nil }
