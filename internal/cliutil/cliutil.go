@@ -48,13 +48,13 @@ func Normalize(args []string, withValue, plain string) []string {
 			out = append(out, a)
 			continue
 		}
-		split, ok := splitGroup(a[1:], takesValue, isPlain)
+		split, needsValue, ok := splitGroup(a[1:], takesValue, isPlain)
 		if !ok {
 			out = append(out, a)
 			continue
 		}
 		out = append(out, split...)
-		if takesValue(split[len(split)-1][1]) && len(split[len(split)-1]) == 2 && i+1 < len(args) {
+		if needsValue && i+1 < len(args) {
 			// The group ended in a value option without a glued value.
 			i++
 			out = append(out, args[i])
@@ -63,25 +63,26 @@ func Normalize(args []string, withValue, plain string) []string {
 	return out
 }
 
-// splitGroup splits the letters of one short-option group.
-func splitGroup(s string, takesValue, isPlain func(byte) bool) ([]string, bool) {
-	var out []string
+// splitGroup splits the letters of one short-option group. needsValue
+// reports that the group ends in a value option whose value is the next
+// argument.
+func splitGroup(s string, takesValue, isPlain func(byte) bool) (out []string, needsValue, ok bool) {
 	for j := 0; j < len(s); j++ {
 		c := s[j]
 		switch {
 		case takesValue(c):
 			out = append(out, "-"+string(c))
 			if j+1 < len(s) {
-				out = append(out, s[j+1:])
+				return append(out, s[j+1:]), false, true
 			}
-			return out, true
+			return out, true, true
 		case isPlain(c):
 			out = append(out, "-"+string(c))
 		default:
-			return nil, false
+			return nil, false, false
 		}
 	}
-	return out, true
+	return out, false, true
 }
 
 // IntInRange parses a decimal integer and checks lo <= v <= hi, with an
