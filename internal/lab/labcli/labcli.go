@@ -1,0 +1,391 @@
+// Package labcli is the command line of tcpcopy-lab: the subcommands serve
+// (the recorder), load (the load client), run (the orchestrator, package
+// labrun) and cleanup (stale namespaces).
+//
+// It lives outside cmd/ so that tests of any package can make their test
+// binary act as tcpcopy-lab: labrun re-executes its Config.Self inside the
+// namespaces with ChildEnv=1, and a TestMain that calls
+// RunChildIfRequested then runs the subcommand instead of the tests:
+//
+//	func TestMain(m *testing.M) {
+//		labcli.RunChildIfRequested()
+//		os.Exit(m.Run())
+//	}
+package labcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/labrun"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
+)
+
+// ChildEnv, set to "1", tells RunChildIfRequested that this process was
+// started by labrun as tcpcopy-lab.
+const ChildEnv = labrun.ChildEnv
+
+// Exit codes.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1 // the run failed after setup
+	ExitSetup       = 2 // bad usage, or the lab could not be built or started
+	ExitLowFidelity = 3 // run --min-fidelity was not reached
+)
+
+// exitError carries an exit code through cli.Command.Run.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// RunChildIfRequested runs the command line in os.Args as tcpcopy-lab and
+// exits when ChildEnv is "1"; otherwise it returns at once. Call it first in
+// TestMain.
+func RunChildIfRequested() {
+	if os.Getenv(ChildEnv) != "1" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Main runs the tcpcopy-lab command line args (args[0] is the program name)
+// and returns the exit code. ctx ends on SIGINT or SIGTERM in the caller.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := Command()
+	cmd.Writer = stdout
+	cmd.ErrWriter = stderr
+	err := cmd.Run(ctx, args)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", filepath.Base(args[0]), err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return ExitSetup // usage errors from flag parsing
+}
+
+func newLogger(cmd *cli.Command) *slog.Logger {
+	level := slog.LevelInfo
+	if cmd.Bool("verbose") {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(cmd.Root().ErrWriter, &slog.HandlerOptions{Level: level}))
+}
+
+// Command returns the tcpcopy-lab command tree.
+func Command() *cli.Command {
+	return &cli.Command{
+		Name:  "tcpcopy-lab",
+		Usage: "namespace lab for tcpcopy-go: recorder, load client and orchestrator",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
+		},
+		// Never os.Exit from inside: deferred cleanups must run.
+		ExitErrHandler: func(context.Context, *cli.Command, error) {},
+		Commands:       []*cli.Command{serveCommand(), loadCommand(), runCommand(), cleanupCommand()},
+	}
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the recording HTTP server (inside a namespace: ip netns exec NS tcpcopy-lab serve ...)",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "listen", Required: true, Usage: "address to listen on, ADDR:PORT or [ADDR]:PORT (repeatable)"},
+			&cli.StringFlag{Name: "log", Required: true, Usage: "JSON-lines file the requests are appended to"},
+			&cli.Int64Flag{Name: "max-body", Value: recorder.DefaultMaxBody, Usage: "largest request body accepted, bytes"},
+			&cli.Int64Flag{Name: "resp", Value: recorder.DefaultRespSize, Usage: "response body size when the request has no ?resp=N"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			log := newLogger(cmd)
+			f, err := recorder.OpenLog(cmd.String("log"))
+			if err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			defer f.Close()
+			rec := recorder.New(f, recorder.Options{MaxBody: cmd.Int64("max-body"), RespSize: cmd.Int64("resp")})
+			if err := recorder.Serve(ctx, cmd.StringSlice("listen"), rec, log); err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			log.Info("stopped", "requests", rec.Count())
+			if n := rec.WriteErrors(); n > 0 {
+				return &exitError{ExitFailure, fmt.Errorf("%d log writes failed", n)}
+			}
+			return nil
+		},
+	}
+}
+
+// loadFlags are the load client's flags; run shares all but url, log and
+// source. Names match labrun.LoadArgs.
+func loadFlags(standalone bool) []cli.Flag {
+	flags := []cli.Flag{
+		&cli.FloatFlag{Name: "rate", Value: 50, Usage: "requests per second (0: as fast as the concurrency allows)"},
+		&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "stop issuing requests after this long"},
+		&cli.IntFlag{Name: "max", Value: load.DefaultMaxRequests, Usage: "stop after this many requests"},
+		&cli.StringFlag{Name: "mode", Value: "mixed", Usage: "keepalive, short or mixed connections"},
+		&cli.FloatFlag{Name: "keepalive-share", Value: load.DefaultKeepAliveShare, Usage: "mixed mode: share of keep-alive connections"},
+		&cli.IntFlag{Name: "per-conn", Value: load.DefaultRequestsPerConn, Usage: "requests per keep-alive connection"},
+		&cli.StringSliceFlag{Name: "method", Usage: "methods drawn uniformly (repeatable; default GET,POST)"},
+		&cli.IntSliceFlag{Name: "body-size", Usage: "body sizes drawn uniformly for POST, bytes (repeatable; default 0 B .. 1 MiB)"},
+		&cli.IntFlag{Name: "resp", Usage: "ask the server for response bodies of this many bytes"},
+		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the request plan"},
+		&cli.IntFlag{Name: "concurrency", Value: load.DefaultConcurrency, Usage: "requests in flight (one connection each)"},
+		&cli.DurationFlag{Name: "timeout", Value: load.DefaultTimeout, Usage: "per-request timeout"},
+		&cli.StringFlag{Name: "id-prefix", Usage: "X-Lab-Id prefix (default random)"},
+	}
+	if standalone {
+		flags = append(flags,
+			&cli.StringFlag{Name: "url", Required: true, Usage: "base URL, e.g. http://192.0.2.1:80"},
+			&cli.StringFlag{Name: "log", Usage: "JSON-lines file for the results"},
+			&cli.StringSliceFlag{Name: "source", Usage: "source address, used round-robin per connection (repeatable)"},
+		)
+	}
+	return flags
+}
+
+func loadOptions(cmd *cli.Command) (load.Options, error) {
+	mode, err := load.ParseMode(cmd.String("mode"))
+	if err != nil {
+		return load.Options{}, err
+	}
+	o := load.Options{
+		URL:             cmd.String("url"),
+		Rate:            cmd.Float("rate"),
+		Duration:        cmd.Duration("duration"),
+		MaxRequests:     cmd.Int("max"),
+		Mode:            mode,
+		KeepAliveShare:  cmd.Float("keepalive-share"),
+		RequestsPerConn: cmd.Int("per-conn"),
+		Methods:         cmd.StringSlice("method"),
+		BodySizes:       cmd.IntSlice("body-size"),
+		RespSize:        cmd.Int("resp"),
+		Seed:            cmd.Uint64("seed"),
+		Concurrency:     cmd.Int("concurrency"),
+		Timeout:         cmd.Duration("timeout"),
+		IDPrefix:        cmd.String("id-prefix"),
+	}
+	for _, s := range cmd.StringSlice("source") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return o, fmt.Errorf("--source: %w", err)
+		}
+		o.LocalAddrs = append(o.LocalAddrs, a)
+	}
+	if o.Duration <= 0 || o.MaxRequests <= 0 {
+		return o, errors.New("--duration and --max must be positive: the load is always bounded")
+	}
+	return o, nil
+}
+
+func loadCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "load",
+		Usage: "run the bounded load client (inside the client namespace)",
+		Flags: loadFlags(true),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			o, err := loadOptions(cmd)
+			if err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			if path := cmd.String("log"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return &exitError{ExitSetup, err}
+				}
+				defer f.Close()
+				o.Log = f
+			}
+			rs, err := load.Run(ctx, o)
+			if err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			s := load.Summarize(rs)
+			fmt.Fprintf(cmd.Root().Writer, "%d requests, %d ok, %d failed, %d connections, p50 %s, p99 %s\n",
+				s.Requests, s.OK, s.Failed, s.Connections, s.P50, s.P99)
+			return nil
+		},
+	}
+}
+
+func runCommand() *cli.Command {
+	flags := append(loadFlags(false),
+		&cli.StringFlag{Name: "tcpcopy-bin", Usage: "tcpcopy binary; empty runs without copying"},
+		&cli.StringFlag{Name: "intercept-bin", Usage: "intercept binary"},
+		&cli.StringFlag{Name: "tcpcopy-args", Usage: "tcpcopy arguments, shell-quoted, with {placeholders} (default: " + quoteArgs(labrun.DefaultTcpcopyArgs) + ")"},
+		&cli.StringFlag{Name: "intercept-args", Usage: "intercept arguments (default: " + quoteArgs(labrun.DefaultInterceptArgs) + ")"},
+		&cli.BoolFlag{Name: "ipv6", Usage: "send the load over IPv6"},
+		&cli.IntFlag{Name: "extra-clients", Usage: "extra client addresses (192.0.2.11...)"},
+		&cli.BoolFlag{Name: "all-sources", Usage: "spread connections over all client addresses"},
+		&cli.BoolFlag{Name: "gro", Usage: "enable GRO on the receiving veths (needs ethtool; offloads stay at the veth defaults otherwise)"},
+		&cli.DurationFlag{Name: "tail", Value: 2 * time.Second, Usage: "wait after the load before stopping tcpcopy"},
+		&cli.DurationFlag{Name: "start-timeout", Value: 5 * time.Second, Usage: "wait for each process to become ready"},
+		&cli.StringFlag{Name: "dir", Usage: "output directory (default: a new temporary directory)"},
+		&cli.StringFlag{Name: "prefix", Value: netlab.DefaultPrefix, Usage: "namespace name prefix"},
+		&cli.StringFlag{Name: "json", Usage: "also write the report as JSON to this file"},
+		&cli.FloatFlag{Name: "min-fidelity", Usage: "exit 3 when the fidelity (percent) is below this"},
+		&cli.BoolFlag{Name: "demo", Usage: "use tcpcopy and intercept from the directory of this executable when they exist"},
+	)
+	return &cli.Command{
+		Name:  "run",
+		Usage: "build the lab, run servers, copy binaries and load, report the copy fidelity",
+		Flags: flags,
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			log := newLogger(cmd)
+			lo, err := loadOptions(cmd)
+			if err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			cfg := labrun.Config{
+				Prefix:       cmd.String("prefix"),
+				ExtraClients: cmd.Int("extra-clients"),
+				GRO:          cmd.Bool("gro"),
+				Dir:          cmd.String("dir"),
+				TcpcopyBin:   cmd.String("tcpcopy-bin"),
+				InterceptBin: cmd.String("intercept-bin"),
+				Load:         lo,
+				IPv6:         cmd.Bool("ipv6"),
+				AllSources:   cmd.Bool("all-sources"),
+				Tail:         cmd.Duration("tail"),
+				StartTimeout: cmd.Duration("start-timeout"),
+			}
+			// Resolve our own path now: inside "ip netns exec",
+			// /proc/self/exe is ip.
+			if cfg.Self, err = os.Executable(); err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			for _, a := range []struct {
+				flag string
+				dst  *[]string
+			}{{"tcpcopy-args", &cfg.TcpcopyArgs}, {"intercept-args", &cfg.InterceptArgs}} {
+				if !cmd.IsSet(a.flag) {
+					continue
+				}
+				if *a.dst, err = labrun.SplitArgs(cmd.String(a.flag)); err != nil {
+					return &exitError{ExitSetup, fmt.Errorf("--%s: %w", a.flag, err)}
+				}
+				if *a.dst == nil {
+					*a.dst = []string{}
+				}
+			}
+			if cmd.Bool("demo") {
+				demoBinaries(&cfg, log)
+			}
+			if cfg.InterceptBin != "" && cfg.TcpcopyBin == "" {
+				return &exitError{ExitSetup, errors.New("--intercept-bin without --tcpcopy-bin")}
+			}
+
+			rep, err := labrun.Run(ctx, cfg, log)
+			if rep != nil && rep.Elapsed > 0 { // complete: not canceled or failed half-way
+				if werr := rep.WriteText(cmd.Root().Writer); werr != nil && err == nil {
+					err = werr
+				}
+				if path := cmd.String("json"); path != "" {
+					if werr := rep.WriteJSON(path); werr != nil && err == nil {
+						err = werr
+					}
+				}
+			}
+			switch {
+			case errors.Is(err, labrun.ErrSetup):
+				return &exitError{ExitSetup, err}
+			case err != nil:
+				return &exitError{ExitFailure, err}
+			}
+			if min := cmd.Float("min-fidelity"); min > 0 && rep.Compare.Fidelity < min {
+				return &exitError{ExitLowFidelity, fmt.Errorf("fidelity %.1f%% below --min-fidelity %.1f%%", rep.Compare.Fidelity, min)}
+			}
+			return nil
+		},
+	}
+}
+
+// demoBinaries fills in tcpcopy and intercept from the directory of this
+// executable (make build puts all commands in bin/).
+func demoBinaries(cfg *labrun.Config, log *slog.Logger) {
+	dir := filepath.Dir(cfg.Self)
+	for _, b := range []struct {
+		name string
+		dst  *string
+	}{{"tcpcopy", &cfg.TcpcopyBin}, {"intercept", &cfg.InterceptBin}} {
+		if *b.dst != "" {
+			continue
+		}
+		path := filepath.Join(dir, b.name)
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+			*b.dst = path
+		}
+	}
+	if cfg.TcpcopyBin == "" || cfg.InterceptBin == "" {
+		log.Warn("demo: tcpcopy or intercept not found next to tcpcopy-lab: running without copying", "dir", dir)
+		cfg.TcpcopyBin, cfg.InterceptBin = "", ""
+	}
+}
+
+func quoteArgs(args []string) string {
+	s := ""
+	for i, a := range args {
+		if i > 0 {
+			s += " "
+		}
+		if a == "" || containsAny(a, " \t'\"\\") {
+			s += "'" + a + "'"
+		} else {
+			s += a
+		}
+	}
+	return s
+}
+
+func containsAny(s, chars string) bool {
+	for _, c := range s {
+		for _, d := range chars {
+			if c == d {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func cleanupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cleanup",
+		Usage: "delete lab namespaces left behind by dead tcpcopy-lab runs and tests",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "prefix", Value: netlab.DefaultPrefix, Usage: "namespace name prefix"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			gone, err := netlab.Cleanup(ctx, cmd.String("prefix"))
+			for _, ns := range gone {
+				fmt.Fprintln(cmd.Root().Writer, "deleted", ns)
+			}
+			if err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			return nil
+		},
+	}
+}

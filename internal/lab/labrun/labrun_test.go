@@ -1,0 +1,292 @@
+package labrun_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/labcli"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/labrun"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
+)
+
+// TestMain lets the test binary act as tcpcopy-lab (serve, load) for
+// labrun's children, and as fake tcpcopy and intercept binaries when called
+// through symlinks of those names.
+func TestMain(m *testing.M) {
+	labcli.RunChildIfRequested()
+	switch filepath.Base(os.Args[0]) {
+	case "intercept":
+		os.Exit(fakeIntercept(os.Args[1:]))
+	case "tcpcopy":
+		os.Exit(fakeTcpcopy(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// fakeIntercept prints its arguments and accepts connections on -b:36524.
+func fakeIntercept(args []string) int {
+	fmt.Println(strings.Join(args, "|"))
+	i := slices.Index(args, "-b")
+	if i < 0 || i+1 >= len(args) {
+		fmt.Fprintln(os.Stderr, "fake intercept: no -b")
+		return 1
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(args[i+1], "36524"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	time.Sleep(time.Minute) // bounded; the orchestrator stops it sooner
+	return 0
+}
+
+// fakeTcpcopy prints its arguments, connects to -s:36524, burns a little CPU
+// and memory so that usage is measurable, and waits.
+func fakeTcpcopy(args []string) int {
+	fmt.Println(strings.Join(args, "|"))
+	i := slices.Index(args, "-s")
+	if i < 0 || i+1 >= len(args) {
+		fmt.Fprintln(os.Stderr, "fake tcpcopy: no -s")
+		return 1
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(args[i+1], "36524"), 3*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	buf := make([]byte, 32<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	time.Sleep(time.Minute)
+	return int(buf[7]) - 7
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds network namespaces")
+	}
+}
+
+func logger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// fakeBins makes "tcpcopy" and "intercept" symlinks to the test binary.
+func fakeBins(t *testing.T) (tcpcopy, intercept string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, n := range []string{"tcpcopy", "intercept"} {
+		if err := os.Symlink(self, filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "tcpcopy"), filepath.Join(dir, "intercept")
+}
+
+func config(t *testing.T) labrun.Config {
+	return labrun.Config{
+		Dir:  t.TempDir(),
+		Load: load.Options{Rate: 50, Duration: 500 * time.Millisecond, MaxRequests: 100},
+		Tail: 100 * time.Millisecond,
+	}
+}
+
+func checkGone(t *testing.T, id string) {
+	t.Helper()
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), id+"-") {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
+}
+
+func TestRunWithFakeCopiers(t *testing.T) {
+	needRoot(t)
+	cfg := config(t)
+	cfg.TcpcopyBin, cfg.InterceptBin = fakeBins(t)
+	rep, err := labrun.Run(context.Background(), cfg, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGone(t, rep.ID)
+	if rep.Compare.Online == 0 || rep.Compare.Online != rep.Load.OK {
+		t.Errorf("online recorded %d, load ok %d", rep.Compare.Online, rep.Load.OK)
+	}
+	if rep.Compare.Target != 0 || rep.Compare.Fidelity != 0 {
+		t.Errorf("fake tcpcopy copied nothing, yet target %d fidelity %v", rep.Compare.Target, rep.Compare.Fidelity)
+	}
+	for _, p := range []*labrun.ProcReport{rep.Tcpcopy, rep.Intercept} {
+		if p == nil {
+			t.Fatal("missing process report")
+		}
+		if p.Exit != "" {
+			t.Errorf("%s: %s", p.Bin, p.Exit)
+		}
+		if p.PeakRSS <= 0 {
+			t.Errorf("%s: peak RSS %d", p.Bin, p.PeakRSS)
+		}
+	}
+	if rep.Tcpcopy.PeakRSS < 32<<20 {
+		t.Errorf("tcpcopy peak RSS %d, want at least the 32 MiB it touched", rep.Tcpcopy.PeakRSS)
+	}
+	// Placeholders were expanded into the default command lines.
+	out := readStdout(t, cfg.Dir, "intercept")
+	if want := "-i|to-target|-F|tcp and src port 8080|-b|198.51.100.130"; out != want {
+		t.Errorf("intercept argv %q, want %q", out, want)
+	}
+	out = readStdout(t, cfg.Dir, "tcpcopy")
+	if want := "-x|80-198.51.100.2:8080|-s|198.51.100.130|-i|to-client"; out != want {
+		t.Errorf("tcpcopy argv %q, want %q", out, want)
+	}
+	if len(rep.Problems) != 0 {
+		t.Errorf("problems: %v", rep.Problems)
+	}
+}
+
+func readStdout(t *testing.T, dir, name string) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*-"+name+".stdout"))
+	if len(files) != 1 {
+		t.Fatalf("stdout files of %s: %v", name, files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestRunSetupFailure(t *testing.T) {
+	needRoot(t)
+	cfg := config(t)
+	cfg.TcpcopyBin, _ = fakeBins(t)
+	cfg.InterceptBin = "/bin/false"
+	cfg.StartTimeout = time.Minute // an early exit must not wait for it
+	start := time.Now()
+	rep, err := labrun.Run(context.Background(), cfg, logger(t))
+	if !errors.Is(err, labrun.ErrSetup) {
+		t.Fatalf("got %v, want ErrSetup", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("failure took %v to notice", d)
+	}
+	checkGone(t, rep.ID)
+
+	cfg.InterceptArgs = []string{"{no.such}"}
+	if _, err := labrun.Run(context.Background(), cfg, logger(t)); !errors.Is(err, labrun.ErrSetup) || !strings.Contains(err.Error(), "{no.such}") {
+		t.Errorf("bad placeholder: got %v", err)
+	}
+}
+
+func TestRunCancel(t *testing.T) {
+	needRoot(t)
+	cfg := config(t)
+	cfg.Load.Duration = time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Cancel once the load runs, as a Ctrl-C would.
+	var canceled time.Time
+	log := slog.New(hookHandler{logger(t).Handler(), func(r slog.Record) {
+		if r.Message == "running load" {
+			time.AfterFunc(300*time.Millisecond, func() { canceled = time.Now(); cancel() })
+		}
+	}})
+	rep, err := labrun.Run(ctx, cfg, log)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want the context's error", err)
+	}
+	if canceled.IsZero() {
+		t.Fatal("load never started")
+	}
+	if d := time.Since(canceled); d > 8*time.Second {
+		t.Errorf("teardown after cancel took %v", d)
+	}
+	checkGone(t, rep.ID)
+}
+
+func TestSplitArgs(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{"", nil, false},
+		{"  -a  b ", []string{"-a", "b"}, false},
+		{`-F 'tcp and src port 8080' -b x`, []string{"-F", "tcp and src port 8080", "-b", "x"}, false},
+		{`-F "tcp and \"x\"" ''`, []string{"-F", `tcp and "x"`, ""}, false},
+		{`a\ b c`, []string{"a b", "c"}, false},
+		{`'unterminated`, nil, true},
+		{`trailing\`, nil, true},
+	}
+	for _, c := range cases {
+		got, err := labrun.SplitArgs(c.in)
+		if (err != nil) != c.err || !slices.Equal(got, c.want) {
+			t.Errorf("SplitArgs(%q) = %q, %v; want %q (error %v)", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	vars := map[string]string{"a.b": "X", "c": "Y"}
+	got, err := labrun.Expand([]string{"{a.b}", "p{c}q{a.b}", "plain", "{", "}{"}, vars)
+	if want := []string{"X", "pYqX", "plain", "{", "}{"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	if _, err := labrun.Expand([]string{"{x}"}, vars); err == nil {
+		t.Error("unknown placeholder: want an error")
+	}
+	// Every default placeholder exists.
+	var topo netlab.Topology
+	vars = labrun.Vars(&topo)
+	for _, args := range [][]string{labrun.DefaultTcpcopyArgs, labrun.DefaultInterceptArgs} {
+		if _, err := labrun.Expand(args, vars); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// hookHandler calls hook for every record, then passes it on.
+type hookHandler struct {
+	slog.Handler
+	hook func(slog.Record)
+}
+
+func (h hookHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.hook(r)
+	return h.Handler.Handle(ctx, r)
+}

@@ -1,0 +1,545 @@
+// Package load is the lab's HTTP load client: a bounded, paced mix of GET
+// and POST requests over keep-alive connections (several requests each),
+// short connections (one request each, "Connection: close"), or both.
+//
+// Every request carries a unique X-Lab-Id header (recorder.IDHeader) and a
+// body whose size is drawn from a distribution and whose content comes from
+// a seeded generator, so the online and target recorders can be matched
+// request by request. A run always ends by itself: when Duration has passed
+// or MaxRequests have been issued, whichever comes first, or when ctx ends.
+// Requests in flight then finish within Timeout.
+//
+// Pacing is open-loop up to Concurrency requests in flight: when every
+// worker is busy the dispatcher waits instead of queueing, so an overloaded
+// lab slows the load down rather than building a backlog (pitfalls.md,
+// "Overload is a slow loop").
+//
+// The request plan (method, body size, body content for each sequence
+// number) depends only on Seed; which connection carries which request
+// depends on scheduling.
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
+)
+
+// Mode says how requests are spread over connections.
+type Mode uint8
+
+// Modes.
+const (
+	KeepAlive Mode = iota // connections carry up to RequestsPerConn requests
+	Short                 // one request per connection, "Connection: close"
+	Mixed                 // each new connection is keep-alive with probability KeepAliveShare
+)
+
+func (m Mode) String() string {
+	switch m {
+	case KeepAlive:
+		return "keepalive"
+	case Short:
+		return "short"
+	case Mixed:
+		return "mixed"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseMode parses "keepalive", "short" or "mixed".
+func ParseMode(s string) (Mode, error) {
+	for _, m := range []Mode{KeepAlive, Short, Mixed} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("load: unknown mode %q (want keepalive, short or mixed)", s)
+}
+
+// Defaults for Options.
+const (
+	DefaultDuration        = 10 * time.Second
+	DefaultMaxRequests     = 1000
+	DefaultConcurrency     = 4
+	DefaultTimeout         = 5 * time.Second
+	DefaultRequestsPerConn = 10
+	DefaultKeepAliveShare  = 0.5
+)
+
+// DefaultMethods is the default method mix: half GET, half POST.
+var DefaultMethods = []string{http.MethodGet, http.MethodPost}
+
+// DefaultBodySizes is the default body size distribution for methods with
+// a body, drawn uniformly: mostly small, up to one 1 MiB body in ten.
+var DefaultBodySizes = []int{0, 64, 512, 1460, 1461, 4096, 16384, 65536, 200000, 1 << 20}
+
+// Options configures Run. Zero values mean the defaults.
+type Options struct {
+	// URL is the base URL, e.g. "http://192.0.2.1:80"; request i goes to
+	// URL + "/lab/<id>".
+	URL string
+	// Rate is the request rate over all workers, per second; 0 means as fast
+	// as Concurrency allows.
+	Rate float64
+	// Duration bounds the time during which requests are issued;
+	// DefaultDuration.
+	Duration time.Duration
+	// MaxRequests bounds the number of requests; DefaultMaxRequests.
+	MaxRequests int
+	// Mode spreads requests over connections.
+	Mode Mode
+	// KeepAliveShare is, in Mixed mode, the probability that a new
+	// connection is keep-alive; DefaultKeepAliveShare.
+	KeepAliveShare float64
+	// RequestsPerConn is how many requests a keep-alive connection carries
+	// before the client closes it; DefaultRequestsPerConn.
+	RequestsPerConn int
+	// Methods are drawn uniformly per request (repeat one to weight it);
+	// DefaultMethods. POST, PUT and PATCH carry a body.
+	Methods []string
+	// BodySizes are drawn uniformly for requests with a body;
+	// DefaultBodySizes.
+	BodySizes []int
+	// RespSize asks the recorder for a response body of this many bytes
+	// (?resp=N); 0 leaves the server's default.
+	RespSize int
+	// Seed makes the request plan reproducible; 1 when zero.
+	Seed uint64
+	// Concurrency is the number of workers, each with at most one request
+	// in flight and one connection open; DefaultConcurrency.
+	Concurrency int
+	// Timeout bounds each request, body included; DefaultTimeout.
+	Timeout time.Duration
+	// IDPrefix starts every X-Lab-Id ("<prefix>-<seq>"); a random 6-hex
+	// prefix when empty, so that runs do not share ids.
+	IDPrefix string
+	// LocalAddrs are source addresses, used round-robin per new connection
+	// (many-client tests); empty lets the kernel choose.
+	LocalAddrs []netip.Addr
+	// Log, when set, receives every Result as a JSON line as it completes.
+	// Writes are serialized.
+	Log io.Writer
+}
+
+// Result is the outcome of one request.
+type Result struct {
+	Seq        int           `json:"seq"`
+	ID         string        `json:"id"`
+	Method     string        `json:"method"`
+	BodyLen    int           `json:"body_len"`
+	BodySHA256 string        `json:"body_sha256"` // hex
+	KeepAlive  bool          `json:"keepalive"`   // sent on a keep-alive connection
+	Local      string        `json:"local,omitempty"`
+	Reused     bool          `json:"reused"` // the connection had carried an earlier request
+	Status     int           `json:"status"` // 0 when no response
+	RespLen    int64         `json:"resp_len"`
+	Start      time.Time     `json:"start"`
+	Latency    time.Duration `json:"latency"` // until the response body was read
+	Err        string        `json:"err,omitempty"`
+}
+
+// OK reports whether the request got a 2xx response and its whole body.
+func (r Result) OK() bool { return r.Err == "" && r.Status >= 200 && r.Status < 300 }
+
+func (o *Options) setDefaults() error {
+	if o.URL == "" {
+		return errors.New("load: no URL")
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("load: bad URL %q", o.URL)
+	}
+	o.URL = strings.TrimSuffix(o.URL, "/")
+	if o.Rate < 0 {
+		return fmt.Errorf("load: negative rate %v", o.Rate)
+	}
+	if o.Duration <= 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.MaxRequests <= 0 {
+		o.MaxRequests = DefaultMaxRequests
+	}
+	if o.Mode > Mixed {
+		return fmt.Errorf("load: bad mode %v", o.Mode)
+	}
+	if o.KeepAliveShare <= 0 {
+		o.KeepAliveShare = DefaultKeepAliveShare
+	}
+	if o.RequestsPerConn <= 0 {
+		o.RequestsPerConn = DefaultRequestsPerConn
+	}
+	if len(o.Methods) == 0 {
+		o.Methods = DefaultMethods
+	}
+	if len(o.BodySizes) == 0 {
+		o.BodySizes = DefaultBodySizes
+	}
+	for _, s := range o.BodySizes {
+		if s < 0 {
+			return fmt.Errorf("load: negative body size %d", s)
+		}
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.IDPrefix == "" {
+		var b [3]byte
+		rand.Read(b[:])
+		o.IDPrefix = hex.EncodeToString(b[:])
+	}
+	return nil
+}
+
+// job is one planned request.
+type job struct {
+	seq      int
+	method   string
+	size     int
+	bodySeed uint64
+}
+
+func hasBody(method string) bool {
+	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
+}
+
+// body returns the deterministic body of j.
+func (j job) body() []byte {
+	b := make([]byte, j.size)
+	r := mrand.NewPCG(j.bodySeed, uint64(j.seq))
+	for i := 0; i < len(b); i += 8 {
+		var w [8]byte
+		binary.LittleEndian.PutUint64(w[:], r.Uint64())
+		copy(b[i:], w[:])
+	}
+	return b
+}
+
+type localKey struct{}
+
+// Run issues the load described by opts and returns the results ordered by
+// sequence number. It returns an error only for invalid options or when a
+// Log write fails; request failures are in the results.
+func Run(ctx context.Context, opts Options) ([]Result, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	dctx, cancel := context.WithDeadline(ctx, start.Add(opts.Duration))
+	defer cancel()
+
+	jobs := make(chan job)
+	go dispatch(dctx, opts, start, jobs)
+
+	var (
+		mu      sync.Mutex
+		results []Result
+		logErr  error
+		nextSrc atomic.Uint64
+	)
+	var enc *json.Encoder
+	if opts.Log != nil {
+		enc = json.NewEncoder(opts.Log)
+	}
+	var wg sync.WaitGroup
+	for w := range opts.Concurrency {
+		wg.Go(func() {
+			wk := newWorker(opts, w, &nextSrc)
+			defer wk.close()
+			for j := range jobs {
+				// The run context, not the dispatch deadline: a request
+				// issued just before the deadline still gets Timeout.
+				r := wk.do(ctx, j)
+				mu.Lock()
+				results = append(results, r)
+				if enc != nil && logErr == nil {
+					logErr = enc.Encode(r)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(results, func(a, b Result) int { return a.Seq - b.Seq })
+	if logErr != nil {
+		return results, fmt.Errorf("load: log: %w", logErr)
+	}
+	return results, nil
+}
+
+// dispatch plans requests in sequence order and hands them to the workers
+// at the configured rate until the deadline, the count or ctx ends it.
+func dispatch(ctx context.Context, opts Options, start time.Time, jobs chan<- job) {
+	defer close(jobs)
+	rng := mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for n := range opts.MaxRequests {
+		j := job{seq: n, method: opts.Methods[rng.IntN(len(opts.Methods))]}
+		size := opts.BodySizes[rng.IntN(len(opts.BodySizes))]
+		if hasBody(j.method) {
+			j.size = size
+		}
+		j.bodySeed = rng.Uint64()
+		if opts.Rate > 0 {
+			due := start.Add(time.Duration(float64(n) / opts.Rate * float64(time.Second)))
+			if !due.Before(start.Add(opts.Duration)) {
+				return
+			}
+			if d := time.Until(due); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case jobs <- j:
+		}
+	}
+}
+
+// worker sends requests one at a time over its own keep-alive connection or
+// over short connections.
+type worker struct {
+	opts    Options
+	rng     *mrand.Rand
+	nextSrc *atomic.Uint64
+	ka      *http.Client // keep-alive: at most one connection
+	short   *http.Client // DisableKeepAlives
+	left    int          // requests left on the current keep-alive connection
+	cur     bool         // current connection is keep-alive
+	local   netip.Addr   // source address for the next connection
+}
+
+func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: opts.Timeout}
+		if a, ok := ctx.Value(localKey{}).(netip.Addr); ok && a.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	kaT := &http.Transport{
+		DialContext:         dial,
+		MaxIdleConnsPerHost: 1,
+		MaxConnsPerHost:     1,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}
+	shortT := &http.Transport{
+		DialContext:        dial,
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+	}
+	return &worker{
+		opts:    opts,
+		rng:     mrand.New(mrand.NewPCG(opts.Seed, uint64(n)+1)),
+		nextSrc: nextSrc,
+		ka:      &http.Client{Transport: kaT},
+		short:   &http.Client{Transport: shortT},
+	}
+}
+
+func (w *worker) close() {
+	w.ka.CloseIdleConnections()
+	w.short.CloseIdleConnections()
+}
+
+// newConn decides what the next connection is.
+func (w *worker) newConn() {
+	w.ka.CloseIdleConnections()
+	switch w.opts.Mode {
+	case KeepAlive:
+		w.cur = true
+	case Short:
+		w.cur = false
+	default:
+		w.cur = w.rng.Float64() < w.opts.KeepAliveShare
+	}
+	w.left = 1
+	if w.cur {
+		w.left = w.opts.RequestsPerConn
+	}
+	if n := len(w.opts.LocalAddrs); n > 0 {
+		w.local = w.opts.LocalAddrs[(w.nextSrc.Add(1)-1)%uint64(n)]
+	}
+}
+
+func (w *worker) do(ctx context.Context, j job) (r Result) {
+	if w.left == 0 {
+		w.newConn()
+	}
+	body := j.body()
+	sum := sha256.Sum256(body)
+	id := w.opts.IDPrefix + "-" + strconv.Itoa(j.seq)
+	r = Result{
+		Seq: j.seq, ID: id, Method: j.method, BodyLen: len(body),
+		BodySHA256: hex.EncodeToString(sum[:]), KeepAlive: w.cur, Start: time.Now(),
+	}
+	defer func() {
+		r.Latency = time.Since(r.Start)
+		w.left--
+		if w.left == 0 && w.cur {
+			// Close the finished keep-alive connection now (client FIN),
+			// rather than leaving it idle until the next one is opened.
+			w.ka.CloseIdleConnections()
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
+	defer cancel()
+	if w.local.IsValid() {
+		ctx = context.WithValue(ctx, localKey{}, w.local)
+	}
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			r.Local = info.Conn.LocalAddr().String()
+			r.Reused = info.Reused
+		},
+	})
+	u := w.opts.URL + "/lab/" + id
+	if w.opts.RespSize > 0 {
+		u += "?resp=" + strconv.Itoa(w.opts.RespSize)
+	}
+	var rd io.Reader
+	if hasBody(j.method) {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, j.method, u, rd)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	req.Header.Set(recorder.IDHeader, id)
+	c := w.ka
+	if !w.cur {
+		req.Close = true // "Connection: close"
+		c = w.short
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	defer resp.Body.Close()
+	r.Status = resp.StatusCode
+	r.RespLen, err = io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		r.Err = err.Error()
+	}
+	return r
+}
+
+// ReadResults reads a JSON-lines result log written through Options.Log.
+func ReadResults(path string) ([]Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var rs []Result
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var r Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return rs, fmt.Errorf("load: %s: %w", path, err)
+		}
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b Result) int { return a.Seq - b.Seq })
+	return rs, sc.Err()
+}
+
+// Stats summarizes results.
+type Stats struct {
+	Requests    int           `json:"requests"`
+	OK          int           `json:"ok"`
+	Failed      int           `json:"failed"`
+	KeepAlive   int           `json:"keepalive"`   // requests sent on keep-alive connections
+	Connections int           `json:"connections"` // distinct connections (by local address, not reused)
+	Elapsed     time.Duration `json:"elapsed"`     // first start to last completion
+	P50         time.Duration `json:"p50"`
+	P99         time.Duration `json:"p99"`
+	Max         time.Duration `json:"max"`
+	FirstErr    string        `json:"first_err,omitempty"`
+}
+
+// Summarize computes Stats over results.
+func Summarize(results []Result) Stats {
+	s := Stats{Requests: len(results)}
+	if len(results) == 0 {
+		return s
+	}
+	lat := make([]time.Duration, 0, len(results))
+	first, last := results[0].Start, results[0].Start
+	for _, r := range results {
+		if r.OK() {
+			s.OK++
+		} else {
+			s.Failed++
+			if s.FirstErr == "" {
+				s.FirstErr = r.Err
+				if s.FirstErr == "" {
+					s.FirstErr = "status " + strconv.Itoa(r.Status)
+				}
+			}
+		}
+		if r.KeepAlive {
+			s.KeepAlive++
+		}
+		if r.Local != "" && !r.Reused {
+			s.Connections++
+		}
+		lat = append(lat, r.Latency)
+		if r.Start.Before(first) {
+			first = r.Start
+		}
+		if end := r.Start.Add(r.Latency); end.After(last) {
+			last = end
+		}
+	}
+	slices.Sort(lat)
+	s.Elapsed = last.Sub(first)
+	s.P50 = lat[len(lat)*50/100]
+	s.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
+	s.Max = lat[len(lat)-1]
+	return s
+}

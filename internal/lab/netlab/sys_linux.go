@@ -1,0 +1,22 @@
+package netlab
+
+import (
+	"os"
+	"syscall"
+)
+
+// procAttr puts a child in its own process group, so that it can be stopped
+// as a group, and asks the kernel to SIGKILL it when this process dies
+// (prctl PR_SET_PDEATHSIG, kept across the exec that "ip netns exec" does),
+// so that a crashed test or orchestrator leaves no processes behind.
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// maxRSS returns ru_maxrss in bytes (Linux reports kibibytes).
+func maxRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss * 1024
+	}
+	return 0
+}
