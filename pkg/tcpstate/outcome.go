@@ -1,0 +1,177 @@
+package tcpstate
+
+// Outcome is how completely a session was reproduced at the target.
+type Outcome uint8
+
+// Outcomes.
+const (
+	// Reproduced: every captured request byte was acknowledged by the
+	// target.
+	Reproduced Outcome = iota
+	// Partial: some captured request bytes were acknowledged, not all.
+	Partial
+	// Failed: none of the captured request bytes was acknowledged (or the
+	// connection never got established).
+	Failed
+	numOutcomes
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Reproduced:
+		return "reproduced"
+	case Partial:
+		return "partial"
+	case Failed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// Reason says why a session ended.
+type Reason uint8
+
+// Reasons. The zero value is a normal end (both sides closed, or the idle
+// timeout after everything was delivered).
+const (
+	ReasonNone          Reason = iota // closed normally
+	ReasonNoSynAck                    // no SYN-ACK came back through intercept: route or filter problem
+	ReasonTargetRST                   // the target reset the connection
+	ReasonTargetTimeout               // the target stayed silent with data outstanding (-t)
+	ReasonIdle                        // nothing happened for the idle timeout (-k)
+	ReasonCaptureGap                  // captured client data had a hole that never filled
+	ReasonBufferFull                  // too much captured data queued for the session
+	ReasonShed                        // refused by the memory budget (-m)
+	ReasonNoIntercept                 // no intercept link was up to announce the route
+	ReasonStopped                     // tcpcopy stopped
+	ReasonReplaced                    // a new connection reused the 4-tuple
+	ReasonClientRST                   // the client reset the connection
+	ReasonReconnects                  // the target kept closing the connection early
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonNone:          "none",
+	ReasonNoSynAck:      "no_synack",
+	ReasonTargetRST:     "target_rst",
+	ReasonTargetTimeout: "target_timeout",
+	ReasonIdle:          "idle",
+	ReasonCaptureGap:    "capture_gap",
+	ReasonBufferFull:    "buffer_full",
+	ReasonShed:          "shed",
+	ReasonNoIntercept:   "intercept_unavailable",
+	ReasonStopped:       "tcpcopy_stopped",
+	ReasonReplaced:      "port_reused",
+	ReasonClientRST:     "client_rst",
+	ReasonReconnects:    "too_many_reconnects",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Drop counts packets the engine did not use, by cause.
+type Drop uint8
+
+// Drop causes.
+const (
+	DropNoSession         Drop = iota // client packet without payload for no known session
+	DropNoSYN                         // -O: session without a captured SYN
+	DropDuplicateSYN                  // the client retransmitted its SYN
+	DropDuplicate                     // client retransmission of data already queued or acknowledged
+	DropResponseNoSession             // response record for no known session
+	DropResponseIgnored               // response that did not fit the session's state
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	DropNoSession:         "no_session",
+	DropNoSYN:             "no_syn",
+	DropDuplicateSYN:      "duplicate_syn",
+	DropDuplicate:         "duplicate_data",
+	DropResponseNoSession: "response_no_session",
+	DropResponseIgnored:   "response_ignored",
+}
+
+func (d Drop) String() string {
+	if d < numDrops {
+		return dropNames[d]
+	}
+	return "unknown"
+}
+
+// NumOutcomes, NumReasons and NumDrops size arrays indexed by those enums.
+const (
+	NumOutcomes = int(numOutcomes)
+	NumReasons  = int(numReasons)
+	NumDrops    = int(numDrops)
+)
+
+// Stats are a Table's counters. Add sums several tables' stats.
+type Stats struct {
+	ClientPackets   uint64 // captured client packets handled
+	Responses       uint64 // response records handled
+	Opened          uint64 // sessions opened
+	OpenedNoSYN     uint64 // ... of which started with our own SYN
+	Active          int    // sessions open now (not in time-wait)
+	Closed          [NumOutcomes][NumReasons]uint64
+	Requests        uint64 // requests sent (first segment of each)
+	SegmentsSent    uint64 // data segments sent, retransmissions excluded
+	Retransmits     uint64 // segments retransmitted on timeout
+	FastRetransmits uint64 // segments retransmitted on duplicate ACKs
+	Reconnects      uint64 // new handshakes after the target closed early
+	PortReuse       uint64 // SYNs that replaced a live session
+	CapturedBytes   uint64 // client payload bytes queued
+	AckedBytes      uint64 // ... of which the target acknowledged
+	ResponseBytes   uint64 // payload bytes the target sent
+	Drops           [NumDrops]uint64
+	QueuedSegments  int // segments buffered now
+}
+
+// Add adds o's counters to s.
+func (s *Stats) Add(o *Stats) {
+	s.ClientPackets += o.ClientPackets
+	s.Responses += o.Responses
+	s.Opened += o.Opened
+	s.OpenedNoSYN += o.OpenedNoSYN
+	s.Active += o.Active
+	for i := range s.Closed {
+		for j := range s.Closed[i] {
+			s.Closed[i][j] += o.Closed[i][j]
+		}
+	}
+	s.Requests += o.Requests
+	s.SegmentsSent += o.SegmentsSent
+	s.Retransmits += o.Retransmits
+	s.FastRetransmits += o.FastRetransmits
+	s.Reconnects += o.Reconnects
+	s.PortReuse += o.PortReuse
+	s.CapturedBytes += o.CapturedBytes
+	s.AckedBytes += o.AckedBytes
+	s.ResponseBytes += o.ResponseBytes
+	for i := range s.Drops {
+		s.Drops[i] += o.Drops[i]
+	}
+	s.QueuedSegments += o.QueuedSegments
+}
+
+// ClosedBy returns the number of sessions closed with outcome o, any reason.
+func (s *Stats) ClosedBy(o Outcome) uint64 {
+	var n uint64
+	for _, c := range s.Closed[o] {
+		n += c
+	}
+	return n
+}
+
+// Fidelity returns the share of captured request bytes the target
+// acknowledged, 0..1, or 1 when nothing was captured.
+func (s *Stats) Fidelity() float64 {
+	if s.CapturedBytes == 0 {
+		return 1
+	}
+	return float64(s.AckedBytes) / float64(s.CapturedBytes)
+}

@@ -1,0 +1,405 @@
+package tcpstate
+
+import (
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
+	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
+)
+
+// response handles one target packet header for s.
+func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen int) {
+	s.lastTarget = now
+	seq, ack := seqnum.Value(p.Seq), seqnum.Value(p.Ack)
+	switch s.state {
+	case stateSynSent:
+		t.responseSynSent(s, now, p, seq, ack)
+		return
+	case stateTimeWait:
+		// Late retransmissions of the target's FIN or data: acknowledge
+		// them again so the target can finish.
+		if p.Flags&ipmangle.RST == 0 && (payloadLen > 0 || p.Flags&ipmangle.FIN != 0) {
+			t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+		}
+		return
+	case stateEstablished:
+	default:
+		// Waiting for a route or to reconnect: leftovers of an old
+		// connection.
+		t.stats.Drops[DropResponseIgnored]++
+		return
+	}
+	if p.Flags&ipmangle.RST != 0 {
+		// Accept a reset whose sequence number is in the window we
+		// advertised (RFC 5961 would want it exact; the target only sends
+		// it for this connection, and intercept filters by 4-tuple).
+		if seq.InWindow(s.rcvNxt, seqnum.Size(ourWindow)<<ourWScale) || seq == s.rcvNxt {
+			t.targetClosed(s, now, true)
+		} else {
+			t.stats.Drops[DropResponseIgnored]++
+		}
+		return
+	}
+	if p.Flags&ipmangle.SYN != 0 {
+		// A retransmitted SYN-ACK: our handshake ACK was lost.
+		t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+		return
+	}
+	s.ackSent = false
+	if p.Flags&ipmangle.ACK != 0 {
+		t.ackReceived(s, now, p, ack, payloadLen)
+		if s.freed {
+			return
+		}
+	}
+	if s.tsOK && p.HasTS() {
+		s.tsRecent = p.TSVal
+	}
+	owe := false
+	if payloadLen > 0 || p.Flags&ipmangle.FIN != 0 {
+		end := seq.Add(seqnum.Size(payloadLen))
+		if p.Flags&ipmangle.FIN != 0 {
+			end++
+		}
+		if s.rcvNxt.LessThan(end) {
+			// New bytes. A hole before seq means intercept lost a record;
+			// we do not need the data, so we acknowledge past it rather
+			// than let the target retransmit forever.
+			from := seqnum.Max(seq, s.rcvNxt)
+			n := int64(end.Sub(from))
+			if p.Flags&ipmangle.FIN != 0 {
+				n--
+			}
+			if n > 0 {
+				s.respBytes += n
+				s.lastRespAt = now
+				t.stats.ResponseBytes += uint64(n)
+			}
+			s.rcvNxt = end
+		}
+		owe = true // a retransmission is acknowledged again too
+		if p.Flags&ipmangle.FIN != 0 {
+			s.targetFin = true
+		}
+	}
+	if s.targetFin {
+		switch {
+		case s.finAcked:
+			// Both sides closed: done.
+			if owe {
+				t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+			}
+			t.finish(s, now, ReasonNone, false)
+			return
+		case s.pendingData():
+			// The target closed before the client was done (a keep-alive
+			// connection it ended earlier than the online server did).
+			t.reconnect(s, now, true)
+			return
+		}
+	}
+	t.pump(s, now)
+	if owe && !s.ackSent && !s.freed {
+		t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+	}
+}
+
+// responseSynSent handles the answer to our SYN.
+func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, ack seqnum.Value) {
+	if p.Flags&ipmangle.ACK == 0 || ack != s.isn+1 {
+		t.stats.Drops[DropResponseIgnored]++
+		return
+	}
+	if p.Flags&ipmangle.RST != 0 {
+		// Connection refused: the port is closed on the target.
+		t.finish(s, now, ReasonTargetRST, false)
+		return
+	}
+	if p.Flags&ipmangle.SYN == 0 {
+		t.stats.Drops[DropResponseIgnored]++
+		return
+	}
+	s.state = stateEstablished
+	s.rcvNxt = seq + 1
+	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
+	s.wscale = 0
+	if p.WScale >= 0 {
+		s.wscale = uint8(p.WScale)
+	}
+	s.sndWnd = uint32(p.Window) // not scaled in a SYN-ACK (RFC 7323 §2.2)
+	s.tsOK = p.HasTS()
+	s.tsRecent = p.TSVal
+	if s.backoff == 0 {
+		s.sampleRTT(now-s.synSentAt, t.cfg.FixedRTT > 0)
+	}
+	s.backoff = 0
+	s.rtoAt = 0
+	s.respBytes = 0
+	t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+	t.pump(s, now)
+}
+
+// ackReceived processes the acknowledgement and window of a target packet.
+func (t *Table) ackReceived(s *session, now int64, p *ipmangle.Parsed, ack seqnum.Value, payloadLen int) {
+	wnd := uint32(p.Window) << s.wscale
+	if s.sndNxt.LessThan(ack) {
+		// Acknowledges data we never sent: a stale packet.
+		t.stats.Drops[DropResponseIgnored]++
+		return
+	}
+	switch {
+	case s.sndUna.LessThan(ack):
+		t.advance(s, now, ack)
+		s.dupAcks = 0
+		s.backoff = 0
+		s.rtoAt = 0
+		if s.inflight() {
+			s.rtoAt = now + s.currentRTO()
+		}
+	case ack == s.sndUna && payloadLen == 0 && p.Flags&ipmangle.FIN == 0 && s.inflight() && wnd == s.sndWnd:
+		s.dupAcks++
+		if s.dupAcks == dupAckThresh && s.recover.LessThan(s.sndUna.Add(1)) {
+			// Fast retransmit (RFC 5681 §3.2), once per window of data.
+			s.recover = s.sndNxt
+			if g := s.firstUnacked(); g != nil {
+				t.sendSegment(s, g, now)
+				g.retrans = true
+				t.stats.FastRetransmits++
+			}
+		}
+	}
+	s.sndWnd = wnd
+	if s.finAcked && !s.targetFin && s.finAckedAt == 0 {
+		s.finAckedAt = now
+	}
+}
+
+// advance frees the segments the target acknowledged up to ack.
+func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
+	n := 0
+	for _, g := range s.queue {
+		if g.sentAt == 0 || ack.LessThan(g.end()) {
+			break
+		}
+		if !g.retrans && g.n > 0 {
+			s.sampleRTT(now-g.sentAt, t.cfg.FixedRTT > 0)
+		}
+		s.ackedBytes += uint64(g.n)
+		t.stats.AckedBytes += uint64(g.n)
+		s.queueBytes -= g.n
+		if g.fin {
+			s.finAcked = true
+			s.finAckedAt = now
+		}
+		t.segs.put(g)
+		n++
+	}
+	if n > 0 {
+		copy(s.queue, s.queue[n:])
+		for i := len(s.queue) - n; i < len(s.queue); i++ {
+			s.queue[i] = nil
+		}
+		s.queue = s.queue[:len(s.queue)-n]
+		s.next -= n
+	}
+	s.sndUna = ack
+}
+
+func (s *session) firstUnacked() *segment {
+	if len(s.queue) > 0 && s.queue[0].sentAt != 0 {
+		return s.queue[0]
+	}
+	return nil
+}
+
+// targetClosed handles a RST from the target on an established
+// connection.
+func (t *Table) targetClosed(s *session, now int64, rst bool) {
+	if s.pendingData() {
+		t.reconnect(s, now, !rst)
+		return
+	}
+	t.finish(s, now, ReasonTargetRST, false)
+}
+
+// reconnect resets the target's end of s and starts a new connection that
+// carries the client data not yet acknowledged, as C TCPCopy does when the
+// target closes a keep-alive connection early.
+func (t *Table) reconnect(s *session, now int64, rst bool) {
+	if s.reconnects >= t.cfg.MaxReconnects {
+		t.finish(s, now, ReasonReconnects, rst)
+		return
+	}
+	if rst {
+		// The target closed with a FIN: reset its end (it waits in
+		// FIN-WAIT-2 otherwise) so the 4-tuple is free for the new
+		// connection.
+		t.emit(s, now, ipmangle.RST|ipmangle.ACK, s.sndNxt, nil)
+	}
+	s.reconnects++
+	t.stats.Reconnects++
+	for _, g := range s.queue {
+		g.sentAt = 0
+		g.retrans = false
+	}
+	s.next = 0
+	s.isn = s.sndUna - 1
+	if len(s.queue) > 0 && s.queue[0].seq.LessThan(s.sndUna) {
+		s.isn = s.queue[0].seq - 1
+	}
+	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
+	s.targetFin = false
+	s.tsOK = false
+	s.dupAcks = 0
+	s.recover = s.sndUna
+	s.waiting = false
+	s.paceAt, s.gapAt, s.rtoAt = 0, 0, 0
+	s.state = stateReconnect
+	s.reconnectAt = now + max(s.srtt, ms)
+}
+
+// onTimer runs whatever timers of s are due at now.
+func (t *Table) onTimer(s *session, now int64) {
+	cfg := &t.cfg
+	if s.twUntil != 0 {
+		if now >= s.twUntil {
+			t.free1(s, true)
+		}
+		return
+	}
+	switch s.state {
+	case stateWaitRoute:
+		if now >= s.routeAt {
+			if t.out.Route(s.key, true) {
+				s.routeAt = 0
+				t.sendSYN(s, now)
+			} else if now-s.created >= int64(cfg.RouteWait) {
+				t.finish(s, now, ReasonNoIntercept, false)
+			} else {
+				s.routeAt = now + routeRetry
+			}
+		}
+		return
+	case stateReconnect:
+		if now >= s.reconnectAt {
+			s.reconnectAt = 0
+			t.sendSYN(s, now)
+		}
+		return
+	case stateSynSent:
+		if now-s.synSentAt >= int64(cfg.HandshakeTimeout) {
+			t.finish(s, now, ReasonNoSynAck, false)
+			return
+		}
+		if s.rtoAt != 0 && now >= s.rtoAt {
+			s.backoff = min(s.backoff+1, maxBackoff)
+			s.rtoAt = now + initialRTO<<s.backoff
+			t.emitSYN(s, now)
+		}
+		return
+	}
+	// Established.
+	last := max(s.lastTarget, s.lastClient)
+	if s.pending() && now-s.lastTarget >= int64(cfg.SessionTimeout) && now-last >= int64(cfg.SessionTimeout) {
+		t.finish(s, now, ReasonTargetTimeout, true)
+		return
+	}
+	if !s.pending() && now-last >= int64(cfg.IdleTimeout) {
+		t.finish(s, now, ReasonIdle, true)
+		return
+	}
+	if s.finAcked && !s.targetFin && s.finAckedAt != 0 && now-s.finAckedAt >= 2*int64(cfg.TimeWait) {
+		// Our FIN was acknowledged but the target never closed its side.
+		t.finish(s, now, ReasonNone, true)
+		return
+	}
+	if s.gapAt != 0 && now >= s.gapAt {
+		t.finish(s, now, ReasonCaptureGap, true)
+		return
+	}
+	if s.rtoAt != 0 && now >= s.rtoAt {
+		s.rtoAt = 0
+		if g := s.firstUnacked(); g != nil {
+			t.sendSegment(s, g, now)
+			g.retrans = true
+			t.stats.Retransmits++
+			s.backoff = min(s.backoff+1, maxBackoff)
+			s.rtoAt = now + s.currentRTO()
+			s.recover = s.sndNxt
+		} else if s.next < len(s.queue) && s.sndWnd == 0 {
+			// Zero window: probe with an ACK below the window (RFC 9293
+			// §3.8.6.1), which makes the target report its window.
+			t.emit(s, now, ipmangle.ACK, s.sndNxt-1, nil)
+			s.backoff = min(s.backoff+1, maxBackoff)
+			s.rtoAt = now + s.currentRTO()
+		}
+	}
+	if s.paceAt != 0 && now >= s.paceAt {
+		s.paceAt = 0
+	}
+	t.pump(s, now)
+}
+
+// finish ends s with reason, sending RST to the target if rst is set, and
+// counts its outcome. A normally closed session lingers in time-wait.
+func (t *Table) finish(s *session, now int64, reason Reason, rst bool) {
+	if s.freed || s.state == stateTimeWait {
+		return
+	}
+	if rst && (s.state == stateEstablished || s.state == stateSynSent) {
+		seq := s.sndNxt
+		if s.state == stateSynSent {
+			seq = s.isn + 1
+		}
+		t.emit(s, now, ipmangle.RST|ipmangle.ACK, seq, nil)
+	}
+	outcome := Failed
+	switch {
+	case s.capturedBytes > 0 && s.ackedBytes >= s.capturedBytes:
+		outcome = Reproduced
+	case s.ackedBytes > 0:
+		outcome = Partial
+	case s.capturedBytes == 0 && (reason == ReasonNone || reason == ReasonIdle || reason == ReasonStopped ||
+		reason == ReasonClientRST || reason == ReasonReplaced) && s.state == stateEstablished:
+		// A connection without request data that was set up fine.
+		outcome = Reproduced
+	}
+	t.stats.Closed[outcome][reason]++
+	for _, g := range s.queue {
+		t.segs.put(g)
+	}
+	clear(s.queue)
+	s.queue = s.queue[:0]
+	s.next, s.queueBytes = 0, 0
+	s.rtoAt, s.paceAt, s.gapAt, s.reconnectAt, s.routeAt = 0, 0, 0, 0, 0
+	if reason == ReasonNone {
+		s.state = stateTimeWait
+		s.twUntil = now + int64(t.cfg.TimeWait)
+		t.schedule(s)
+		return
+	}
+	s.state = stateTimeWait
+	t.free1(s, reason != ReasonReplaced)
+}
+
+// free1 forgets s and, if withdraw is set, withdraws its route (not when a
+// new session takes over the same key at once).
+func (t *Table) free1(s *session, withdraw bool) {
+	if s.freed {
+		return
+	}
+	t.timers.remove(s)
+	if t.sessions[s.key] == s {
+		delete(t.sessions, s.key)
+	}
+	if withdraw {
+		t.out.Route(s.key, false)
+	}
+	for _, g := range s.queue {
+		t.segs.put(g)
+	}
+	clear(s.queue)
+	s.queue = s.queue[:0]
+	s.freed = true
+	if len(t.free) < 65536 {
+		t.free = append(t.free, s)
+	}
+}

@@ -1,0 +1,568 @@
+package tcpstate
+
+import (
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
+	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
+)
+
+// state is a session's place in its life.
+type state uint8
+
+const (
+	stateWaitRoute   state = iota // no intercept link was up: waiting to announce the route
+	stateSynSent                  // our SYN is out, waiting for the SYN-ACK
+	stateEstablished              // data flows
+	stateReconnect                // the target closed early: waiting to send a new SYN
+	stateTimeWait                 // finished; lingering to answer the target's late packets
+)
+
+var stateNames = [...]string{"wait-route", "syn-sent", "established", "reconnect", "time-wait"}
+
+func (s state) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Timing constants (nanoseconds).
+const (
+	ms           = int64(1e6)
+	minRTO       = 100 * ms // C TCPCopy's fixed RTO; Linux uses 200 ms
+	maxRTO       = 60_000 * ms
+	initialRTO   = 1000 * ms // RFC 6298 (2.1) for the SYN
+	routeRetry   = 50 * ms
+	minQuiet     = 2 * ms
+	ourWScale    = 7     // window scale we announce: window 65535 << 7 = 8 MiB
+	ourWindow    = 65535 // window field of every packet we send
+	maxBackoff   = 10
+	dupAckThresh = 3
+)
+
+// segment is one queued piece of the captured client stream: data, or a
+// FIN (n == 0 and fin set).
+type segment struct {
+	seq     seqnum.Value // client sequence number of the first byte
+	ack     seqnum.Value // the client's ack (online server's space): marks requests
+	psh     bool
+	fin     bool
+	n       int
+	data    []byte // len == pool size; data[:n] is the payload
+	sentAt  int64  // first transmission, 0 if unsent
+	retrans bool   // retransmitted: no RTT sample (Karn)
+}
+
+func (g *segment) end() seqnum.Value {
+	e := g.seq.Add(seqnum.Size(g.n))
+	if g.fin {
+		e++
+	}
+	return e
+}
+
+// segPool recycles segments of one size.
+type segPool struct {
+	size int
+	free []*segment
+	used int
+}
+
+func (p *segPool) get() *segment {
+	p.used++
+	if n := len(p.free); n > 0 {
+		g := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return g
+	}
+	return &segment{data: make([]byte, p.size)}
+}
+
+func (p *segPool) put(g *segment) {
+	p.used--
+	data := g.data
+	*g = segment{data: data}
+	if len(p.free) < 4096 {
+		p.free = append(p.free, g)
+	}
+}
+
+// session is one copied client connection.
+type session struct {
+	key     Key
+	state   state
+	freed   bool
+	heapIdx int
+	// deadline is the session's place in the timer heap.
+	deadline int64
+
+	created      int64
+	lastClient   int64 // last captured packet
+	lastTarget   int64 // last response
+	synCaptured  bool
+	onlineBase   seqnum.Value // online server's ISN+1, from the client's handshake ACK
+	haveBase     bool
+	capturedData bool
+
+	// The client stream toward the target.
+	isn        seqnum.Value // SYN sequence number of the current connection
+	queue      []*segment   // sorted by seq, not overlapping, from the first unacked on
+	next       int          // index in queue of the first unsent segment
+	queueBytes int
+	sndUna     seqnum.Value
+	sndNxt     seqnum.Value
+	finQueued  bool
+	finSeq     seqnum.Value
+	finAcked   bool
+	finAckedAt int64
+	rstPending bool
+
+	// The target's side.
+	rcvNxt    seqnum.Value
+	sndWnd    uint32
+	wscale    uint8
+	tsOK      bool
+	tsRecent  uint32
+	targetFin bool
+	ipID      uint16
+	dupAcks   int
+	recover   seqnum.Value // fast retransmit done up to here
+
+	// Round-trip time (RFC 6298), nanoseconds.
+	srtt, rttvar, rto int64
+	backoff           int
+	synSentAt         int64
+
+	// Timers: absolute times, 0 when off.
+	rtoAt       int64
+	paceAt      int64
+	gapAt       int64
+	reconnectAt int64
+	routeAt     int64
+	twUntil     int64
+
+	// Pacing.
+	reqAckSet  bool
+	reqAck     seqnum.Value
+	waiting    bool
+	reqSentAt  int64
+	respBytes  int64
+	lastRespAt int64
+	ackSent    bool // a packet carrying our latest ack went out in this call
+	reqCounted bool // the current request's first data segment was counted
+
+	reconnects    int
+	capturedBytes uint64
+	ackedBytes    uint64
+}
+
+// pending reports captured data or a FIN not yet acknowledged.
+func (s *session) pending() bool { return len(s.queue) > 0 }
+
+// pendingData reports captured payload not yet acknowledged.
+func (s *session) pendingData() bool {
+	for _, g := range s.queue {
+		if g.n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) inflight() bool { return s.sndNxt != s.sndUna }
+
+// nextDeadline is the earliest of the session's timers, 0 if none.
+func (s *session) nextDeadline(cfg *Config) int64 {
+	d := int64(0)
+	at := func(t int64) {
+		if t != 0 && (d == 0 || t < d) {
+			d = t
+		}
+	}
+	at(s.rtoAt)
+	at(s.paceAt)
+	at(s.gapAt)
+	at(s.reconnectAt)
+	at(s.routeAt)
+	at(s.twUntil)
+	switch s.state {
+	case stateSynSent:
+		at(s.synSentAt + int64(cfg.HandshakeTimeout))
+	case stateEstablished:
+		if s.pending() {
+			at(max(s.lastTarget, s.lastClient) + int64(cfg.SessionTimeout))
+		} else {
+			at(max(s.lastTarget, s.lastClient) + int64(cfg.IdleTimeout))
+		}
+		if s.finAcked && !s.targetFin {
+			at(s.finAckedAt + 2*int64(cfg.TimeWait))
+		}
+	}
+	return d
+}
+
+// open creates the session of k for packet p and starts its handshake
+// (or waits for an intercept link). fromSYN says p is the client's SYN;
+// otherwise p is a data packet of a connection whose SYN we did not see
+// and our own SYN starts one byte before it.
+func (t *Table) open(now int64, k Key, p *ipmangle.Parsed, fromSYN bool) *session {
+	if t.shed {
+		t.stats.Closed[Failed][ReasonShed]++
+		return nil
+	}
+	var s *session
+	if n := len(t.free); n > 0 {
+		s = t.free[n-1]
+		t.free[n-1] = nil
+		t.free = t.free[:n-1]
+		q := s.queue[:0]
+		*s = session{queue: q}
+	} else {
+		s = &session{}
+	}
+	s.key = k
+	s.heapIdx = -1
+	s.created = now
+	s.lastClient = now
+	s.lastTarget = now
+	s.synCaptured = fromSYN
+	s.isn = seqnum.Value(p.Seq)
+	if !fromSYN {
+		s.isn--
+		t.stats.OpenedNoSYN++
+	}
+	s.sndUna = s.isn + 1
+	s.sndNxt = s.isn + 1
+	s.ipID = uint16(p.Seq ^ p.Seq>>16)
+	s.rto = initialRTO
+	if t.cfg.FixedRTT > 0 {
+		s.srtt = int64(t.cfg.FixedRTT)
+	}
+	t.sessions[k] = s
+	t.stats.Opened++
+	if t.out.Route(k, true) {
+		t.sendSYN(s, now)
+	} else {
+		s.state = stateWaitRoute
+		s.routeAt = now + routeRetry
+	}
+	t.schedule(s)
+	return s
+}
+
+// sendSYN starts (or restarts) the handshake.
+func (t *Table) sendSYN(s *session, now int64) {
+	s.state = stateSynSent
+	s.synSentAt = now
+	s.backoff = 0
+	s.rtoAt = now + initialRTO
+	t.emitSYN(s, now)
+}
+
+func (t *Table) emitSYN(s *session, now int64) {
+	f := ipmangle.Fields{
+		Src: s.key.Client, Dst: s.key.Target,
+		Seq: uint32(s.isn), Flags: ipmangle.SYN, Window: ourWindow,
+		MSS: t.cfg.MSS, WScale: ourWScale, HasTS: true, TSVal: tsClock(now),
+		ID: s.nextID(), DontFragment: true,
+	}
+	t.send(&f)
+}
+
+func (s *session) nextID() uint16 {
+	s.ipID++
+	return s.ipID
+}
+
+// tsClock is our timestamp clock: milliseconds (RFC 7323 §5.4 allows 1 ms
+// to 1 s per tick), shared by every session so that TSval never goes
+// backwards across reconnects on the same 4-tuple.
+func tsClock(now int64) uint32 { return uint32(now / ms) }
+
+// send encodes f into the table's buffer and hands it to the output.
+func (t *Table) send(f *ipmangle.Fields) {
+	if n := f.Encode(t.buf); n > 0 {
+		t.out.Send(t.buf[:n])
+	}
+}
+
+// emit sends a packet of the established connection: flags with ACK
+// carrying our current acknowledgement, at seq, with payload.
+func (t *Table) emit(s *session, now int64, flags ipmangle.TCPFlags, seq seqnum.Value, payload []byte) {
+	f := ipmangle.Fields{
+		Src: s.key.Client, Dst: s.key.Target,
+		Seq: uint32(seq), Flags: flags, Window: ourWindow, WScale: -1,
+		ID: s.nextID(), DontFragment: true, Payload: payload,
+	}
+	if flags&ipmangle.ACK != 0 {
+		f.Ack = uint32(s.rcvNxt)
+		s.ackSent = true
+	}
+	if s.tsOK {
+		f.HasTS, f.TSVal, f.TSEcr = true, tsClock(now), s.tsRecent
+	}
+	t.send(&f)
+}
+
+// clientPacket queues what a captured client packet carries and sends what
+// may be sent.
+func (t *Table) clientPacket(s *session, now int64, pkt []byte, p *ipmangle.Parsed) {
+	s.lastClient = now
+	if p.Flags&ipmangle.RST != 0 {
+		s.rstPending = true
+		t.pump(s, now)
+		return
+	}
+	seq := seqnum.Value(p.Seq)
+	if !s.haveBase && s.synCaptured && p.Flags&ipmangle.ACK != 0 && p.PayloadLen == 0 &&
+		p.Flags&ipmangle.FIN == 0 && seq == s.isn+1 {
+		// The client's handshake ACK: it acknowledges the online server's
+		// ISN, the base from which a greeting would be counted.
+		s.onlineBase = seqnum.Value(p.Ack)
+		s.haveBase = true
+		if !s.reqAckSet {
+			s.reqAckSet = true
+			s.reqAck = s.onlineBase
+			s.waiting = !t.cfg.NoWait
+			s.reqSentAt = now
+		}
+	}
+	payload := p.Payload(pkt)
+	if len(payload) != p.PayloadLen {
+		// The capture cut the packet: its bytes are lost to us, which the
+		// gap logic handles like any capture loss.
+		payload = nil
+	}
+	if len(payload) > 0 {
+		if !t.enqueue(s, now, seq, seqnum.Value(p.Ack), payload, p.Flags&ipmangle.PSH != 0) {
+			return
+		}
+	}
+	if p.Flags&ipmangle.FIN != 0 && len(payload) == p.PayloadLen {
+		t.enqueueFIN(s, seq.Add(seqnum.Size(p.PayloadLen)), seqnum.Value(p.Ack))
+	}
+	if s.targetFin && s.state == stateEstablished && s.pendingData() {
+		// The target closed the connection before the client was done.
+		t.reconnect(s, now, true)
+		return
+	}
+	t.pump(s, now)
+}
+
+// enqueue inserts payload at seq into the session's queue, dropping what is
+// already queued or acknowledged. It reports false if the session failed.
+func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []byte, psh bool) bool {
+	// Nothing before the first byte still needed.
+	if d := seqnum.Overlap(seq, seqnum.Size(len(payload)), s.sndUna); d > 0 {
+		if int(d) >= len(payload) {
+			t.stats.Drops[DropDuplicate]++
+			return true
+		}
+		payload = payload[d:]
+		seq = seq.Add(d)
+	}
+	if s.finQueued {
+		// Nothing may follow the client's FIN.
+		if d := seqnum.Overlap(seq, seqnum.Size(len(payload)), s.finSeq); int(d) < len(payload) {
+			payload = payload[:d]
+		}
+		if len(payload) == 0 {
+			t.stats.Drops[DropDuplicate]++
+			return true
+		}
+	}
+	// Find the insertion point: after every segment that starts before seq.
+	// Captured data usually arrives in order, so search from the end.
+	i := len(s.queue)
+	for i > 0 && seq.LessThan(s.queue[i-1].seq) {
+		i--
+	}
+	added := false
+	for len(payload) > 0 {
+		if i > 0 {
+			// Drop what the previous segment already holds.
+			prev := s.queue[i-1]
+			d := seqnum.Overlap(seq, seqnum.Size(len(payload)), prev.seq.Add(seqnum.Size(prev.n)))
+			if int(d) >= len(payload) {
+				break
+			}
+			payload = payload[d:]
+			seq = seq.Add(d)
+		}
+		if i < len(s.queue) && s.queue[i].seq.LessThanEq(seq) {
+			// The next queued segment starts here: step over it; the trim
+			// above cuts what it covers on the next round.
+			if s.queue[i].fin {
+				break // data after the client's FIN is bogus
+			}
+			i++
+			continue
+		}
+		n := len(payload)
+		if i < len(s.queue) {
+			if gap := int(s.queue[i].seq.Sub(seq)); gap < n {
+				n = gap
+			}
+		}
+		n = min(n, t.segs.size)
+		if s.queueBytes+n > t.cfg.MaxQueueBytes {
+			t.finish(s, now, ReasonBufferFull, true)
+			return false
+		}
+		g := t.segs.get()
+		g.seq, g.ack, g.psh, g.n = seq, ack, psh, n
+		copy(g.data, payload[:n])
+		t.insertAt(s, i, g)
+		s.queueBytes += n
+		s.capturedBytes += uint64(n)
+		t.stats.CapturedBytes += uint64(n)
+		s.capturedData = true
+		added = true
+		payload = payload[n:]
+		seq = seq.Add(seqnum.Size(n))
+		i++
+	}
+	if !added {
+		t.stats.Drops[DropDuplicate]++
+	}
+	return true
+}
+
+func (t *Table) insertAt(s *session, i int, g *segment) {
+	s.queue = append(s.queue, nil)
+	copy(s.queue[i+1:], s.queue[i:])
+	s.queue[i] = g
+	if i < s.next {
+		s.next++
+	}
+}
+
+// enqueueFIN queues the client's FIN at seq once.
+func (t *Table) enqueueFIN(s *session, seq, ack seqnum.Value) {
+	if s.finQueued || seq.LessThan(s.sndUna) {
+		return
+	}
+	if n := len(s.queue); n > 0 && seq.LessThan(s.queue[n-1].end()) {
+		return // a FIN before data we already hold is bogus
+	}
+	g := t.segs.get()
+	g.seq, g.ack, g.fin = seq, ack, true
+	t.insertAt(s, len(s.queue), g)
+	s.finQueued = true
+	s.finSeq = seq
+}
+
+// pump sends the queued segments that may go now: in sequence, within the
+// target's window, and paced by the target's responses.
+func (t *Table) pump(s *session, now int64) {
+	if s.state != stateEstablished {
+		return
+	}
+	s.paceAt = 0
+	for s.next < len(s.queue) {
+		g := s.queue[s.next]
+		if g.seq != s.sndNxt {
+			// A hole in the captured stream (or leftovers of an earlier
+			// connection): wait for the client's retransmission.
+			if s.gapAt == 0 {
+				s.gapAt = now + int64(t.cfg.GapTimeout)
+			}
+			break
+		}
+		s.gapAt = 0
+		newReq := !s.reqAckSet || s.reqAck.LessThan(g.ack)
+		if newReq && s.waiting && !t.responseDone(s, g.ack, now) {
+			break
+		}
+		if g.n > 0 && (s.sndWnd == 0 || s.inflight() && uint32(s.sndNxt.Sub(s.sndUna))+uint32(g.n) > s.sndWnd) {
+			// The target's window is full; its next ACK resumes us. A
+			// zero window is probed by the retransmission timer.
+			if s.rtoAt == 0 {
+				s.rtoAt = now + s.rto
+			}
+			break
+		}
+		if newReq {
+			s.reqAckSet = true
+			s.reqAck = g.ack
+			s.waiting = !t.cfg.NoWait
+			s.reqSentAt = now
+			s.respBytes = 0
+			s.reqCounted = false
+		}
+		if g.n > 0 && !s.reqCounted {
+			s.reqCounted = true
+			t.stats.Requests++
+		}
+		t.sendSegment(s, g, now)
+		g.sentAt = now
+		s.sndNxt = g.end()
+		s.next++
+		t.stats.SegmentsSent++
+		if s.rtoAt == 0 {
+			s.rtoAt = now + s.currentRTO()
+		}
+	}
+	if s.rstPending && len(s.queue) == 0 {
+		t.finish(s, now, ReasonClientRST, true)
+	}
+}
+
+// responseDone reports whether the target's response to the current
+// request has ended, so that the request whose segments carry ack may go.
+// If not, it arms the pacing timer.
+func (t *Table) responseDone(s *session, ack seqnum.Value, now int64) bool {
+	// The online server sent expected bytes between the two requests; a
+	// target running the same code sends as many.
+	if expected := int64(ack.Sub(s.reqAck)); s.respBytes >= expected {
+		return true
+	}
+	quiet := max(2*s.srtt, minQuiet)
+	quiet = min(quiet, int64(t.cfg.ResponseWait))
+	limit := s.reqSentAt + int64(t.cfg.ResponseWait)
+	if s.respBytes > 0 {
+		limit = min(limit, s.lastRespAt+quiet)
+	}
+	if now >= limit {
+		return true
+	}
+	s.paceAt = limit
+	return false
+}
+
+func (t *Table) sendSegment(s *session, g *segment, now int64) {
+	flags := ipmangle.ACK
+	if g.psh {
+		flags |= ipmangle.PSH
+	}
+	if g.fin {
+		flags |= ipmangle.FIN
+	}
+	t.emit(s, now, flags, g.seq, g.data[:g.n])
+}
+
+func (s *session) currentRTO() int64 {
+	r := s.rto << s.backoff
+	if r > maxRTO || r <= 0 {
+		r = maxRTO
+	}
+	return r
+}
+
+// sampleRTT updates the estimator with one measurement (RFC 6298 §2).
+func (s *session) sampleRTT(r int64, fixed bool) {
+	if fixed || r <= 0 {
+		return
+	}
+	if s.srtt == 0 {
+		s.srtt, s.rttvar = r, r/2
+	} else {
+		d := s.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		s.rttvar = (3*s.rttvar + d) / 4
+		s.srtt = (7*s.srtt + r) / 8
+	}
+	s.rto = min(max(s.srtt+max(4*s.rttvar, ms), minRTO), maxRTO)
+}

@@ -1,0 +1,450 @@
+package tcpstate
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
+)
+
+const (
+	S   = ipmangle.SYN
+	A   = ipmangle.ACK
+	F   = ipmangle.FIN
+	R   = ipmangle.RST
+	P   = ipmangle.PSH
+	PA  = P | A
+	SA  = S | A
+	FA  = F | A
+	RA  = R | A
+	FPA = F | P | A
+)
+
+// handshake runs the client SYN (ISN 1000), our SYN, the target's SYN-ACK
+// (ISN 5000, 1 ms later) and the client's handshake ACK (online ISN 9000).
+func (h *harness) handshake() {
+	h.t.Helper()
+	h.client(S, 1000, 0, "")
+	h.expect("S 1000")
+	h.advance(time.Millisecond)
+	h.target(SA, 5000, 1001, 65535, 0)
+	h.expect("A 1001 5001")
+	h.client(A, 1001, 9001, "")
+	h.expect()
+}
+
+func TestKeepAliveSeveralRequests(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	if got := h.out.routes; len(got) != 1 || got[0] != "add 192.0.2.10:40000" {
+		t.Fatalf("routes = %q", got)
+	}
+	h.client(PA, 1001, 9001, "GET /1")
+	h.expect("PA 1001 5001 GET /1")
+	// The online server answered 100 bytes; the next request is captured
+	// before the target's answer: it waits.
+	h.client(PA, 1007, 9101, "GET /2")
+	h.expect()
+	h.target(A, 5001, 1007, 65535, 0)
+	h.expect()
+	h.target(PA, 5001, 1007, 65535, 100)
+	h.expect("PA 1007 5101 GET /2") // released, carrying the ack
+	h.target(PA, 5101, 1013, 65535, 50)
+	h.expect("A 1013 5151")
+	h.client(FA, 1013, 9151, "")
+	h.expect("FA 1013 5151")
+	h.target(FA, 5151, 1014, 65535, 0)
+	h.expect("A 1014 5152")
+	st := h.tab.Stats()
+	if st.Closed[Reproduced][ReasonNone] != 1 || st.Requests != 2 || st.CapturedBytes != 12 || st.AckedBytes != 12 {
+		t.Errorf("stats = %+v", st)
+	}
+	if st.Active != 0 || h.tab.Len() != 1 {
+		t.Errorf("active %d, len %d: want the session in time-wait", st.Active, h.tab.Len())
+	}
+	// A late retransmitted FIN is acknowledged in time-wait.
+	h.target(FA, 5151, 1014, 65535, 0)
+	h.expect("A 1014 5152")
+	h.advance(3 * time.Second)
+	if h.tab.Len() != 0 {
+		t.Errorf("session kept after time-wait")
+	}
+	if got := h.out.routes; len(got) != 2 || got[1] != "del 192.0.2.10:40000" {
+		t.Errorf("routes = %q", got)
+	}
+}
+
+func TestNoWaitSendsAtOnce(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.client(PA, 1007, 9101, "GET /2")
+	h.expect("PA 1001 5001 GET /1", "PA 1007 5001 GET /2")
+}
+
+func TestResponseQuietReleases(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.client(PA, 1007, 9201, "GET /2") // online answered 200 bytes
+	h.expect("PA 1001 5001 GET /1")
+	h.target(PA, 5001, 1007, 65535, 120) // the target answers less
+	h.expect("A 1007 5121")
+	h.advance(time.Millisecond)
+	h.expect()
+	h.advance(5 * time.Millisecond) // quiet for longer than 2 RTT
+	h.expect("PA 1007 5121 GET /2")
+}
+
+func TestResponseWaitBounded(t *testing.T) {
+	h := newHarness(t, Config{ResponseWait: 500 * time.Millisecond})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.client(PA, 1007, 9101, "GET /2")
+	h.expect("PA 1001 5001 GET /1")
+	h.target(A, 5001, 1007, 65535, 0) // acknowledged, never answered
+	h.advance(400 * time.Millisecond)
+	h.expect()
+	h.advance(100 * time.Millisecond)
+	h.expect("PA 1007 5001 GET /2")
+}
+
+func TestGreetingFirst(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	// The client's first request acknowledges 20 greeting bytes.
+	h.client(PA, 1001, 9021, "LOGIN")
+	h.expect()
+	h.target(PA, 5001, 1001, 65535, 20)
+	h.expect("PA 1001 5021 LOGIN")
+}
+
+func TestMissingSYN(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(PA, 2001, 7001, "GET /")
+	h.expect("S 2000")
+	// Pure ACKs and FINs of unknown connections open nothing.
+	h.tab.Client(h.now, Key{Client: clientAP, Target: onlineAP}, nil, &ipmangle.Parsed{Valid: true, Flags: A})
+	h.target(SA, 5000, 2001, 65535, 0)
+	h.expect("A 2001 5001", "PA 2001 5001 GET /")
+	if st := h.tab.Stats(); st.OpenedNoSYN != 1 || st.Drops[DropNoSession] != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestOnlyFullSessions(t *testing.T) {
+	h := newHarness(t, Config{OnlyFullSessions: true})
+	h.client(PA, 2001, 7001, "GET /")
+	h.expect()
+	if st := h.tab.Stats(); st.Drops[DropNoSYN] != 1 || st.Opened != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestCaptureGapFails(t *testing.T) {
+	h := newHarness(t, Config{GapTimeout: 2 * time.Second})
+	h.handshake()
+	h.client(PA, 1001, 9001, "aaaa")
+	h.client(PA, 1009, 9001, "cccc") // 1005..1008 never captured
+	h.expect("PA 1001 5001 aaaa")
+	h.target(A, 5001, 1005, 65535, 0)
+	h.advance(2 * time.Second)
+	h.expect("RA 1005 5001")
+	if h.closed(Partial, ReasonCaptureGap) != 1 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestReorderedCapture(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "aaaa")
+	h.client(PA, 1009, 9001, "cccc")
+	h.expect("PA 1001 5001 aaaa")
+	h.client(A, 1005, 9001, "bbbb") // the missing piece arrives late
+	h.expect("A 1005 5001 bbbb", "PA 1009 5001 cccc")
+}
+
+func TestClientRetransmissions(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "abcdef")
+	h.client(PA, 1001, 9001, "abcdef") // exact duplicate
+	h.client(PA, 1004, 9001, "defghi") // overlaps: only "ghi" is new
+	h.expect("PA 1001 5001 abcdef", "PA 1007 5001 ghi")
+	h.target(A, 5001, 1010, 65535, 0)
+	h.client(PA, 1001, 9001, "abcdef") // already acknowledged
+	h.expect()
+	if st := h.tab.Stats(); st.Drops[DropDuplicate] != 2 || st.CapturedBytes != 9 || st.AckedBytes != 9 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestZeroWindow(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(S, 1000, 0, "")
+	h.expect("S 1000")
+	h.advance(time.Millisecond)
+	h.target(SA, 5000, 1001, 0, 0) // window 0
+	h.expect("A 1001 5001")
+	h.client(PA, 1001, 9001, "GET /")
+	h.expect()
+	h.advance(100 * time.Millisecond) // the persist timer probes
+	h.expect("A 1000 5001")
+	h.target(A, 5001, 1001, 100, 0) // window opens
+	h.expect("PA 1001 5001 GET /")
+}
+
+func TestWindowLimitsInflight(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.client(S, 1000, 0, "")
+	h.advance(time.Millisecond)
+	h.target(SA, 5000, 1001, 10, 0)
+	h.client(PA, 1001, 9001, "aaaaaa")
+	h.client(PA, 1007, 9001, "bbbbbb")
+	h.expect("S 1000", "A 1001 5001", "PA 1001 5001 aaaaaa")
+	h.target(A, 5001, 1007, 10, 0)
+	h.expect("PA 1007 5001 bbbbbb")
+}
+
+func TestRetransmitBackoffAndFastRetransmit(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	h.handshake()
+	h.client(PA, 1001, 9001, "one")
+	h.expect("PA 1001 5001 one")
+	h.advance(100 * time.Millisecond)
+	h.expect("PA 1001 5001 one")
+	h.advance(100 * time.Millisecond)
+	h.expect() // backed off to 200 ms
+	h.advance(100 * time.Millisecond)
+	h.expect("PA 1001 5001 one")
+	h.target(A, 5001, 1004, 65535, 0)
+	h.advance(time.Second)
+	h.expect()
+
+	for _, d := range []string{"aa", "bb", "cc", "dd"} {
+		h.client(PA, 1004+uint32(len(d))*uint32(d[0]-'a'), 9001, d)
+	}
+	h.expect("PA 1004 5001 aa", "PA 1006 5001 bb", "PA 1008 5001 cc", "PA 1010 5001 dd")
+	h.target(A, 5001, 1006, 65535, 0)
+	h.target(A, 5001, 1006, 65535, 0)
+	h.target(A, 5001, 1006, 65535, 0)
+	h.expect()
+	h.target(A, 5001, 1006, 65535, 0) // third duplicate
+	h.expect("PA 1006 5001 bb")
+	st := h.tab.Stats()
+	if st.Retransmits != 2 || st.FastRetransmits != 1 {
+		t.Errorf("retransmits %d, fast %d", st.Retransmits, st.FastRetransmits)
+	}
+}
+
+func TestTargetRSTReconnects(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.expect("PA 1001 5001 GET /1")
+	h.target(RA, 5001, 1001, 0, 0)
+	h.expect() // no RST answers a RST
+	h.advance(time.Millisecond)
+	h.expect("S 1000")
+	h.target(SA, 6000, 1001, 65535, 0)
+	h.expect("A 1001 6001", "PA 1001 6001 GET /1")
+	if st := h.tab.Stats(); st.Reconnects != 1 {
+		t.Errorf("reconnects = %d", st.Reconnects)
+	}
+}
+
+func TestTargetEarlyFINReconnects(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.expect("PA 1001 5001 GET /1")
+	// The target answers and closes the keep-alive connection at once.
+	h.target(FPA, 5001, 1007, 65535, 100)
+	h.expect("A 1007 5102")
+	// The client sends its next request on the same connection.
+	h.client(PA, 1007, 9101, "GET /2")
+	h.expect("RA 1007 5102")
+	h.advance(time.Millisecond)
+	h.expect("S 1006")
+	h.target(SA, 7000, 1007, 65535, 0)
+	h.expect("A 1007 7001", "PA 1007 7001 GET /2")
+	h.target(PA, 7001, 1013, 65535, 80)
+	h.client(FA, 1013, 9181, "")
+	h.expect("A 1013 7081", "FA 1013 7081")
+	h.target(FA, 7081, 1014, 65535, 0)
+	h.expect("A 1014 7082")
+	if h.closed(Reproduced, ReasonNone) != 1 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestTargetRSTWithoutPendingEnds(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.target(PA, 5001, 1007, 65535, 10)
+	h.target(RA, 5011, 1007, 0, 0)
+	h.expect("PA 1001 5001 GET /1", "A 1007 5011")
+	if h.closed(Reproduced, ReasonTargetRST) != 1 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestTargetRefuses(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(S, 1000, 0, "")
+	h.target(RA, 0, 1001, 0, 0)
+	h.expect("S 1000")
+	if h.closed(Failed, ReasonTargetRST) != 1 || h.tab.Len() != 0 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestSequenceWrap(t *testing.T) {
+	h := newHarness(t, Config{NoWait: true})
+	isn := uint32(0xFFFFFFF8)
+	h.client(S, isn, 0, "")
+	h.advance(time.Millisecond)
+	h.target(SA, 0xFFFFFFFE, isn+1, 65535, 0)
+	h.client(PA, isn+1, 1, "0123456789abcdef") // crosses 2^32
+	h.client(PA, isn+17, 1, "tail")
+	h.expect("S 4294967288", "A 4294967289 4294967295", "PA 4294967289 4294967295 0123456789abcdef", "PA 9 4294967295 tail")
+	h.target(PA, 0xFFFFFFFF, isn+21, 65535, 4) // target data wraps too
+	h.expect("A 13 3")
+	if st := h.tab.Stats(); st.AckedBytes != 20 {
+		t.Errorf("acked %d, want 20", st.AckedBytes)
+	}
+}
+
+func TestInterceptDownAndBack(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.out.routeUp = false
+	h.client(S, 1000, 0, "")
+	h.client(PA, 1001, 9001, "GET /")
+	h.expect()
+	h.advance(200 * time.Millisecond)
+	h.expect()
+	h.out.routeUp = true
+	h.advance(50 * time.Millisecond)
+	h.expect("S 1000")
+	h.target(SA, 5000, 1001, 65535, 0)
+	h.expect("A 1001 5001", "PA 1001 5001 GET /")
+}
+
+func TestInterceptUnavailableFails(t *testing.T) {
+	h := newHarness(t, Config{RouteWait: time.Second})
+	h.out.routeUp = false
+	h.client(S, 1000, 0, "")
+	h.advance(time.Second)
+	h.expect()
+	if h.closed(Failed, ReasonNoIntercept) != 1 || h.tab.Len() != 0 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(S, 1000, 0, "")
+	h.advance(time.Second)
+	h.advance(2 * time.Second)
+	h.expect("S 1000", "S 1000")
+	if h.closed(Failed, ReasonNoSynAck) != 1 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestSessionAndIdleTimeouts(t *testing.T) {
+	t.Run("target silent with data outstanding", func(t *testing.T) {
+		h := newHarness(t, Config{SessionTimeout: 5 * time.Second, IdleTimeout: time.Hour})
+		h.handshake()
+		h.client(PA, 1001, 9001, "GET /")
+		for range 60 {
+			h.advance(100 * time.Millisecond)
+		}
+		pkts := h.out.take()
+		last := pkts[len(pkts)-1]
+		if last.flags != RA || h.closed(Failed, ReasonTargetTimeout) != 1 {
+			t.Errorf("last sent %v; stats %+v", last, h.tab.Stats())
+		}
+	})
+	t.Run("idle keep-alive", func(t *testing.T) {
+		h := newHarness(t, Config{SessionTimeout: time.Hour, IdleTimeout: 10 * time.Second})
+		h.handshake()
+		h.client(PA, 1001, 9001, "GET /")
+		h.target(PA, 5001, 1006, 65535, 10)
+		h.out.take()
+		h.advance(10 * time.Second)
+		h.expect("RA 1006 5011")
+		if h.closed(Reproduced, ReasonIdle) != 1 {
+			t.Errorf("stats = %+v", h.tab.Stats())
+		}
+	})
+}
+
+func TestPortReuseStartsNewSession(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /")
+	h.target(PA, 5001, 1006, 65535, 10)
+	h.expect("PA 1001 5001 GET /", "A 1006 5011")
+	h.client(S, 1000, 0, "") // the same SYN again: a duplicate
+	h.expect()
+	h.client(S, 300000, 0, "") // a new connection on the same 4-tuple
+	h.expect("RA 1006 5011", "S 300000")
+	st := h.tab.Stats()
+	if st.PortReuse != 1 || st.Closed[Reproduced][ReasonReplaced] != 1 || st.Opened != 2 || st.Drops[DropDuplicateSYN] != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+	for _, r := range h.out.routes {
+		if r[:3] == "del" {
+			t.Errorf("route withdrawn on port reuse: %q", h.out.routes)
+		}
+	}
+}
+
+func TestClientRSTAfterData(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /")
+	h.client(RA, 1006, 9001, "")
+	h.expect("PA 1001 5001 GET /") // the RST waits for the data
+	h.target(A, 5001, 1006, 65535, 0)
+	h.expect("RA 1006 5001")
+	if h.closed(Reproduced, ReasonClientRST) != 1 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestCloseAllResets(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /")
+	h.expect("PA 1001 5001 GET /")
+	h.tab.CloseAll(h.now)
+	h.expect("RA 1006 5001")
+	if h.closed(Failed, ReasonStopped) != 1 || h.tab.Len() != 0 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestShed(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.tab.Shed(true)
+	h.client(S, 1000, 0, "")
+	h.expect()
+	if h.closed(Failed, ReasonShed) != 1 || h.tab.Len() != 0 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestBufferFull(t *testing.T) {
+	h := newHarness(t, Config{MaxQueueBytes: 10})
+	h.client(S, 1000, 0, "") // the target never answers: data queues up
+	h.client(PA, 1001, 9001, "0123456789")
+	h.client(PA, 1011, 9001, "x")
+	h.expect("S 1000", "RA 1001 0")
+	if h.closed(Failed, ReasonBufferFull) != 1 {
+		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
