@@ -87,9 +87,9 @@ func (s *Sender) Send(pkt []byte) error {
 
 // errno values returned without boxing a new error each time.
 var (
-	errENOBUFS  error = unix.ENOBUFS
-	errEAGAIN   error = unix.EAGAIN
-	errEPERM    error = unix.EPERM
+	errENOBUFS error = unix.ENOBUFS
+	errEAGAIN  error = unix.EAGAIN
+	errEPERM   error = unix.EPERM
 )
 
 func sendto(fd int, b []byte, sa unsafe.Pointer, salen uintptr) error {
