@@ -60,9 +60,12 @@ type worker struct {
 	sc    *sendCounters
 	warn  *logging.Limiter
 	shed  *atomic.Bool
-	seg   ipmangle.Segmenter
-	segb  []byte
-	p     ipmangle.Parsed
+	// overload counts SYNs refused because the worker's queue was backed
+	// up.
+	overload atomic.Uint64
+	seg      ipmangle.Segmenter
+	segb     []byte
+	p        ipmangle.Parsed
 
 	statsMu sync.Mutex
 	stats   tcpstate.Stats
@@ -179,16 +182,27 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
+// overloadMark is the queue depth past which a worker refuses new
+// sessions: a backlog means the sessions it has are already late, and
+// taking more would make every one of them fail together (the C TCPCopy
+// collapse). Packets of existing sessions are still taken.
+const overloadMark = itemsPerWorker / 2
+
 func (w *worker) handle(it *item) {
 	now := time.Now().UnixNano()
 	pkt := it.buf[:it.n]
 	w.p.Decode(pkt)
-	if w.p.Valid {
-		if it.record {
-			w.tab.Response(now, it.key, &w.p, it.payloadLen)
-		} else {
-			w.tab.Client(now, it.key, pkt, &w.p)
-		}
+	switch {
+	case !w.p.Valid:
+	case it.record:
+		w.tab.Response(now, it.key, &w.p, it.payloadLen)
+	case w.p.Flags&ipmangle.SYN != 0 && w.p.Flags&ipmangle.ACK == 0 && len(w.in) > overloadMark:
+		w.overload.Add(1)
+		w.tab.Shed(true)
+		w.tab.Client(now, it.key, pkt, &w.p)
+		w.tab.Shed(w.shed.Load())
+	default:
+		w.tab.Client(now, it.key, pkt, &w.p)
 	}
 	w.free <- it
 }

@@ -24,3 +24,19 @@ func (s *Sender) Send(pkt []byte) error { return errUnsupported }
 
 // Close does nothing.
 func (s *Sender) Close() error { return nil }
+
+// LinkRoute says which Ethernet addresses the frames to one destination
+// carry; only Linux can send them.
+type LinkRoute struct{}
+
+// LinkSender sends Ethernet frames; only Linux is supported.
+type LinkSender struct{}
+
+// OpenLink fails on this platform.
+func OpenLink(string, []LinkRoute) (*LinkSender, error) { return nil, errUnsupported }
+
+// Send fails on this platform.
+func (s *LinkSender) Send([]byte) error { return errUnsupported }
+
+// Close does nothing.
+func (s *LinkSender) Close() error { return nil }

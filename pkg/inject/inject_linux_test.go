@@ -1,0 +1,181 @@
+//go:build linux
+
+package inject
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
+	"github.com/tcpcopy-go/tcpcopy/internal/nsdo"
+	"github.com/tcpcopy-go/tcpcopy/pkg/capture"
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
+)
+
+func TestMalformed(t *testing.T) {
+	var s Sender // never opened: malformed input is refused before any syscall
+	for _, b := range [][]byte{nil, make([]byte, 19), append([]byte{0x60}, make([]byte, 30)...), append([]byte{0x15}, make([]byte, 40)...)} {
+		if err := s.Send(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Send(% x...) = %v, want ErrMalformed", b[:min(len(b), 4)], err)
+		}
+	}
+}
+
+// lab builds the namespace lab; the tests send from online to target.
+func lab(t *testing.T) *netlab.Topology {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds network namespaces and opens raw sockets")
+	}
+	return netlab.NewForTest(t, netlab.Options{})
+}
+
+// listen opens a capture on the target's interface facing online.
+func listen(t *testing.T, topo *netlab.Topology) *capture.Source {
+	var src *capture.Source
+	err := nsdo.Do(topo.Target.Name, func() (err error) {
+		src, err = capture.Open(capture.Config{Interface: topo.Target.OnlineIf, IgnoreOutgoing: true})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
+}
+
+// expect reads from src until a TCP packet from 192.0.2.10 arrives and
+// compares its TCP header and payload with want's.
+func expect(t *testing.T, src *capture.Source, want []byte) {
+	t.Helper()
+	var wp ipmangle.Parsed
+	wp.Decode(want)
+	pkts := make([]capture.Packet, 16)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := src.ReadBatch(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pkts[:n] {
+			var gp ipmangle.Parsed
+			gp.Decode(p.Data)
+			if !gp.Valid || gp.Src != wp.Src {
+				continue
+			}
+			if gp.Dst != wp.Dst || !bytes.Equal(p.Data[gp.TCPOffset:gp.TotalLen], want[wp.TCPOffset:wp.TotalLen]) {
+				t.Fatalf("received % x\nwant     % x", p.Data, want)
+			}
+			if gp.IPVersion == 4 && ipmangle.Checksum(p.Data[:gp.IPHeaderLen], 0) != 0 {
+				t.Fatalf("IPv4 header checksum wrong on the wire")
+			}
+			return
+		}
+	}
+	t.Fatalf("packet from %v not received", wp.Src)
+}
+
+func synPacket(t *testing.T, src, dst string) []byte {
+	f := ipmangle.Fields{
+		Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst),
+		Seq: 1000, Flags: ipmangle.SYN, Window: 65535, MSS: 1460, WScale: 7, HasTS: true, TSVal: 42,
+		ID: 7, DontFragment: true,
+	}
+	b := make([]byte, f.Len())
+	f.Encode(b)
+	return b
+}
+
+func TestSendSpoofed(t *testing.T) {
+	topo := lab(t)
+	src := listen(t, topo)
+	var s *Sender
+	if err := nsdo.Do(topo.Online.Name, func() (err error) { s, err = Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct{ name, src, dst string }{
+		{"ipv4", "192.0.2.10:40000", netip.AddrPortFrom(topo.Target.OnlineV4, 8080).String()},
+		{"ipv6", "[2001:db8:1::10]:40000", netip.AddrPortFrom(topo.Target.OnlineV6, 8080).String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkt := synPacket(t, tc.src, tc.dst)
+			if err := s.Send(pkt); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, src, pkt)
+		})
+	}
+	t.Run("too big", func(t *testing.T) {
+		f := ipmangle.Fields{
+			Src: netip.MustParseAddrPort("192.0.2.10:40000"), Dst: netip.AddrPortFrom(topo.Target.OnlineV4, 8080),
+			Flags: ipmangle.ACK, WScale: -1, DontFragment: true, Payload: make([]byte, 3000),
+		}
+		b := make([]byte, f.Len())
+		f.Encode(b)
+		if err := s.Send(b); !errors.Is(err, ErrTooBig) {
+			t.Errorf("Send of 3 kB over a 1500 MTU = %v, want ErrTooBig", err)
+		}
+	})
+	t.Run("allocs", func(t *testing.T) {
+		pkt := synPacket(t, "192.0.2.10:40001", netip.AddrPortFrom(topo.Target.OnlineV4, 8080).String())
+		if a := testing.AllocsPerRun(100, func() { s.Send(pkt) }); a != 0 {
+			t.Errorf("Send allocates %v times", a)
+		}
+	})
+}
+
+func TestLinkSender(t *testing.T) {
+	topo := lab(t)
+	src := listen(t, topo)
+	var onlineMAC, targetMAC net.HardwareAddr
+	if err := nsdo.Do(topo.Target.Name, func() error {
+		ifi, err := net.InterfaceByName(topo.Target.OnlineIf)
+		if err == nil {
+			targetMAC = ifi.HardwareAddr
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var s *LinkSender
+	err := nsdo.Do(topo.Online.Name, func() error {
+		ifi, err := net.InterfaceByName(topo.Online.TargetIf)
+		if err != nil {
+			return err
+		}
+		onlineMAC = ifi.HardwareAddr
+		s, err = OpenLink(topo.Online.TargetIf, []LinkRoute{
+			{Dst: topo.Target.OnlineV4, SrcMAC: onlineMAC, DstMAC: targetMAC},
+			{Dst: topo.Target.OnlineV6, SrcMAC: onlineMAC, DstMAC: targetMAC},
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct{ name, src, dst string }{
+		{"ipv4", "192.0.2.10:40002", netip.AddrPortFrom(topo.Target.OnlineV4, 8080).String()},
+		{"ipv6", "[2001:db8:1::10]:40002", netip.AddrPortFrom(topo.Target.OnlineV6, 8080).String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkt := synPacket(t, tc.src, tc.dst)
+			if err := s.Send(pkt); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, src, pkt)
+		})
+	}
+	if err := s.Send(synPacket(t, "192.0.2.10:1", "203.0.113.99:80")); !errors.Is(err, ErrNoLinkRoute) {
+		t.Errorf("Send to an unknown destination = %v, want ErrNoLinkRoute", err)
+	}
+	pkt := synPacket(t, "192.0.2.10:40003", netip.AddrPortFrom(topo.Target.OnlineV4, 8080).String())
+	if a := testing.AllocsPerRun(100, func() { s.Send(pkt) }); a != 0 {
+		t.Errorf("LinkSender.Send allocates %v times", a)
+	}
+}
