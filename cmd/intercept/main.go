@@ -56,6 +56,7 @@ func newCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-combined", Usage: "version-6 links get bare records instead of combined frames (C --disable-combined)"},
 			&cli.BoolFlag{Name: "resp-payload", Usage: "version-6 links get 192-byte records with up to 128 payload bytes (C --with-resp-payload)"},
 			&cli.StringFlag{Name: "allow", Usage: "accept tcpcopy links only from these `CIDRs` (comma-separated)"},
+			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
@@ -89,6 +90,11 @@ func action(ctx context.Context, c *cli.Command) error {
 		return nil
 	}
 	defer proc.Close()
+	stopProfile, err := daemon.CPUProfile(c.String("cpu-profile"))
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	return intercept.Run(ctx, cfg, proc.Log)
 }
 

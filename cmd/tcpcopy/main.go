@@ -96,6 +96,7 @@ func newCommand(run starter) *cli.Command {
 			&cli.BoolFlag{Name: "no-combined", Usage: "version-6 intercept sends bare records (C intercept built with --disable-combined)"},
 			&cli.BoolFlag{Name: "resp-payload", Usage: "version-6 intercept sends 192-byte records (C intercept built with --with-resp-payload)"},
 			&cli.IntFlag{Name: "workers", Value: def.Workers, Usage: "session `workers`, 1..256"},
+			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", DefaultText: "text", Usage: "log `format`: text or json"},
@@ -139,6 +140,11 @@ func start(ctx context.Context, c *cli.Command, cfg tcpcopy.Config) error {
 	if c.IsSet("U") {
 		proc.Log.Warn("option -U is ignored: session memory is managed by the Go runtime")
 	}
+	stopProfile, err := daemon.CPUProfile(c.String("cpu-profile"))
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	return tcpcopy.Run(ctx, cfg, proc.Log)
 }
 

@@ -272,6 +272,13 @@ type linkConn struct {
 	wake  chan struct{} // capacity 1: out has bytes
 	spare []byte        // the writer's buffer, kept across connections
 
+	// Route messages are coalesced: Route only queues them and arms
+	// flush, which wakes the writer routeDelay later unless Flush (called
+	// by the workers after each batch of packets) does it first. So a burst
+	// of new sessions costs one write, not one per session.
+	flush      *time.Timer
+	flushArmed bool // under mu
+
 	helloWait time.Duration // this slot's wait for a Hello (slot goroutine only)
 }
 
@@ -306,7 +313,10 @@ func NewLinks(cfg LinkConfig, log *slog.Logger, deliver func(rec *wire.Record)) 
 	for _, a := range cfg.Servers {
 		s := &linkServer{addr: a, warn: logging.NewLimiter(linkLogEvery)}
 		for i := range cfg.ConnsPerServer {
-			s.conns = append(s.conns, &linkConn{srv: s, idx: i, wake: make(chan struct{}, 1), helloWait: cfg.HelloWait})
+			c := &linkConn{srv: s, idx: i, wake: make(chan struct{}, 1), helloWait: cfg.HelloWait}
+			c.flush = time.AfterFunc(time.Hour, c.kick)
+			c.flush.Stop()
+			s.conns = append(s.conns, c)
 		}
 		l.servers = append(l.servers, s)
 	}
@@ -502,8 +512,11 @@ func (l *Links) sendRoute(s *linkServer, r wire.Route, need7 bool) (routeResult,
 			res = max(res, routeFull)
 		default:
 			c.out, _ = wire.AppendRoute(c.out, c.format, r) // r is valid; need7 was checked
+			if !c.flushArmed {
+				c.flushArmed = true
+				c.flush.Reset(routeDelay)
+			}
 			c.mu.Unlock()
-			c.kick()
 			sent++
 			if r.Op == wire.RouteAdd {
 				return routeSent, sent
@@ -521,6 +534,30 @@ func (l *Links) sendRoute(s *linkServer, r wire.Route, need7 bool) (routeResult,
 func (l *Links) warnRoute(s *linkServer, msg string) {
 	if ok, n := l.warnRoutes.Allow(time.Now()); ok {
 		l.log.Warn(msg, "intercept", s.addr, "suppressed", n)
+	}
+}
+
+// routeDelay bounds how long a route message waits to be coalesced with
+// others when nobody calls Flush. Our intercept holds a SYN-ACK that beats
+// its route for seconds, so a little delay costs nothing.
+const routeDelay = 2 * time.Millisecond
+
+// Flush wakes the writers of the connections that have route messages
+// queued. Workers call it after each batch of packets; it does not block
+// and does not allocate.
+func (l *Links) Flush() {
+	for _, s := range l.servers {
+		for _, c := range s.conns {
+			if !c.upHint.Load() {
+				continue
+			}
+			c.mu.Lock()
+			pending := c.flushArmed
+			c.mu.Unlock()
+			if pending {
+				c.kick()
+			}
+		}
 	}
 }
 
@@ -831,6 +868,10 @@ func (l *Links) writeLoop(c *linkConn, conn net.Conn, done <-chan struct{}) erro
 		c.mu.Lock()
 		buf, c.out = c.out, buf[:0]
 		c.exempt = 0
+		if c.flushArmed {
+			c.flushArmed = false
+			c.flush.Stop()
+		}
 		c.mu.Unlock()
 		if len(buf) == 0 {
 			continue

@@ -40,6 +40,8 @@ type sender interface {
 // router announces routes; *Links in production.
 type router interface {
 	Route(r wire.Route) bool
+	// Flush sends the route messages queued so far.
+	Flush()
 }
 
 // sendCounters are the raw-send outcomes, shared by the workers.
@@ -64,6 +66,7 @@ type worker struct {
 	// up.
 	overload atomic.Uint64
 	seg      ipmangle.Segmenter
+	routed   bool // a route message was queued since the last Flush
 	segb     []byte
 	p        ipmangle.Parsed
 
@@ -130,6 +133,7 @@ func (w *worker) Route(k tcpstate.Key, add bool) bool {
 	if !add {
 		op = wire.RouteDel
 	}
+	w.routed = true
 	return w.links.Route(wire.Route{Client: k.Client, Target: k.Target, Op: op})
 }
 
@@ -174,6 +178,10 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			w.drainAndClose()
 			return
+		}
+		if w.routed {
+			w.routed = false
+			w.links.Flush()
 		}
 		if d := w.tab.NextDeadline(); d != 0 && (armed == 0 || d < armed) {
 			armed = d
