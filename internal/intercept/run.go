@@ -113,14 +113,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}()
 	}
-	go s.statsLoop(ctx, cfg.StatsInterval)
+	s.observe(ctx, cfg.StatsInterval)
 
 	serveErr := s.Serve(ctx, ln)
 	closeAll()
 	wg.Wait()
-	st := s.Stats()
-	log.Info("intercept stopped", "captured", st.Captured, "sent", st.Routed, "unrouted", st.Unrouted,
-		"dropped", st.Dropped, "ring_drops", st.RingDrops, "links_total", st.LinksTotal)
+	s.logSummary("intercept stopped")
 	select {
 	case err := <-capErr:
 		return err

@@ -1,12 +1,28 @@
 package intercept
 
+// stats.go is what intercept tells its operator: counters, Prometheus
+// metrics (docs/metrics.md lists them; keep the two in step), the stats
+// line, warnings naming the likely cause of trouble, and the summary on
+// SIGUSR1 and at exit. Nothing here runs per packet.
+
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/internal/metrics"
+	"github.com/tcpcopy-go/tcpcopy/internal/version"
+	"github.com/tcpcopy-go/tcpcopy/pkg/router"
 )
 
 // Stats is a snapshot of the server's counters.
@@ -15,6 +31,9 @@ type Stats struct {
 	LinksTotal, Refused, LinkErrors, RouteMsgs         uint64
 	Links, Routes, HeldNow                             int
 	RingDrops                                          uint64
+	// Table has the route table's own counters (routes added, expired,
+	// held packets released or expired, ...).
+	Table router.Stats
 }
 
 // Stats returns the current counters.
@@ -35,7 +54,57 @@ func (s *Server) Stats() Stats {
 		Routes:     rs.Routes,
 		HeldNow:    rs.Held,
 		RingDrops:  s.ringDrops(),
+		Table:      rs,
 	}
+}
+
+// LinkStats describes one tcpcopy link.
+type LinkStats struct {
+	ID      router.Owner
+	Remote  string // tcpcopy's address and port
+	Version int    // wire protocol version; 0 before the handshake
+	Records uint64 // records queued for it
+	Dropped uint64 // records dropped: its queue was full
+	Unfit   uint64 // records its format cannot carry (IPv6 on version 6)
+	Routes  uint64 // route messages it sent
+}
+
+// LinkStats returns the counters of every link up now, by id.
+func (s *Server) LinkStats() []LinkStats {
+	links := *s.links.Load()
+	out := make([]LinkStats, 0, len(links))
+	for _, l := range links {
+		ls := LinkStats{
+			ID: l.id, Remote: l.remote.String(),
+			Records: l.records.Load(), Dropped: l.dropped.Load(), Unfit: l.unfit.Load(), Routes: l.routes.Load(),
+		}
+		if f := l.format.Load(); f != nil {
+			ls.Version = int(f.Version)
+		}
+		out = append(out, ls)
+	}
+	slices.SortFunc(out, func(a, b LinkStats) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// observe starts the stats line, the warnings and the summary on SIGUSR1
+// (the process keeps running); they end with ctx.
+func (s *Server) observe(ctx context.Context, statsEvery time.Duration) {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		defer signal.Stop(usr1)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr1:
+				s.logSummary("summary")
+			}
+		}
+	}()
+	go s.statsLoop(ctx, statsEvery)
+	go s.watchLoop(ctx, watchEvery)
 }
 
 // statsLoop logs a stats line every interval until ctx ends.
@@ -59,6 +128,111 @@ func (s *Server) statsLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
+// logSummary logs the run so far under msg: what was captured and where
+// it went, the route table and every link.
+func (s *Server) logSummary(msg string) {
+	st := s.Stats()
+	var links strings.Builder
+	for i, l := range s.LinkStats() {
+		if i > 0 {
+			links.WriteByte(' ')
+		}
+		fmt.Fprintf(&links, "%d:%s/v%d:records=%d,dropped=%d,routes=%d", l.ID, l.Remote, l.Version, l.Records, l.Dropped, l.Routes)
+	}
+	s.log.Info(msg, "captured", st.Captured, "sent", st.Routed, "unrouted", st.Unrouted,
+		"held", st.Held, "held_released", st.Table.Released, "held_expired", st.Table.HeldExpired,
+		"dropped", st.Dropped, "invalid", st.Invalid, "ring_drops", st.RingDrops,
+		"routes", st.Routes, "routes_expired", st.Table.Expired,
+		"links", st.Links, "links_total", st.LinksTotal, "links_refused", st.Refused, "link_errors", st.LinkErrors,
+		"link_detail", links.String())
+}
+
+const (
+	// watchEvery is the period of the warning checks.
+	watchEvery = 3 * time.Second
+	// warnEvery limits each kind of warning.
+	warnEvery = 30 * time.Second
+)
+
+// Warning messages (docs/troubleshooting.md refers to them).
+const (
+	msgNoLinks = "responses are captured but no tcpcopy is linked: they are thrown away; " +
+		"start tcpcopy with -s pointing at this host, or check --allow and the firewall"
+	msgUnrouted = "many responses had no route: no linked tcpcopy announced their connection; " +
+		"a tcpcopy with -s pointing elsewhere copies to this target, or -F matches more than the copies (add the target port)"
+	msgQueueFull = "records were dropped because a tcpcopy link's queue (--queue-bytes) was full: " +
+		"that tcpcopy reads too slowly (CPU) or the network to it is congested"
+	msgRingFull = "the kernel dropped captured packets because the capture ring was full: " +
+		"give intercept more CPU, or narrow -F to the target's responses"
+	msgHeldExpired = "SYN-ACKs or RSTs waited for a route that never came: their tcpcopy is not linked here, " +
+		"or its route messages are lost"
+	msgHeldFull = "the pool of responses waiting for their route (-s) is full: raise -s"
+)
+
+// watchLoop compares the counters every period and logs a warning, at
+// most one per kind every warnEvery, for each sign of trouble.
+func (s *Server) watchLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	limit := map[string]*logging.Limiter{}
+	prev, prevAt := s.Stats(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur, now := s.Stats(), time.Now()
+		for _, w := range diagnose(&prev, &cur) {
+			l := limit[w.kind]
+			if l == nil {
+				l = logging.NewLimiter(warnEvery)
+				limit[w.kind] = l
+			}
+			if ok, n := l.Allow(now); ok {
+				s.log.Warn(w.msg, append(w.attrs, "window", now.Sub(prevAt).Round(time.Millisecond), "suppressed", n)...)
+			}
+		}
+		prev, prevAt = cur, now
+	}
+}
+
+// warning is one diagnosis: kind names its limiter, msg is a constant
+// message naming the likely cause, attrs the numbers.
+type warning struct {
+	kind  string
+	msg   string
+	attrs []any
+}
+
+// diagnose returns the warnings the change from prev to cur calls for.
+func diagnose(prev, cur *Stats) []warning {
+	var ws []warning
+	add := func(kind, msg string, attrs ...any) { ws = append(ws, warning{kind, msg, attrs}) }
+	unrouted, routed := cur.Unrouted-prev.Unrouted, cur.Routed-prev.Routed
+	switch {
+	case cur.Links == 0 && unrouted > 0:
+		add("no_links", msgNoLinks, "unrouted", unrouted)
+	case unrouted > 0 && unrouted >= routed/10:
+		// A few unrouted packets are normal (late packets of closed
+		// sessions); more than one in ten of the traffic is not.
+		add("unrouted", msgUnrouted, "unrouted", unrouted, "sent", routed, "links", cur.Links)
+	}
+	if n := cur.Dropped - prev.Dropped; n > 0 {
+		add("queue_full", msgQueueFull, "records", n, "links", cur.Links)
+	}
+	if n := cur.RingDrops - prev.RingDrops; n > 0 {
+		add("ring_full", msgRingFull, "ring_drops", n)
+	}
+	if n := cur.Table.HeldExpired - prev.Table.HeldExpired; n > 0 {
+		add("held_expired", msgHeldExpired, "packets", n, "links", cur.Links)
+	}
+	if n := cur.Table.HeldDropped - prev.Table.HeldDropped; n > 0 {
+		add("held_full", msgHeldFull, "packets", n)
+	}
+	return ws
+}
+
 // register exposes the counters as Prometheus metrics.
 func (s *Server) register(reg prometheus.Registerer) {
 	c := func(name, help string, f func() uint64) {
@@ -67,20 +241,67 @@ func (s *Server) register(reg prometheus.Registerer) {
 	g := func(name, help string, f func() int) {
 		metrics.Gauge(reg, "intercept_"+name, help, func() float64 { return float64(f()) })
 	}
+	table := func(f func(*router.Stats) uint64) func() uint64 {
+		return func() uint64 { st := s.routes.Stats(); return f(&st) }
+	}
 	c("packets_captured_total", "Packets read from the capture rings.", s.c.captured.Load)
-	c("packets_invalid_total", "Captured packets that are not well-formed IPv4/IPv6 TCP.", s.c.invalid.Load)
 	c("records_sent_total", "Response records queued for a tcpcopy link.", s.c.routed.Load)
-	c("responses_unrouted_total", "Responses for which no tcpcopy announced a route.", s.c.unrouted.Load)
+	c("responses_unrouted_total", "Responses for which no linked tcpcopy announced a route; not sent.", s.c.unrouted.Load)
 	c("responses_held_total", "SYN-ACKs and RSTs held until their route arrived.", s.c.held.Load)
-	c("records_dropped_total", "Records dropped because a link's queue was full.", s.c.dropped.Load)
-	c("ring_drops_total", "Packets the kernel dropped because a capture ring was full.", s.ringDrops)
+	c("held_released_total", "Held responses delivered when their route came.", table(func(st *router.Stats) uint64 { return st.Released }))
+	c("held_expired_total", "Held responses dropped because their route never came.", table(func(st *router.Stats) uint64 { return st.HeldExpired }))
+	c("held_dropped_total", "Responses not held because the pool (-s) was full.", table(func(st *router.Stats) uint64 { return st.HeldDropped }))
+	c("records_dropped_total", "Records dropped because a link's queue was full or the link closing.", s.c.dropped.Load)
 	c("links_accepted_total", "tcpcopy links accepted.", s.c.linksTotal.Load)
 	c("links_refused_total", "tcpcopy connections refused (--allow, -c, --max-links).", s.c.refused.Load)
 	c("link_errors_total", "tcpcopy links closed because of a protocol or I/O error.", s.c.linkErrors.Load)
 	c("route_messages_total", "Route messages received from tcpcopy.", s.c.routeMsgs.Load)
+	c("routes_added_total", "Route add messages applied.", table(func(st *router.Stats) uint64 { return st.Added }))
+	c("routes_deleted_total", "Routes removed by a delete message.", table(func(st *router.Stats) uint64 { return st.Deleted }))
+	c("routes_expired_total", "Routes removed because idle (-t) or their link closed.", table(func(st *router.Stats) uint64 { return st.Expired }))
+	c("routes_evicted_total", "Routes pushed out because the table was full.", table(func(st *router.Stats) uint64 { return st.Evicted }))
+	c("routes_taken_over_total", "Route adds that moved a route to another link.", table(func(st *router.Stats) uint64 { return st.TakenOver }))
 	g("links", "tcpcopy links connected now.", func() int { return len(*s.links.Load()) })
 	g("routes", "Routes in the table now.", func() int { return s.routes.Stats().Routes })
 	g("held", "Responses held now, waiting for their route.", func() int { return s.routes.Stats().Held })
+	reg.MustRegister(&linkCollector{s: s,
+		dropped: prometheus.NewDesc("intercept_packets_dropped_total",
+			"Captured packets not used, by reason: invalid (not IPv4/IPv6 TCP), ring_full (the kernel's capture ring overflowed).",
+			[]string{"reason"}, nil),
+		records: prometheus.NewDesc("intercept_link_records_total", "Records queued for this tcpcopy link.", []string{"link", "remote"}, nil),
+		ldrop:   prometheus.NewDesc("intercept_link_records_dropped_total", "Records dropped because this link's queue was full.", []string{"link", "remote"}, nil),
+		unfit:   prometheus.NewDesc("intercept_link_records_unfit_total", "Records this link's protocol version cannot carry (IPv6 on version 6).", []string{"link", "remote"}, nil),
+		routes:  prometheus.NewDesc("intercept_link_route_messages_total", "Route messages received on this link.", []string{"link", "remote"}, nil),
+		version: prometheus.NewDesc("intercept_link_wire_version", "Protocol version negotiated on this link (0 during the handshake).", []string{"link", "remote"}, nil),
+		build:   prometheus.NewDesc("intercept_build_info", "Always 1; the version is a label.", []string{"version"}, nil),
+	})
+}
+
+// linkCollector exports the labelled families: drops by reason and the
+// counters of every link up now (a link's series go with it).
+type linkCollector struct {
+	s                                                      *Server
+	dropped, records, ldrop, unfit, routes, version, build *prometheus.Desc
+}
+
+func (c *linkCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.dropped, c.records, c.ldrop, c.unfit, c.routes, c.version, c.build} {
+		ch <- d
+	}
+}
+
+func (c *linkCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(c.s.c.invalid.Load()), "invalid")
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(c.s.ringDrops()), "ring_full")
+	for _, l := range c.s.LinkStats() {
+		id := strconv.FormatUint(uint64(l.ID), 10)
+		ch <- prometheus.MustNewConstMetric(c.records, prometheus.CounterValue, float64(l.Records), id, l.Remote)
+		ch <- prometheus.MustNewConstMetric(c.ldrop, prometheus.CounterValue, float64(l.Dropped), id, l.Remote)
+		ch <- prometheus.MustNewConstMetric(c.unfit, prometheus.CounterValue, float64(l.Unfit), id, l.Remote)
+		ch <- prometheus.MustNewConstMetric(c.routes, prometheus.CounterValue, float64(l.Routes), id, l.Remote)
+		ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(l.Version), id, l.Remote)
+	}
+	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version.String())
 }
 
 // ringDrops sums the kernel's ring drop counters of every capture.

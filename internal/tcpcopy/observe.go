@@ -1,19 +1,57 @@
 package tcpcopy
 
+// observe.go watches a running copy: the periodic stats line, the memory
+// budget, warnings that name the likely cause of trouble in plain words,
+// and the summary (on SIGUSR1 and at exit). Everything here reads
+// counters; nothing runs per packet.
+
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
 	"runtime/metrics"
+	"slices"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
 
-// observe starts the loops that watch a running copy: the periodic stats
-// line and the memory budget.
+const (
+	// watchEvery is the period of the warning checks: the handshake
+	// timeout, so that a copy that cannot establish anything is reported
+	// within two periods.
+	watchEvery = 3 * time.Second
+	// warnEvery limits each kind of warning.
+	warnEvery = 30 * time.Second
+	// topReasons is how many failure reasons the summary names.
+	topReasons = 5
+)
+
+// observe starts the loops that watch a running copy, and the summary on
+// SIGUSR1 (the process keeps running). They end with ctx.
 func (e *engine) observe(ctx context.Context) {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		defer signal.Stop(usr1)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr1:
+				s := e.snapshot()
+				e.log.Info("summary", e.summaryAttrs(&s)...)
+			}
+		}
+	}()
 	go e.statsLoop(ctx, e.cfg.StatsInterval)
 	go e.memoryLoop(ctx, int64(e.cfg.MemoryMB)<<20)
+	go e.watchLoop(ctx, watchEvery)
 }
 
 // stats sums every worker's published counters.
@@ -46,15 +84,15 @@ func (e *engine) statsLoop(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			st := e.stats()
-			ls := e.links.Stats()
+			s := e.snapshot()
+			st := &s.st
 			e.log.Info("stats",
-				"captured", e.captured.Load(), "sessions_active", st.Active, "sessions_opened", st.Opened,
+				"captured", s.captured, "sessions_active", st.Active, "sessions_opened", st.Opened,
 				"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial),
 				"failed", st.ClosedBy(tcpstate.Failed), "requests", st.Requests, "responses", st.Responses,
 				"retransmits", st.Retransmits+st.FastRetransmits, "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
-				"links_up", ls.Up, "dropped_busy", e.disp.busy.Load(), "ring_drops", e.ringDrops(),
-				"send_errors", e.sc.errors.Load())
+				"links_up", s.links.Up, "dropped_busy", s.busy, "ring_drops", s.ringDrops,
+				"send_errors", s.sendErrors)
 		}
 	}
 }
@@ -87,19 +125,229 @@ func (e *engine) memoryLoop(ctx context.Context, budget int64) {
 	}
 }
 
+// watchLoop compares the counters every period and logs a warning, at
+// most one per kind every warnEvery, for each sign of trouble it finds.
+func (e *engine) watchLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	limit := map[string]*logging.Limiter{}
+	prev := e.snapshot()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := e.snapshot()
+		for _, w := range e.diagnose(&prev, &cur) {
+			l := limit[w.kind]
+			if l == nil {
+				l = logging.NewLimiter(warnEvery)
+				limit[w.kind] = l
+			}
+			if ok, n := l.Allow(cur.at); ok {
+				e.log.Warn(w.msg, append(w.attrs, "window", cur.at.Sub(prev.at).Round(time.Millisecond), "suppressed", n)...)
+			}
+		}
+		prev = cur
+	}
+}
+
+// warning is one diagnosis: kind names its limiter, msg is a constant
+// message naming the likely cause and what to check, attrs the numbers.
+type warning struct {
+	kind  string
+	msg   string
+	attrs []any
+}
+
+// Warning messages. Their beginnings are stable: tests and docs
+// (docs/troubleshooting.md) refer to them.
+const (
+	msgNoSynAck = "no SYN-ACK came back through intercept: check the route on the target for the client addresses " +
+		"and rp_filter there (scripts/route-setup.sh target --clients CIDR --assistant IP --check), " +
+		"then intercept's -i and -F (tcpdump on the assistant must show the SYN-ACKs)"
+	msgNoIntercept = "no intercept link is up: new sessions wait 5s for one and then fail (intercept_unavailable); " +
+		"check that intercept runs and that this host reaches it on -s (firewall, -b, --allow)"
+	msgRingFull = "the kernel dropped captured packets because the capture ring was full: raise -B, " +
+		"give tcpcopy more CPU, or copy a smaller share (-r)"
+	msgCaptureGap = "sessions failed on a capture gap: client data was never captured (capture loss: " +
+		"ring drops, busy workers, -S too small, or client packets arriving on an interface -i does not capture)"
+	msgBusy = "workers are backed up: packets and new sessions were dropped; give tcpcopy more CPU " +
+		"(--workers, fewer other processes) or copy a smaller share (-r)"
+	msgTargetRST = "the target reset connections (target_rst): the port is closed, or the service is down or " +
+		"overloaded on the target; check that it listens on the -x target port (ss -ltn on the target)"
+	msgTargetTimeout = "the target stopped answering sessions with data outstanding (target_timeout): the target " +
+		"is overloaded or hung, or its responses stopped reaching intercept (route on the target)"
+	msgSendErrors = "packets to the target could not be sent: EPERM means a firewall rule on this host " +
+		"(iptables/nftables OUTPUT) drops them, EMSGSIZE that -M is above the path MTU; " +
+		"the \"sending to the target failed\" warning has the error"
+	msgTooBig = "packets were larger than the path MTU to the target and had to be split: set -M to the path MTU " +
+		"(ip route get <target> shows it; containers and tunnels often have 1450 or less)"
+	msgShed       = "new sessions were not copied because the memory budget (-m) is exceeded: raise -m or copy a smaller share (-r)"
+	msgBufferFull = "sessions failed because too much captured data waited for the target (buffer_full): " +
+		"the target reads too slowly or keeps its window closed"
+	msgReconnects = "the target kept closing connections before their requests were done (too_many_reconnects): " +
+		"it may limit requests per connection or fail on them"
+	msgTruncated = "captured packets were cut by the snap length and their data lost: raise -S"
+	msgRoutes    = "route announcements to intercept were dropped (no link to that intercept up, or its buffer full): " +
+		"the responses of those sessions are lost"
+)
+
+// diagnose returns the warnings the change from prev to cur calls for.
+// It does not log.
+func (e *engine) diagnose(prev, cur *snapshot) []warning {
+	var ws []warning
+	add := func(kind, msg string, attrs ...any) { ws = append(ws, warning{kind, msg, attrs}) }
+	ps, cs := &prev.st, &cur.st
+	closed := func(r tcpstate.Reason) uint64 { // partial and failed sessions
+		return cs.Closed[tcpstate.Partial][r] + cs.Closed[tcpstate.Failed][r] -
+			ps.Closed[tcpstate.Partial][r] - ps.Closed[tcpstate.Failed][r]
+	}
+	// A SYN is answered by a SYN-ACK, or by a RST (a failed target_rst
+	// session: the port is closed, a different warning).
+	syns, synacks := cs.SYNs-ps.SYNs, cs.SYNAcks-ps.SYNAcks
+	refused := cs.Closed[tcpstate.Failed][tcpstate.ReasonTargetRST] - ps.Closed[tcpstate.Failed][tcpstate.ReasonTargetRST]
+	if n := closed(tcpstate.ReasonNoSynAck); n > 0 || syns >= 3 && synacks+refused == 0 && cur.links.Up > 0 {
+		add("no_synack", msgNoSynAck, "syns_sent", syns, "synacks", synacks, "sessions_failed", n,
+			"targets", e.targets())
+	}
+	if n := closed(tcpstate.ReasonNoIntercept); n > 0 || cur.links.Up == 0 {
+		add("no_intercept", msgNoIntercept, "intercepts", fmt.Sprint(e.cfg.Intercepts), "sessions_failed", n,
+			"connect_failures", cur.links.Failures-prev.links.Failures)
+	}
+	ring, busy, trunc := cur.ringDrops-prev.ringDrops, cur.busy-prev.busy, cur.truncated-prev.truncated
+	if ring > 0 {
+		add("ring_full", msgRingFull, "ring_drops", ring, "buffer_mb", e.cfg.BufferMB)
+	}
+	if n := closed(tcpstate.ReasonCaptureGap); n > 0 {
+		add("capture_gap", msgCaptureGap, "sessions", n, "ring_drops", ring, "worker_busy", busy, "truncated", trunc)
+	}
+	overload := cur.overload - prev.overload
+	if busy > 0 || overload > 0 {
+		add("busy", msgBusy, "packets_dropped", busy, "sessions_refused", overload, "workers", len(e.disp.workers))
+	}
+	if n := closed(tcpstate.ReasonTargetRST); n > 0 {
+		add("target_rst", msgTargetRST, "sessions", n, "targets", e.targets())
+	}
+	if n := closed(tcpstate.ReasonTargetTimeout); n > 0 {
+		add("target_timeout", msgTargetTimeout, "sessions", n, "timeout", e.cfg.SessionTimeout)
+	}
+	if n := cur.sendErrors - prev.sendErrors; n > 0 {
+		add("send_error", msgSendErrors, "packets", n, "mtu", e.cfg.MTU)
+	}
+	if n := cur.tooBig - prev.tooBig; n > 0 {
+		add("too_big", msgTooBig, "packets", n, "mtu", e.cfg.MTU)
+	}
+	if n := closed(tcpstate.ReasonShed); n > overload {
+		add("shed", msgShed, "sessions", n-overload, "budget_mb", e.cfg.MemoryMB)
+	}
+	if n := closed(tcpstate.ReasonBufferFull); n > 0 {
+		add("buffer_full", msgBufferFull, "sessions", n)
+	}
+	if n := closed(tcpstate.ReasonReconnects); n > 0 {
+		add("reconnects", msgReconnects, "sessions", n)
+	}
+	if trunc > 0 {
+		add("truncated", msgTruncated, "packets", trunc, "snaplen", e.cfg.SnapLen)
+	}
+	if n := cur.links.RoutesDropped - prev.links.RoutesDropped; n > 0 && cur.links.Up > 0 {
+		add("routes_dropped", msgRoutes, "routes", n, "links_up", cur.links.Up)
+	}
+	return ws
+}
+
+// targets names the -x targets for log attributes.
+func (e *engine) targets() string {
+	ts := make([]string, 0, len(e.cfg.Mappings))
+	for _, m := range e.cfg.Mappings {
+		ts = append(ts, m.Target.String())
+	}
+	return strings.Join(slices.Compact(ts), ",")
+}
+
 // logSummary writes the end-of-run summary.
 func (e *engine) logSummary() {
-	st := e.stats()
-	attrs := []any{"sessions", st.Opened, "requests", st.Requests,
+	s := e.snapshot()
+	e.log.Info("tcpcopy stopped", e.summaryAttrs(&s)...)
+}
+
+// summaryAttrs describes the run so far: sessions by outcome, fidelity,
+// requests, the most frequent failure reasons, response times and the
+// intercept links. Counts by outcome and reason follow as
+// <outcome>_<reason> for the sessions not reproduced.
+func (e *engine) summaryAttrs(s *snapshot) []any {
+	st := &s.st
+	attrs := []any{
+		"uptime", s.at.Sub(e.start).Round(time.Second),
+		"sessions", st.Opened, "active", st.Active,
 		"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial),
 		"failed", st.ClosedBy(tcpstate.Failed), "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
-		"captured_bytes", st.CapturedBytes, "acked_bytes", st.AckedBytes}
+		"requests", st.Requests, "captured_bytes", st.CapturedBytes, "acked_bytes", st.AckedBytes,
+		"top_failures", topFailures(st, topReasons),
+	}
+	// Response time quantiles, estimated from the histograms.
+	for _, h := range []struct {
+		name string
+		h    *tcpstate.DurationHistogram
+	}{{"target", &st.Latency.Target}, {"online", &st.Latency.Online}} {
+		if h.h.Count() > 0 {
+			attrs = append(attrs, h.name+"_p50", h.h.Quantile(0.5).Round(10*time.Microsecond),
+				h.name+"_p99", h.h.Quantile(0.99).Round(10*time.Microsecond))
+		}
+	}
+	var dropped uint64
+	for _, d := range s.drops() {
+		dropped += d.n
+	}
+	attrs = append(attrs, "dropped", dropped, "links_up", s.links.Up, "intercepts", linkSummary(&s.links))
 	for o := range tcpstate.NumOutcomes {
+		if tcpstate.Outcome(o) == tcpstate.Reproduced {
+			continue
+		}
 		for r := range tcpstate.NumReasons {
-			if n := st.Closed[o][r]; n > 0 && tcpstate.Outcome(o) != tcpstate.Reproduced {
+			if n := st.Closed[o][r]; n > 0 {
 				attrs = append(attrs, tcpstate.Outcome(o).String()+"_"+tcpstate.Reason(r).String(), n)
 			}
 		}
 	}
-	e.log.Info("tcpcopy stopped", attrs...)
+	return attrs
+}
+
+// topFailures lists the reasons of the partial and failed sessions, most
+// frequent first, at most n: "no_synack=40 target_rst=3"; "none" if none.
+func topFailures(st *tcpstate.Stats, n int) string {
+	var rs []labelled
+	for r := range tcpstate.NumReasons {
+		if c := st.Closed[tcpstate.Partial][r] + st.Closed[tcpstate.Failed][r]; c > 0 {
+			rs = append(rs, labelled{tcpstate.Reason(r).String(), c})
+		}
+	}
+	if len(rs) == 0 {
+		return "none"
+	}
+	slices.SortStableFunc(rs, func(a, b labelled) int { return cmp.Compare(b.n, a.n) })
+	var b strings.Builder
+	for i, r := range rs[:min(n, len(rs))] {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", r.label, r.n)
+	}
+	return b.String()
+}
+
+// linkSummary describes the links of every intercept: "addr=up/v7 ...".
+func linkSummary(ls *LinkStats) string {
+	var b strings.Builder
+	for i, s := range ls.Servers {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", s.Addr, s.Up)
+		if s.Format.Version != 0 {
+			fmt.Fprintf(&b, "/v%d", s.Format.Version)
+		}
+	}
+	return b.String()
 }

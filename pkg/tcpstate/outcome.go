@@ -122,13 +122,17 @@ type Stats struct {
 	SegmentsSent    uint64 // data segments sent, retransmissions excluded
 	Retransmits     uint64 // segments retransmitted on timeout
 	FastRetransmits uint64 // segments retransmitted on duplicate ACKs
+	SYNs            uint64 // handshakes started (SYNs sent, retransmissions excluded)
+	SYNRetransmits  uint64 // SYNs retransmitted on timeout
+	SYNAcks         uint64 // SYN-ACKs accepted: connections established
 	Reconnects      uint64 // new handshakes after the target closed early
 	PortReuse       uint64 // SYNs that replaced a live session
 	CapturedBytes   uint64 // client payload bytes queued
 	AckedBytes      uint64 // ... of which the target acknowledged
 	ResponseBytes   uint64 // payload bytes the target sent
 	Drops           [NumDrops]uint64
-	QueuedSegments  int // segments buffered now
+	QueuedSegments  int     // segments buffered now
+	Latency         Latency // response times per request (latency.go)
 }
 
 // Add adds o's counters to s.
@@ -147,6 +151,9 @@ func (s *Stats) Add(o *Stats) {
 	s.SegmentsSent += o.SegmentsSent
 	s.Retransmits += o.Retransmits
 	s.FastRetransmits += o.FastRetransmits
+	s.SYNs += o.SYNs
+	s.SYNRetransmits += o.SYNRetransmits
+	s.SYNAcks += o.SYNAcks
 	s.Reconnects += o.Reconnects
 	s.PortReuse += o.PortReuse
 	s.CapturedBytes += o.CapturedBytes
@@ -156,6 +163,7 @@ func (s *Stats) Add(o *Stats) {
 		s.Drops[i] += o.Drops[i]
 	}
 	s.QueuedSegments += o.QueuedSegments
+	s.Latency.add(&o.Latency)
 }
 
 // ClosedBy returns the number of sessions closed with outcome o, any reason.

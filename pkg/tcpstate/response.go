@@ -72,6 +72,7 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 				s.respBytes += n
 				s.lastRespAt = now
 				t.stats.ResponseBytes += uint64(n)
+				t.targetAnswered(s, now) // latency.go
 			}
 			s.rcvNxt = end
 		}
@@ -118,6 +119,7 @@ func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, 
 		return
 	}
 	s.state = stateEstablished
+	t.stats.SYNAcks++
 	s.rcvNxt = seq + 1
 	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
 	s.wscale = 0
@@ -251,6 +253,7 @@ func (t *Table) reconnect(s *session, now int64, rst bool) {
 	s.dupAcks = 0
 	s.recover = s.sndUna
 	s.waiting = false
+	s.lat.tgAt = 0 // the request is sent again: no response time (latency.go)
 	s.paceAt, s.gapAt, s.rtoAt = 0, 0, 0
 	s.state = stateReconnect
 	s.reconnectAt = now + max(s.srtt, ms)
@@ -292,6 +295,7 @@ func (t *Table) onTimer(s *session, now int64) {
 		if s.rtoAt != 0 && now >= s.rtoAt {
 			s.backoff = min(s.backoff+1, maxBackoff)
 			s.rtoAt = now + initialRTO<<s.backoff
+			t.stats.SYNRetransmits++
 			t.emitSYN(s, now)
 		}
 		return

@@ -154,6 +154,8 @@ type session struct {
 	reconnects    int
 	capturedBytes uint64
 	ackedBytes    uint64
+
+	lat reqTiming // response times (latency.go)
 }
 
 // pending reports captured data or a FIN not yet acknowledged.
@@ -256,6 +258,7 @@ func (t *Table) sendSYN(s *session, now int64) {
 	s.synSentAt = now
 	s.backoff = 0
 	s.rtoAt = now + initialRTO
+	t.stats.SYNs++
 	t.emitSYN(s, now)
 }
 
@@ -313,6 +316,7 @@ func (t *Table) clientPacket(s *session, now int64, pkt []byte, p *ipmangle.Pars
 		t.pump(s, now)
 		return
 	}
+	t.clientTiming(s, now, p) // latency.go
 	seq := seqnum.Value(p.Seq)
 	if !s.haveBase && s.synCaptured && p.Flags&ipmangle.ACK != 0 && p.PayloadLen == 0 &&
 		p.Flags&ipmangle.FIN == 0 && seq == s.isn+1 {
@@ -493,6 +497,7 @@ func (t *Table) pump(s *session, now int64) {
 		if g.n > 0 && !s.reqCounted {
 			s.reqCounted = true
 			t.stats.Requests++
+			s.requestSent(now, g.ack) // latency.go
 		}
 		t.sendSegment(s, g, now)
 		g.sentAt = now
