@@ -496,7 +496,13 @@ const (
 // returns the outcome and the number of messages queued.
 func (l *Links) sendRoute(s *linkServer, r wire.Route, need7 bool) (routeResult, int) {
 	n := uint32(len(s.conns))
-	start := s.next.Add(1)
+	// Only adds take turns: deletes go to every connection, and letting
+	// them advance the turn would put every add of a short connection
+	// (add, then delete) on the same connection.
+	start := s.next.Load()
+	if r.Op == wire.RouteAdd {
+		start = s.next.Add(1)
+	}
 	res, sent := routeNoLink, 0
 	for i := range n {
 		c := s.conns[(start+i)%n]

@@ -84,6 +84,7 @@ const (
 	DropDuplicate                     // client retransmission of data already queued or acknowledged
 	DropResponseNoSession             // response record for no known session
 	DropResponseIgnored               // response that did not fit the session's state
+	DropClosed                        // client packet of a session that ended (time-wait, or failed and given up)
 	numDrops
 )
 
@@ -94,6 +95,7 @@ var dropNames = [numDrops]string{
 	DropDuplicate:         "duplicate_data",
 	DropResponseNoSession: "response_no_session",
 	DropResponseIgnored:   "response_ignored",
+	DropClosed:            "session_closed",
 }
 
 func (d Drop) String() string {

@@ -15,8 +15,8 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 		return
 	case stateTimeWait:
 		// Late retransmissions of the target's FIN or data: acknowledge
-		// them again so the target can finish.
-		if p.Flags&ipmangle.RST == 0 && (payloadLen > 0 || p.Flags&ipmangle.FIN != 0) {
+		// them again so the target can finish (not for a session we reset).
+		if !s.tomb && p.Flags&ipmangle.RST == 0 && (payloadLen > 0 || p.Flags&ipmangle.FIN != 0) {
 			t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
 		}
 		return
@@ -374,14 +374,21 @@ func (t *Table) finish(s *session, now int64, reason Reason, rst bool) {
 	s.queue = s.queue[:0]
 	s.next, s.queueBytes = 0, 0
 	s.rtoAt, s.paceAt, s.gapAt, s.reconnectAt, s.routeAt = 0, 0, 0, 0, 0
-	if reason == ReasonNone {
+	switch reason {
+	case ReasonNone, ReasonClientRST:
 		s.state = stateTimeWait
 		s.twUntil = now + int64(t.cfg.TimeWait)
 		t.schedule(s)
-		return
+	case ReasonIdle, ReasonStopped, ReasonReplaced:
+		// Idle: the client may go on later, as a new session. Stopped,
+		// replaced: gone at once.
+		s.state = stateTimeWait
+		t.free1(s, reason != ReasonReplaced)
+	default:
+		// Failed or given up: the rest of the connection is dropped, not
+		// copied again as a session of its own.
+		t.bury(s, now)
 	}
-	s.state = stateTimeWait
-	t.free1(s, reason != ReasonReplaced)
 }
 
 // free1 forgets s and, if withdraw is set, withdraws its route (not when a

@@ -32,6 +32,7 @@ const (
 	maxRTO       = 60_000 * ms
 	initialRTO   = 1000 * ms // RFC 6298 (2.1) for the SYN
 	routeRetry   = 50 * ms
+	tombTime     = 10 * 1000 * ms // how long a failed session's packets are dropped after the last one
 	minQuiet     = 2 * ms
 	ourWScale    = 7     // window scale we announce: window 65535 << 7 = 8 MiB
 	ourWindow    = 65535 // window field of every packet we send
@@ -92,6 +93,7 @@ type session struct {
 	key     Key
 	state   state
 	freed   bool
+	tomb    bool // finished unsuccessfully: the client's packets are dropped
 	heapIdx int
 	// deadline is the session's place in the timer heap.
 	deadline int64
@@ -209,9 +211,22 @@ func (s *session) nextDeadline(cfg *Config) int64 {
 // and our own SYN starts one byte before it.
 func (t *Table) open(now int64, k Key, p *ipmangle.Parsed, fromSYN bool) *session {
 	if t.shed {
+		// Refused by the memory budget or overload. A small tombstone (no
+		// session) keeps the rest of the connection from being counted
+		// again.
+		t.dead[k] = now + int64(tombTime)
 		t.stats.Closed[Failed][ReasonShed]++
 		return nil
 	}
+	s := t.alloc()
+	s.key = k
+	s.heapIdx = -1
+	s.isn = seqnum.Value(p.Seq)
+	return t.start(s, now, p, fromSYN)
+}
+
+// alloc returns a zeroed session, reused when possible.
+func (t *Table) alloc() *session {
 	var s *session
 	if n := len(t.free); n > 0 {
 		s = t.free[n-1]
@@ -222,13 +237,25 @@ func (t *Table) open(now int64, k Key, p *ipmangle.Parsed, fromSYN bool) *sessio
 	} else {
 		s = &session{}
 	}
-	s.key = k
-	s.heapIdx = -1
+	return s
+}
+
+// bury turns s into a tombstone: finished, in time-wait, dropping the
+// client's packets until tombTime passes without any.
+func (t *Table) bury(s *session, now int64) {
+	s.state = stateTimeWait
+	s.tomb = true
+	s.twUntil = now + int64(tombTime)
+	t.schedule(s)
+}
+
+// start sets a new session up and begins its handshake.
+func (t *Table) start(s *session, now int64, p *ipmangle.Parsed, fromSYN bool) *session {
+	k := s.key
 	s.created = now
 	s.lastClient = now
 	s.lastTarget = now
 	s.synCaptured = fromSYN
-	s.isn = seqnum.Value(p.Seq)
 	if !fromSYN {
 		s.isn--
 		t.stats.OpenedNoSYN++

@@ -103,6 +103,8 @@ type Table struct {
 	cfg      Config
 	out      Output
 	sessions map[Key]*session
+	dead     map[Key]int64 // shed connections: dropped until this time
+	swept    int64         // last sweep of dead
 	timers   timerHeap
 	free     []*session // reusable sessions
 	segs     segPool
@@ -118,6 +120,7 @@ func New(cfg Config, out Output) *Table {
 		cfg:      cfg,
 		out:      out,
 		sessions: make(map[Key]*session),
+		dead:     make(map[Key]int64),
 		segs:     segPool{size: cfg.MTU},
 		buf:      make([]byte, cfg.MTU),
 	}
@@ -155,6 +158,14 @@ func (t *Table) NextDeadline() int64 {
 
 // Tick runs every timer due at now.
 func (t *Table) Tick(now int64) {
+	if len(t.dead) > 0 && now-t.swept > int64(time.Second) {
+		t.swept = now
+		for k, until := range t.dead {
+			if until <= now {
+				delete(t.dead, k)
+			}
+		}
+	}
 	for len(t.timers) > 0 && t.timers[0].deadline <= now {
 		s := t.timers[0]
 		s.deadline = 0
@@ -192,9 +203,21 @@ func (t *Table) CloseAll(now int64) {
 func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 	t.stats.ClientPackets++
 	s := t.sessions[k]
+	if s == nil && len(t.dead) > 0 {
+		if until, ok := t.dead[k]; ok {
+			if now < until && (p.Flags&ipmangle.SYN == 0 || p.Flags&ipmangle.ACK != 0) {
+				t.stats.Drops[DropClosed]++
+				t.dead[k] = now + int64(tombTime)
+				return
+			}
+			delete(t.dead, k) // expired, or a new connection
+		}
+	}
 	switch {
 	case p.Flags&ipmangle.SYN != 0 && p.Flags&ipmangle.ACK == 0:
-		if s != nil && s.state != stateTimeWait && s.isn == seqnum.Value(p.Seq) {
+		if s != nil && (s.state != stateTimeWait || s.tomb) && s.isn == seqnum.Value(p.Seq) {
+			// The client retransmitted its SYN (to a live session, or to
+			// one that failed: the connection stays given up).
 			t.stats.Drops[DropDuplicateSYN]++
 			return
 		}
@@ -209,7 +232,18 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 		}
 		t.open(now, k, p, true)
 		return
-	case s == nil || s.state == stateTimeWait:
+	case s != nil && s.state == stateTimeWait:
+		// The connection was copied to its end, or given up: its late
+		// packets (retransmissions, the rest of a failed session) must not
+		// open a session of their own. A failed session stays a tombstone
+		// while its client keeps sending.
+		t.stats.Drops[DropClosed]++
+		if s.tomb {
+			s.twUntil = now + int64(tombTime)
+			t.schedule(s)
+		}
+		return
+	case s == nil:
 		if p.Flags&ipmangle.RST != 0 || p.PayloadLen == 0 {
 			// A handshake ACK, a pure ACK or a FIN of a connection we do
 			// not copy (it began before we started, or was not sampled).
@@ -219,9 +253,6 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 		if t.cfg.OnlyFullSessions {
 			t.stats.Drops[DropNoSYN]++
 			return
-		}
-		if s != nil {
-			t.free1(s, false)
 		}
 		s = t.open(now, k, p, false)
 		if s == nil {

@@ -296,9 +296,37 @@ func TestTargetRefuses(t *testing.T) {
 	h.client(S, 1000, 0, "")
 	h.target(RA, 0, 1001, 0, 0)
 	h.expect("S 1000")
-	if h.closed(Failed, ReasonTargetRST) != 1 || h.tab.Len() != 0 {
+	if h.closed(Failed, ReasonTargetRST) != 1 || h.tab.Stats().Active != 0 {
 		t.Errorf("stats = %+v", h.tab.Stats())
 	}
+}
+
+// A failed session is a tombstone: the rest of its connection is dropped,
+// not copied again as sessions of their own, until the client has been
+// quiet for a while.
+func TestFailedSessionStaysDead(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(S, 1000, 0, "")
+	h.target(RA, 0, 1001, 0, 0)
+	h.client(A, 1001, 9001, "")
+	h.client(PA, 1001, 9001, "GET /")
+	h.client(S, 1000, 0, "") // a retransmitted SYN of the same connection
+	h.advance(9 * time.Second)
+	h.client(PA, 1006, 9101, "GET /2")
+	h.expect("S 1000")
+	st := h.tab.Stats()
+	if st.Opened != 1 || st.ClosedBy(Failed) != 1 || st.Drops[DropClosed] != 3 || st.Drops[DropDuplicateSYN] != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+	h.advance(10 * time.Second) // quiet for tombTime: forgotten
+	if h.tab.Len() != 0 {
+		t.Errorf("tombstone kept")
+	}
+	h.client(PA, 1012, 9201, "GET /3") // the client goes on: a new session
+	h.expect("S 1011")
+	// A new connection on the 4-tuple replaces a tombstone at once.
+	h.client(S, 5000, 0, "")
+	h.expect("RA 1012 0", "S 5000")
 }
 
 func TestSequenceWrap(t *testing.T) {
@@ -338,7 +366,7 @@ func TestInterceptUnavailableFails(t *testing.T) {
 	h.client(S, 1000, 0, "")
 	h.advance(time.Second)
 	h.expect()
-	if h.closed(Failed, ReasonNoIntercept) != 1 || h.tab.Len() != 0 {
+	if h.closed(Failed, ReasonNoIntercept) != 1 || h.tab.Stats().Active != 0 {
 		t.Errorf("stats = %+v", h.tab.Stats())
 	}
 }
@@ -432,9 +460,14 @@ func TestShed(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.tab.Shed(true)
 	h.client(S, 1000, 0, "")
+	h.client(A, 1001, 9001, "")
+	h.client(PA, 1001, 9001, "GET /")
+	h.tab.Shed(false)
+	h.client(PA, 1006, 9001, "more") // still the shed connection
 	h.expect()
-	if h.closed(Failed, ReasonShed) != 1 || h.tab.Len() != 0 {
-		t.Errorf("stats = %+v", h.tab.Stats())
+	st := h.tab.Stats()
+	if st.Closed[Failed][ReasonShed] != 1 || st.Opened != 0 || st.Active != 0 || st.Drops[DropClosed] != 3 {
+		t.Errorf("stats = %+v", st)
 	}
 }
 
