@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 )
@@ -185,4 +186,13 @@ func feedTarget(h *harness, flags ipmangle.TCPFlags, seq, ack uint32, window uin
 	var p ipmangle.Parsed
 	p.Decode(h.buf[:n])
 	h.tab.Response(h.now, key1, &p, payloadLen)
+}
+
+// TestSessionSize guards the per-session memory: an idle session (struct,
+// map slot and heap slot, measured by BenchmarkIdleSessionMemory) must stay
+// within 512 bytes, of which the struct may take 400.
+func TestSessionSize(t *testing.T) {
+	if n := unsafe.Sizeof(session{}); n > 400 {
+		t.Errorf("session is %d bytes, want at most 400", n)
+	}
 }

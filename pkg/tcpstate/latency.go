@@ -180,11 +180,11 @@ const halfPairs = 4
 
 // reqTiming is a session's measurement state.
 type reqTiming struct {
+	onAt  int64        // capture time of the latest captured request; 0 once answered
+	tgAt  int64        // when the request last sent to the target went out; 0 once answered
 	onAck seqnum.Value // the client ack the latest captured request carried
-	onAt  int64        // its capture time; 0 once answered
-	onSet bool         // a request was captured
 	tgAck seqnum.Value // the client ack of the request last sent to the target
-	tgAt  int64        // when its first data segment went out; 0 once answered
+	onSet bool         // a request was captured
 	next  uint8        // next slot of half to overwrite
 	half  [halfPairs]halfPair
 }

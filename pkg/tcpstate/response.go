@@ -186,7 +186,7 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 		}
 		s.ackedBytes += uint64(g.n)
 		t.stats.AckedBytes += uint64(g.n)
-		s.queueBytes -= g.n
+		s.queueBytes -= int32(g.n)
 		if g.fin {
 			s.finAcked = true
 			s.finAckedAt = now
@@ -200,7 +200,7 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 			s.queue[i] = nil
 		}
 		s.queue = s.queue[:len(s.queue)-n]
-		s.next -= n
+		s.next -= int32(n)
 	}
 	s.sndUna = ack
 }
@@ -226,7 +226,7 @@ func (t *Table) targetClosed(s *session, now int64, rst bool) {
 // carries the client data not yet acknowledged, as C TCPCopy does when the
 // target closes a keep-alive connection early.
 func (t *Table) reconnect(s *session, now int64, rst bool) {
-	if s.reconnects >= t.cfg.MaxReconnects {
+	if int(s.reconnects) >= t.cfg.MaxReconnects {
 		t.finish(s, now, ReasonReconnects, rst)
 		return
 	}
@@ -256,34 +256,34 @@ func (t *Table) reconnect(s *session, now int64, rst bool) {
 	s.lat.tgAt = 0 // the request is sent again: no response time (latency.go)
 	s.paceAt, s.gapAt, s.rtoAt = 0, 0, 0
 	s.state = stateReconnect
-	s.reconnectAt = now + max(s.srtt, ms)
+	s.stateAt = now + max(s.srtt, ms)
 }
 
 // onTimer runs whatever timers of s are due at now.
 func (t *Table) onTimer(s *session, now int64) {
 	cfg := &t.cfg
-	if s.twUntil != 0 {
-		if now >= s.twUntil {
+	if s.state == stateTimeWait {
+		if now >= s.stateAt {
 			t.free1(s, true)
 		}
 		return
 	}
 	switch s.state {
 	case stateWaitRoute:
-		if now >= s.routeAt {
-			if t.out.Route(s.key, true) {
-				s.routeAt = 0
+		if now >= s.stateAt {
+			if t.out.Route(s.key.key(), true) {
+				s.stateAt = 0
 				t.sendSYN(s, now)
 			} else if now-s.created >= int64(cfg.RouteWait) {
 				t.finish(s, now, ReasonNoIntercept, false)
 			} else {
-				s.routeAt = now + routeRetry
+				s.stateAt = now + routeRetry
 			}
 		}
 		return
 	case stateReconnect:
-		if now >= s.reconnectAt {
-			s.reconnectAt = 0
+		if now >= s.stateAt {
+			s.stateAt = 0
 			t.sendSYN(s, now)
 		}
 		return
@@ -328,7 +328,7 @@ func (t *Table) onTimer(s *session, now int64) {
 			s.backoff = min(s.backoff+1, maxBackoff)
 			s.rtoAt = now + s.currentRTO()
 			s.recover = s.sndNxt
-		} else if s.next < len(s.queue) && s.sndWnd == 0 {
+		} else if int(s.next) < len(s.queue) && s.sndWnd == 0 {
 			// Zero window: probe with an ACK below the window (RFC 9293
 			// §3.8.6.1), which makes the target report its window.
 			t.emit(s, now, ipmangle.ACK, s.sndNxt-1, nil)
@@ -373,11 +373,11 @@ func (t *Table) finish(s *session, now int64, reason Reason, rst bool) {
 	clear(s.queue)
 	s.queue = s.queue[:0]
 	s.next, s.queueBytes = 0, 0
-	s.rtoAt, s.paceAt, s.gapAt, s.reconnectAt, s.routeAt = 0, 0, 0, 0, 0
+	s.rtoAt, s.paceAt, s.gapAt, s.stateAt = 0, 0, 0, 0
 	switch reason {
 	case ReasonNone, ReasonClientRST:
 		s.state = stateTimeWait
-		s.twUntil = now + int64(t.cfg.TimeWait)
+		s.stateAt = now + int64(t.cfg.TimeWait)
 		t.schedule(s)
 	case ReasonIdle, ReasonStopped, ReasonReplaced:
 		// Idle: the client may go on later, as a new session. Stopped,
@@ -402,7 +402,7 @@ func (t *Table) free1(s *session, withdraw bool) {
 		delete(t.sessions, s.key)
 	}
 	if withdraw {
-		t.out.Route(s.key, false)
+		t.out.Route(s.key.key(), false)
 	}
 	for _, g := range s.queue {
 		t.segs.put(g)

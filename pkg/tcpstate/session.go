@@ -3,6 +3,7 @@ package tcpstate
 import (
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
+	"net/netip"
 )
 
 // state is a session's place in its life.
@@ -90,74 +91,72 @@ func (p *segPool) put(g *segment) {
 
 // session is one copied client connection.
 type session struct {
-	key     Key
-	state   state
-	freed   bool
-	tomb    bool // finished unsuccessfully: the client's packets are dropped
-	heapIdx int
-	// deadline is the session's place in the timer heap.
-	deadline int64
+	key skey
+	// The client stream toward the target: sorted by seq, not
+	// overlapping, from the first unacked segment on.
+	queue []*segment
 
-	created      int64
-	lastClient   int64 // last captured packet
-	lastTarget   int64 // last response
-	synCaptured  bool
-	onlineBase   seqnum.Value // online server's ISN+1, from the client's handshake ACK
-	haveBase     bool
-	capturedData bool
-
-	// The client stream toward the target.
-	isn        seqnum.Value // SYN sequence number of the current connection
-	queue      []*segment   // sorted by seq, not overlapping, from the first unacked on
-	next       int          // index in queue of the first unsent segment
-	queueBytes int
-	sndUna     seqnum.Value
-	sndNxt     seqnum.Value
-	finQueued  bool
-	finSeq     seqnum.Value
-	finAcked   bool
+	// Times (Unix nanoseconds; 0 when off). deadline is the session's
+	// place in the timer heap.
+	deadline   int64
+	created    int64
+	lastClient int64 // last captured packet
+	lastTarget int64 // last response
 	finAckedAt int64
-	rstPending bool
-
-	// The target's side.
-	rcvNxt    seqnum.Value
-	sndWnd    uint32
-	wscale    uint8
-	tsOK      bool
-	tsRecent  uint32
-	targetFin bool
-	ipID      uint16
-	dupAcks   int
-	recover   seqnum.Value // fast retransmit done up to here
+	synSentAt  int64
+	rtoAt      int64
+	paceAt     int64
+	gapAt      int64
+	// stateAt is the timer of the waiting states: the next route attempt
+	// (wait-route), the new SYN (reconnect), the end of time-wait.
+	stateAt    int64
+	reqSentAt  int64
+	lastRespAt int64
+	respBytes  int64
 
 	// Round-trip time (RFC 6298), nanoseconds.
 	srtt, rttvar, rto int64
-	backoff           int
-	synSentAt         int64
 
-	// Timers: absolute times, 0 when off.
-	rtoAt       int64
-	paceAt      int64
-	gapAt       int64
-	reconnectAt int64
-	routeAt     int64
-	twUntil     int64
-
-	// Pacing.
-	reqAckSet  bool
-	reqAck     seqnum.Value
-	waiting    bool
-	reqSentAt  int64
-	respBytes  int64
-	lastRespAt int64
-	ackSent    bool // a packet carrying our latest ack went out in this call
-	reqCounted bool // the current request's first data segment was counted
-
-	reconnects    int
 	capturedBytes uint64
 	ackedBytes    uint64
 
 	lat reqTiming // response times (latency.go)
+
+	isn        seqnum.Value // SYN sequence number of the current connection
+	sndUna     seqnum.Value
+	sndNxt     seqnum.Value
+	finSeq     seqnum.Value
+	onlineBase seqnum.Value // online server's ISN+1, from the client's handshake ACK
+	rcvNxt     seqnum.Value
+	recover    seqnum.Value // fast retransmit done up to here
+	reqAck     seqnum.Value
+	sndWnd     uint32
+	tsRecent   uint32
+	heapIdx    int32
+	next       int32 // index in queue of the first unsent segment
+	queueBytes int32
+	ipID       uint16
+
+	state      state
+	wscale     uint8
+	dupAcks    uint8
+	backoff    uint8
+	reconnects uint8
+
+	freed        bool
+	tomb         bool // finished unsuccessfully: the client's packets are dropped
+	synCaptured  bool
+	haveBase     bool
+	capturedData bool
+	finQueued    bool
+	finAcked     bool
+	rstPending   bool
+	tsOK         bool
+	targetFin    bool
+	reqAckSet    bool
+	waiting      bool
+	ackSent      bool // a packet carrying our latest ack went out in this call
+	reqCounted   bool // the current request's first data segment was counted
 }
 
 // pending reports captured data or a FIN not yet acknowledged.
@@ -186,9 +185,7 @@ func (s *session) nextDeadline(cfg *Config) int64 {
 	at(s.rtoAt)
 	at(s.paceAt)
 	at(s.gapAt)
-	at(s.reconnectAt)
-	at(s.routeAt)
-	at(s.twUntil)
+	at(s.stateAt)
 	switch s.state {
 	case stateSynSent:
 		at(s.synSentAt + int64(cfg.HandshakeTimeout))
@@ -209,7 +206,7 @@ func (s *session) nextDeadline(cfg *Config) int64 {
 // (or waits for an intercept link). fromSYN says p is the client's SYN;
 // otherwise p is a data packet of a connection whose SYN we did not see
 // and our own SYN starts one byte before it.
-func (t *Table) open(now int64, k Key, p *ipmangle.Parsed, fromSYN bool) *session {
+func (t *Table) open(now int64, k skey, p *ipmangle.Parsed, fromSYN bool) *session {
 	if t.shed {
 		// Refused by the memory budget or overload. A small tombstone (no
 		// session) keeps the rest of the connection from being counted
@@ -245,7 +242,7 @@ func (t *Table) alloc() *session {
 func (t *Table) bury(s *session, now int64) {
 	s.state = stateTimeWait
 	s.tomb = true
-	s.twUntil = now + int64(tombTime)
+	s.stateAt = now + int64(tombTime)
 	t.schedule(s)
 }
 
@@ -269,11 +266,11 @@ func (t *Table) start(s *session, now int64, p *ipmangle.Parsed, fromSYN bool) *
 	}
 	t.sessions[k] = s
 	t.stats.Opened++
-	if t.out.Route(k, true) {
+	if t.out.Route(k.key(), true) {
 		t.sendSYN(s, now)
 	} else {
 		s.state = stateWaitRoute
-		s.routeAt = now + routeRetry
+		s.stateAt = now + routeRetry
 	}
 	t.schedule(s)
 	return s
@@ -291,7 +288,7 @@ func (t *Table) sendSYN(s *session, now int64) {
 
 func (t *Table) emitSYN(s *session, now int64) {
 	f := ipmangle.Fields{
-		Src: s.key.Client, Dst: s.key.Target,
+		Src: s.client(), Dst: s.target(),
 		Seq: uint32(s.isn), Flags: ipmangle.SYN, Window: ourWindow,
 		MSS: t.cfg.MSS, WScale: ourWScale, HasTS: true, TSVal: tsClock(now),
 		ID: s.nextID(), DontFragment: true,
@@ -320,7 +317,7 @@ func (t *Table) send(f *ipmangle.Fields) {
 // carrying our current acknowledgement, at seq, with payload.
 func (t *Table) emit(s *session, now int64, flags ipmangle.TCPFlags, seq seqnum.Value, payload []byte) {
 	f := ipmangle.Fields{
-		Src: s.key.Client, Dst: s.key.Target,
+		Src: s.client(), Dst: s.target(),
 		Seq: uint32(seq), Flags: flags, Window: ourWindow, WScale: -1,
 		ID: s.nextID(), DontFragment: true, Payload: payload,
 	}
@@ -436,7 +433,7 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 			}
 		}
 		n = min(n, t.segs.size)
-		if s.queueBytes+n > t.cfg.MaxQueueBytes {
+		if int(s.queueBytes)+n > t.cfg.MaxQueueBytes {
 			t.finish(s, now, ReasonBufferFull, true)
 			return false
 		}
@@ -444,7 +441,7 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 		g.seq, g.ack, g.psh, g.n = seq, ack, psh, n
 		copy(g.data, payload[:n])
 		t.insertAt(s, i, g)
-		s.queueBytes += n
+		s.queueBytes += int32(n)
 		s.capturedBytes += uint64(n)
 		t.stats.CapturedBytes += uint64(n)
 		s.capturedData = true
@@ -463,7 +460,7 @@ func (t *Table) insertAt(s *session, i int, g *segment) {
 	s.queue = append(s.queue, nil)
 	copy(s.queue[i+1:], s.queue[i:])
 	s.queue[i] = g
-	if i < s.next {
+	if i < int(s.next) {
 		s.next++
 	}
 }
@@ -490,7 +487,7 @@ func (t *Table) pump(s *session, now int64) {
 		return
 	}
 	s.paceAt = 0
-	for s.next < len(s.queue) {
+	for int(s.next) < len(s.queue) {
 		g := s.queue[s.next]
 		if g.seq != s.sndNxt {
 			// A hole in the captured stream (or leftovers of an earlier
@@ -597,4 +594,13 @@ func (s *session) sampleRTT(r int64, fixed bool) {
 		s.srtt = (7*s.srtt + r) / 8
 	}
 	s.rto = min(max(s.srtt+max(4*s.rttvar, ms), minRTO), maxRTO)
+}
+
+// client and target return the session's endpoints.
+func (s *session) client() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(s.key.client).Unmap(), s.key.cport)
+}
+
+func (s *session) target() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(s.key.target).Unmap(), s.key.tport)
 }

@@ -15,6 +15,25 @@ type Key struct {
 	Target netip.AddrPort
 }
 
+// skey is Key packed for the session table: 36 bytes instead of 64
+// (netip.AddrPort carries a zone handle), which keeps an idle session small.
+// IPv4 addresses are stored 4in6-mapped and unmapped again by key.
+type skey struct {
+	client, target [16]byte
+	cport, tport   uint16
+}
+
+func packKey(k Key) skey {
+	return skey{client: k.Client.Addr().As16(), target: k.Target.Addr().As16(), cport: k.Client.Port(), tport: k.Target.Port()}
+}
+
+func (k skey) key() Key {
+	return Key{
+		Client: netip.AddrPortFrom(netip.AddrFrom16(k.client).Unmap(), k.cport),
+		Target: netip.AddrPortFrom(netip.AddrFrom16(k.target).Unmap(), k.tport),
+	}
+}
+
 // Output receives what a Table produces. Its methods are called
 // synchronously from Table methods and must not call back into the Table.
 type Output interface {
@@ -102,9 +121,9 @@ func (c *Config) setDefaults() {
 type Table struct {
 	cfg      Config
 	out      Output
-	sessions map[Key]*session
-	dead     map[Key]int64 // shed connections: dropped until this time
-	swept    int64         // last sweep of dead
+	sessions map[skey]*session
+	dead     map[skey]int64 // shed connections: dropped until this time
+	swept    int64          // last sweep of dead
 	timers   timerHeap
 	free     []*session // reusable sessions
 	segs     segPool
@@ -119,8 +138,8 @@ func New(cfg Config, out Output) *Table {
 	return &Table{
 		cfg:      cfg,
 		out:      out,
-		sessions: make(map[Key]*session),
-		dead:     make(map[Key]int64),
+		sessions: make(map[skey]*session),
+		dead:     make(map[skey]int64),
 		segs:     segPool{size: cfg.MTU},
 		buf:      make([]byte, cfg.MTU),
 	}
@@ -202,15 +221,16 @@ func (t *Table) CloseAll(now int64) {
 // caller. It does not allocate in the steady state.
 func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 	t.stats.ClientPackets++
-	s := t.sessions[k]
+	sk := packKey(k)
+	s := t.sessions[sk]
 	if s == nil && len(t.dead) > 0 {
-		if until, ok := t.dead[k]; ok {
+		if until, ok := t.dead[sk]; ok {
 			if now < until && (p.Flags&ipmangle.SYN == 0 || p.Flags&ipmangle.ACK != 0) {
 				t.stats.Drops[DropClosed]++
-				t.dead[k] = now + int64(tombTime)
+				t.dead[sk] = now + int64(tombTime)
 				return
 			}
-			delete(t.dead, k) // expired, or a new connection
+			delete(t.dead, sk) // expired, or a new connection
 		}
 	}
 	switch {
@@ -230,7 +250,7 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 			}
 			t.free1(s, false)
 		}
-		t.open(now, k, p, true)
+		t.open(now, sk, p, true)
 		return
 	case s != nil && s.state == stateTimeWait:
 		// The connection was copied to its end, or given up: its late
@@ -239,7 +259,7 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 		// while its client keeps sending.
 		t.stats.Drops[DropClosed]++
 		if s.tomb {
-			s.twUntil = now + int64(tombTime)
+			s.stateAt = now + int64(tombTime)
 			t.schedule(s)
 		}
 		return
@@ -254,7 +274,7 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 			t.stats.Drops[DropNoSYN]++
 			return
 		}
-		s = t.open(now, k, p, false)
+		s = t.open(now, sk, p, false)
 		if s == nil {
 			return
 		}
@@ -271,7 +291,7 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 // which intercept stripped.
 func (t *Table) Response(now int64, k Key, p *ipmangle.Parsed, payloadLen int) {
 	t.stats.Responses++
-	s := t.sessions[k]
+	s := t.sessions[packKey(k)]
 	if s == nil {
 		t.stats.Drops[DropResponseNoSession]++
 		return

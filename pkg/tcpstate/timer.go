@@ -9,18 +9,18 @@ func (h timerHeap) less(i, j int) bool { return h[i].deadline < h[j].deadline }
 
 func (h timerHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	h[i].heapIdx = int32(i)
+	h[j].heapIdx = int32(j)
 }
 
 func (h *timerHeap) push(s *session) {
-	s.heapIdx = len(*h)
+	s.heapIdx = int32(len(*h))
 	*h = append(*h, s)
-	h.up(s.heapIdx)
+	h.up(int(s.heapIdx))
 }
 
 func (h *timerHeap) remove(s *session) {
-	i := s.heapIdx
+	i := int(s.heapIdx)
 	if i < 0 {
 		return
 	}
@@ -39,8 +39,8 @@ func (h *timerHeap) remove(s *session) {
 }
 
 func (h *timerHeap) fix(s *session) {
-	if !h.down(s.heapIdx) {
-		h.up(s.heapIdx)
+	if !h.down(int(s.heapIdx)) {
+		h.up(int(s.heapIdx))
 	}
 }
 
