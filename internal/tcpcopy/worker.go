@@ -206,9 +206,9 @@ func (w *worker) handle(it *item) {
 		w.tab.Response(now, it.key, &w.p, it.payloadLen)
 	case w.p.Flags&ipmangle.SYN != 0 && w.p.Flags&ipmangle.ACK == 0 && len(w.in) > overloadMark:
 		w.overload.Add(1)
-		w.tab.Shed(true)
+		w.tab.Overload(true)
 		w.tab.Client(now, it.key, pkt, &w.p)
-		w.tab.Shed(w.shed.Load())
+		w.tab.Overload(false)
 	default:
 		w.tab.Client(now, it.key, pkt, &w.p)
 	}

@@ -157,6 +157,15 @@ func FuzzEvents(f *testing.F) {
 			if st.AckedBytes > st.CapturedBytes {
 				t.Fatalf("acked %d > captured %d", st.AckedBytes, st.CapturedBytes)
 			}
+			n := 0
+			for _, s := range h.tab.sessions {
+				if s.handshaking {
+					n++
+				}
+			}
+			if n != h.tab.handshakes {
+				t.Fatalf("handshakes = %d, sessions handshaking = %d", h.tab.handshakes, n)
+			}
 			for _, s := range h.tab.sessions {
 				for j := 1; j < len(s.queue); j++ {
 					if !s.queue[j-1].seq.LessThan(s.queue[j].seq) {

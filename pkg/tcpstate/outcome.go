@@ -47,6 +47,7 @@ const (
 	ReasonReplaced                    // a new connection reused the 4-tuple
 	ReasonClientRST                   // the client reset the connection
 	ReasonReconnects                  // the target kept closing the connection early
+	ReasonOverload                    // refused: too many handshakes pending, or tcpcopy backed up
 	numReasons
 )
 
@@ -64,6 +65,7 @@ var reasonNames = [numReasons]string{
 	ReasonReplaced:      "port_reused",
 	ReasonClientRST:     "client_rst",
 	ReasonReconnects:    "too_many_reconnects",
+	ReasonOverload:      "overload",
 }
 
 func (r Reason) String() string {

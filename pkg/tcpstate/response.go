@@ -119,6 +119,7 @@ func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, 
 		return
 	}
 	s.state = stateEstablished
+	t.handshakeDone(s)
 	t.stats.SYNAcks++
 	s.rcvNxt = seq + 1
 	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
@@ -348,6 +349,7 @@ func (t *Table) finish(s *session, now int64, reason Reason, rst bool) {
 	if s.freed || s.state == stateTimeWait {
 		return
 	}
+	t.handshakeDone(s)
 	if rst && (s.state == stateEstablished || s.state == stateSynSent) {
 		seq := s.sndNxt
 		if s.state == stateSynSent {
@@ -397,6 +399,7 @@ func (t *Table) free1(s *session, withdraw bool) {
 	if s.freed {
 		return
 	}
+	t.handshakeDone(s)
 	t.timers.remove(s)
 	if t.sessions[s.key] == s {
 		delete(t.sessions, s.key)

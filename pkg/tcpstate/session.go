@@ -157,6 +157,7 @@ type session struct {
 	waiting      bool
 	ackSent      bool // a packet carrying our latest ack went out in this call
 	reqCounted   bool // the current request's first data segment was counted
+	handshaking  bool // counted in Table.handshakes
 }
 
 // pending reports captured data or a FIN not yet acknowledged.
@@ -207,12 +208,12 @@ func (s *session) nextDeadline(cfg *Config) int64 {
 // otherwise p is a data packet of a connection whose SYN we did not see
 // and our own SYN starts one byte before it.
 func (t *Table) open(now int64, k skey, p *ipmangle.Parsed, fromSYN bool) *session {
-	if t.shed {
+	if reason := t.refusal(); reason != ReasonNone {
 		// Refused by the memory budget or overload. A small tombstone (no
 		// session) keeps the rest of the connection from being counted
 		// again.
 		t.dead[k] = now + int64(tombTime)
-		t.stats.Closed[Failed][ReasonShed]++
+		t.stats.Closed[Failed][reason]++
 		return nil
 	}
 	s := t.alloc()
@@ -220,6 +221,26 @@ func (t *Table) open(now int64, k skey, p *ipmangle.Parsed, fromSYN bool) *sessi
 	s.heapIdx = -1
 	s.isn = seqnum.Value(p.Seq)
 	return t.start(s, now, p, fromSYN)
+}
+
+// refusal says why a new session must be refused now, or ReasonNone.
+func (t *Table) refusal() Reason {
+	switch {
+	case t.shed:
+		return ReasonShed
+	case t.overload || t.handshakes >= t.cfg.MaxHandshakes:
+		return ReasonOverload
+	}
+	return ReasonNone
+}
+
+// handshakeDone ends s's first handshake for the count MaxHandshakes
+// bounds.
+func (t *Table) handshakeDone(s *session) {
+	if s.handshaking {
+		s.handshaking = false
+		t.handshakes--
+	}
 }
 
 // alloc returns a zeroed session, reused when possible.
@@ -250,6 +271,8 @@ func (t *Table) bury(s *session, now int64) {
 func (t *Table) start(s *session, now int64, p *ipmangle.Parsed, fromSYN bool) *session {
 	k := s.key
 	s.created = now
+	s.handshaking = true
+	t.handshakes++
 	s.lastClient = now
 	s.lastTarget = now
 	s.synCaptured = fromSYN

@@ -87,6 +87,12 @@ type Config struct {
 	// MaxReconnects bounds how often a session reconnects after the target
 	// closed it early. Default 8.
 	MaxReconnects int
+	// MaxHandshakes bounds the sessions waiting for their first SYN-ACK
+	// (or for an intercept link). Past it new sessions are refused with
+	// ReasonOverload: when the target or the intercept loop cannot keep
+	// up, the sessions already running are kept complete instead of every
+	// session slowing down and failing together. Default 1024.
+	MaxHandshakes int
 }
 
 func (c *Config) setDefaults() {
@@ -114,6 +120,9 @@ func (c *Config) setDefaults() {
 	if c.MaxReconnects <= 0 {
 		c.MaxReconnects = 8
 	}
+	if c.MaxHandshakes <= 0 {
+		c.MaxHandshakes = 1024
+	}
 }
 
 // Table holds the sessions of one worker. It is not safe for concurrent
@@ -129,7 +138,10 @@ type Table struct {
 	segs     segPool
 	buf      []byte // packet being built
 	shed     bool
-	stats    Stats
+	overload bool
+	// handshakes counts sessions waiting for their first SYN-ACK.
+	handshakes int
+	stats      Stats
 }
 
 // New returns an empty table writing to out.
@@ -152,6 +164,11 @@ func (t *Table) Len() int { return len(t.sessions) }
 // tcpcopy's memory budget (-m). Refused sessions are counted as failed
 // with ReasonShed.
 func (t *Table) Shed(on bool) { t.shed = on }
+
+// Overload makes the table refuse (true) or accept (false) new sessions
+// because its owner is backed up; refused sessions count as failed with
+// ReasonOverload.
+func (t *Table) Overload(on bool) { t.overload = on }
 
 // Stats returns the table's counters.
 func (t *Table) Stats() Stats {

@@ -1,6 +1,7 @@
 package tcpstate
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -479,5 +480,30 @@ func TestBufferFull(t *testing.T) {
 	h.expect("S 1000", "RA 1001 0")
 	if h.closed(Failed, ReasonBufferFull) != 1 {
 		t.Errorf("stats = %+v", h.tab.Stats())
+	}
+}
+
+func TestHandshakeBacklogSheds(t *testing.T) {
+	h := newHarness(t, Config{MaxHandshakes: 2})
+	for i, port := range []uint16{40001, 40002, 40003} {
+		k := Key{Client: netip.AddrPortFrom(clientAP.Addr(), port), Target: targetAP}
+		f := ipmangle.Fields{Src: k.Client, Dst: onlineAP, Seq: 1000 * uint32(i+1), Flags: S, Window: 100, WScale: -1}
+		n := f.Encode(h.buf)
+		var p ipmangle.Parsed
+		p.Decode(h.buf[:n])
+		h.tab.Client(h.now, k, h.buf[:n], &p)
+	}
+	h.expect("S 1000", "S 2000") // the third waits for nothing: refused
+	st := h.tab.Stats()
+	if st.Opened != 2 || st.Closed[Failed][ReasonOverload] != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+	// When a handshake completes, new sessions are taken again.
+	h.target(SA, 5000, 1001, 65535, 0) // key1 is port 40000: ignored, no session
+	h.tab.Overload(true)
+	h.client(S, 7000, 0, "")
+	h.tab.Overload(false)
+	if st := h.tab.Stats(); st.Closed[Failed][ReasonOverload] != 2 {
+		t.Errorf("overload refusals = %d, want 2", st.Closed[Failed][ReasonOverload])
 	}
 }
