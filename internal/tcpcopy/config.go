@@ -451,10 +451,12 @@ type Config struct {
 	// in copies (-H); zero: not set.
 	LocalhostAs netip.Addr
 	// Copies is how many times each session is replayed (-n), 1..1023;
-	// copies after the first get shifted source ports.
+	// copies after the first get other source ports, allocated so that
+	// no two sessions share an endpoint (multiply.go).
 	Copies int
 	// PortShift shifts every copy's source port by PortShift<<11 (-f),
-	// 0..31, so several tcpcopy instances do not collide.
+	// 0..31, so several tcpcopy instances do not collide. The shift is an
+	// addition on the port number, modulo 2^16 (C forgot the byte swap).
 	PortShift int
 	// Percent of sessions copied (-r), 1..100. Validate turns C's 0
 	// ("all") into 100.

@@ -1,38 +1,36 @@
 package tcpcopy
 
 import (
-	"hash/maphash"
 	"net/netip"
-
-	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
 
 // rewriter decides, per captured packet, whether it is copied and as which
 // sessions: the mapping it matches gives the target; -H, -c, -f and -n
-// give the client endpoint the target sees; -r and -g sample whole
-// connections. It is read-only after construction and safe for concurrent
-// use; nothing here allocates.
+// (and -T offline) give the client endpoints the target sees, through the
+// endpoint allocator; -r and -g sample whole connections. Its fields are
+// read-only after construction; it is safe for concurrent use and, for
+// packets of known connections, allocates nothing.
 type rewriter struct {
 	mappings  []Mapping
-	pool      []netip.Addr // -c, IPv4 and IPv6 mixed
-	pool4     []netip.Addr
+	pool4     []netip.Addr // -c
 	pool6     []netip.Addr
-	localhost netip.Addr
-	copies    int
-	shift     uint16 // -f << 11
-	percent   int
-	seed      maphash.Seed
+	localhost netip.Addr // -H
+	copies    int        // -n
+	shift     uint16     // -f << 11
+	percent   int        // -r
+	// eps allocates the copies' endpoints; nil when every session keeps
+	// its client's own endpoint (no -c, -H, -f, -n, and one pass), which
+	// cannot collide.
+	eps *endpoints
 }
 
 func newRewriter(cfg *Config) *rewriter {
 	r := &rewriter{
 		mappings:  cfg.Mappings,
-		pool:      cfg.ClientPool,
 		localhost: cfg.LocalhostAs,
 		copies:    max(cfg.Copies, 1),
 		shift:     uint16(cfg.PortShift) << 11,
 		percent:   cfg.Percent,
-		seed:      maphash.MakeSeed(),
 	}
 	for _, a := range cfg.ClientPool {
 		if a.Is4() {
@@ -43,6 +41,10 @@ func newRewriter(cfg *Config) *rewriter {
 	}
 	if r.percent <= 0 || r.percent > 100 {
 		r.percent = 100
+	}
+	if r.copies > 1 || len(cfg.ClientPool) > 0 || r.localhost.IsValid() || r.shift != 0 ||
+		(cfg.OfflineFile != "" && cfg.Repeat > 1) {
+		r.eps = newEndpoints(r)
 	}
 	return r
 }
@@ -71,39 +73,70 @@ func (r *rewriter) match(dst netip.AddrPort) (*Mapping, bool) {
 
 // sampled reports whether the connection of client is copied at percent
 // (0..100). The decision depends only on the client endpoint, so a whole
-// connection is kept or dropped (C TCPCopy hashes the same two values).
+// connection is kept or dropped, and it is the same in every run and on
+// every host (C TCPCopy hashes the same two values; its hash is weaker).
 func (r *rewriter) sampled(client netip.AddrPort, percent int) bool {
 	if percent >= 100 {
 		return true
 	}
-	return int(maphash.Comparable(r.seed, client)%100) < percent
+	return int(hashAddrPort(client)%100) < percent
 }
 
-// key returns the session key of copy i (0-based) of a connection from
-// client to mapping m.
-func (r *rewriter) key(m *Mapping, client netip.AddrPort, i int) tcpstate.Key {
-	addr, port := client.Addr(), client.Port()
-	if addr.IsLoopback() && r.localhost.IsValid() {
-		addr = r.localhost
+// fakeAddr returns the client address copy variant v of a connection from
+// a uses: -H for a loopback client, then, with -c, a pool address chosen
+// stickily by a hash of the client address (variant v takes the v-th
+// address after it, so copies spread over the pool).
+func (r *rewriter) fakeAddr(a netip.Addr, v uint64) netip.Addr {
+	if a.IsLoopback() && r.localhost.IsValid() {
+		a = r.localhost
 	}
-	if pool := r.poolFor(addr); len(pool) > 0 {
-		// Sticky: one online client address always maps to the same pool
-		// address (for copy i, a different one when the pool allows).
-		h := maphash.Comparable(r.seed, addr)
-		addr = pool[(h+uint64(i))%uint64(len(pool))]
-	}
-	port += r.shift
-	if i > 0 {
-		// Spread copies far apart in the port space (C TCPCopy shifts by
-		// (2i-1)*32 plus a random offset); ports below 1024 are skipped.
-		port = 1024 + uint16((uint32(port)+uint32(i)*4099)%(65536-1024))
-	}
-	return tcpstate.Key{Client: netip.AddrPortFrom(addr, port), Target: m.Target}
-}
-
-func (r *rewriter) poolFor(a netip.Addr) []netip.Addr {
+	pool := r.pool6
 	if a.Is4() {
-		return r.pool4
+		pool = r.pool4
 	}
-	return r.pool6
+	if len(pool) > 0 {
+		a = pool[(hashAddr(a)+v)%uint64(len(pool))]
+	}
+	return a
+}
+
+// fakePort returns the preferred client port of copy variant v (copy i of
+// offline pass p is variant p*copies+i) of a connection from port: the
+// port shifted by -f for variant 0, then spread by copyStride over
+// lowPort..65535. The -f shift is an addition in host byte order, modulo
+// 2^16 as in C (which forgot to swap the result back to network order).
+func (r *rewriter) fakePort(port uint16, v uint64) uint16 {
+	port += r.shift
+	if v == 0 {
+		return port
+	}
+	return uint16(lowPort + (uint64(port)+v*copyStride)%portSpace)
+}
+
+// hashAddr and hashAddrPort are fixed (unseeded) hashes, so -r samples and
+// -c maps alike in every run: a test replaying the same capture twice
+// copies the same connections, with the same addresses.
+func hashAddr(a netip.Addr) uint64 {
+	b := a.As16()
+	var hi, lo uint64
+	for i := range 8 {
+		hi = hi<<8 | uint64(b[i])
+		lo = lo<<8 | uint64(b[8+i])
+	}
+	return mix64(hi ^ mix64(lo))
+}
+
+func hashAddrPort(ap netip.AddrPort) uint64 {
+	return mix64(hashAddr(ap.Addr()) ^ uint64(ap.Port())*0x9e3779b97f4a7c15)
+}
+
+// mix64 is the SplitMix64 finalizer: every input bit affects every output
+// bit.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }

@@ -26,21 +26,29 @@ import (
 // run yet; Run refuses them with a clear message instead of guessing.
 var errUnsupported = errors.New("not supported by this version")
 
-// Run copies live traffic as cfg says until ctx ends, then resets every
-// open session toward the target and returns. It returns an error when it
-// cannot start, or when every intercept stayed unreachable (without -L).
+// Run copies live traffic, or replays cfg.OfflineFile, as cfg says until
+// ctx ends (or the replay is over), then resets every open session toward
+// the target and returns. It returns an error when it cannot start, when
+// every intercept stayed unreachable (without -L), or when the offline
+// file is damaged (after replaying what could be read).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	switch {
-	case cfg.OfflineFile != "":
-		return fmt.Errorf("offline replay (-i %s): %w", cfg.OfflineFile, errUnsupported)
-	case cfg.OutputIf != "":
+	if cfg.OutputIf != "" {
 		return fmt.Errorf("link-layer sending (-o %s): %w", cfg.OutputIf, errUnsupported)
 	}
-	prog, err := captureFilter(&cfg)
-	if err != nil {
+	var (
+		off  *offlineSource
+		prog []bpf.RawInstruction
+		err  error
+	)
+	if cfg.OfflineFile != "" {
+		if off, err = openOffline(&cfg, log); err != nil {
+			return err
+		}
+		defer off.close()
+	} else if prog, err = captureFilter(&cfg); err != nil {
 		return err
 	}
 	snd, err := inject.Open()
@@ -49,28 +57,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer snd.Close()
 
-	names := cfg.Interfaces
-	if len(names) == 0 {
-		names = []string{""}
-	}
 	var sources []*capture.Source
 	defer func() {
 		for _, s := range sources {
 			s.Close()
 		}
 	}()
-	for _, name := range names {
-		src, err := capture.Open(capture.Config{
-			Interface:      name,
-			SnapLen:        cfg.SnapLen,
-			NumBlocks:      max(cfg.BufferMB<<20/capture.DefaultBlockSize, 2),
-			Filter:         prog,
-			IgnoreOutgoing: true,
-		})
-		if err != nil {
-			return err
+	if off == nil {
+		names := cfg.Interfaces
+		if len(names) == 0 {
+			names = []string{""}
 		}
-		sources = append(sources, src)
+		for _, name := range names {
+			src, err := capture.Open(capture.Config{
+				Interface:      name,
+				SnapLen:        cfg.SnapLen,
+				NumBlocks:      max(cfg.BufferMB<<20/capture.DefaultBlockSize, 2),
+				Filter:         prog,
+				IgnoreOutgoing: true,
+			})
+			if err != nil {
+				return err
+			}
+			sources = append(sources, src)
+		}
 	}
 
 	e := newEngine(&cfg, snd, log)
@@ -92,8 +102,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	log.Info("tcpcopy started", "mappings", fmt.Sprint(cfg.Mappings), "intercepts", fmt.Sprint(cfg.Intercepts),
-		"interfaces", fmt.Sprint(cfg.Interfaces), "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies)
+	attrs := []any{"mappings", fmt.Sprint(cfg.Mappings), "intercepts", fmt.Sprint(cfg.Intercepts)}
+	if off != nil {
+		attrs = append(attrs, "offline", cfg.OfflineFile)
+	} else {
+		attrs = append(attrs, "interfaces", fmt.Sprint(cfg.Interfaces))
+	}
+	log.Info("tcpcopy started", append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies)...)
 
 	var wg sync.WaitGroup
 	wctx, stopWorkers := context.WithCancel(context.Background())
@@ -113,7 +128,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		linkErr <- err
 	}()
 	var cwg sync.WaitGroup
-	capErr := make(chan error, len(sources))
+	capErr := make(chan error, max(len(sources), 1))
 	for _, src := range sources {
 		cwg.Add(1)
 		go func() {
@@ -122,6 +137,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				capErr <- err
 				cancel()
 			}
+		}()
+	}
+	if off != nil {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			if err := e.replay(ctx, off); err != nil {
+				capErr <- err
+			}
+			cancel() // the replay is over
 		}()
 	}
 	e.observe(ctx)
@@ -136,6 +161,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	e.links.Close()
 	err = <-linkErr
 	e.logSummary()
+	if off != nil {
+		e.logOffline(off)
+	} else if e.rw.eps != nil {
+		e.log.Info("client endpoints", e.endpointAttrs(nil)...)
+	}
 	select {
 	case cerr := <-capErr:
 		return cerr
@@ -167,22 +197,26 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 
 // engine ties capture, the workers and the intercept links together.
 type engine struct {
-	cfg     *Config
-	log     *slog.Logger
-	rw      *rewriter
-	disp    *dispatcher
-	links   *Links
-	sc      sendCounters
-	shed    atomic.Bool
-	sources []*capture.Source
-	start   time.Time
-	first   atomic.Int64 // first captured packet, for -g
+	cfg      *Config
+	log      *slog.Logger
+	rw       *rewriter
+	disp     *dispatcher
+	links    *Links
+	sc       sendCounters
+	shed     atomic.Bool
+	sources  []*capture.Source
+	start    time.Time
+	first    atomic.Int64 // first captured packet, for -g
+	now      func() int64 // the clock of the capture side, Unix ns
+	linksUp  func() int   // intercept links up now
+	replayed replayStats
 
-	captured, invalid, unmatched, sampledOut, truncated, segmented atomic.Uint64
+	captured, invalid, unmatched, sampledOut, truncated, segmented, noEndpoint atomic.Uint64
 }
 
 func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
-	e := &engine{cfg: cfg, log: log, rw: newRewriter(cfg), start: time.Now()}
+	e := &engine{cfg: cfg, log: log, rw: newRewriter(cfg), start: time.Now(),
+		now: func() int64 { return time.Now().UnixNano() }}
 	e.disp = &dispatcher{seed: maphash.MakeSeed()}
 	e.links = NewLinks(LinkConfig{
 		Servers:        cfg.Intercepts,
@@ -191,6 +225,7 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		Fallback:       wire.Format{Version: wire.Version6, Combined: cfg.Combined, Payload: cfg.RespPayload},
 		Lonely:         cfg.Lonely,
 	}, log, e.disp.record)
+	e.linksUp = e.links.Up
 	tc := tcpstate.Config{
 		MTU:              cfg.MTU,
 		MSS:              uint16(cfg.MSS),
@@ -201,9 +236,21 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		OnlyFullSessions: cfg.OnlyFullSessions,
 	}
 	for i := range max(cfg.Workers, 1) {
-		e.disp.workers = append(e.disp.workers, newWorker(i, cfg, tc, snd, e.links, &e.sc, &e.shed, log))
+		w := newWorker(i, cfg, tc, snd, e.links, &e.sc, &e.shed, log)
+		e.track(w)
+		e.disp.workers = append(e.disp.workers, w)
 	}
 	return e
+}
+
+// track makes w's route announcements tell the endpoint allocator when
+// sessions start and end. It does nothing without an allocator.
+func (e *engine) track(w *worker) {
+	if e.rw.eps != nil {
+		if _, done := w.links.(trackedRouter); !done {
+			w.links = trackedRouter{router: w.links, eps: e.rw.eps, now: func() int64 { return e.now() }}
+		}
+	}
 }
 
 // percentNow is the share of connections copied now: -r, or with -g 1 %
@@ -244,10 +291,16 @@ func (e *engine) captureLoop(src *capture.Source) error {
 }
 
 // handleCaptured decides what one captured packet becomes. It allocates
-// nothing.
+// nothing for packets of known connections.
 func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte) {
-	e.captured.Add(1)
 	p.Decode(data)
+	e.handleParsed(data, p, seg, segb, 0, e.now())
+}
+
+// handleParsed is handleCaptured for a packet already decoded into p, of
+// offline pass pass (0 for live capture), at time now.
+func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, pass uint32, now int64) {
+	e.captured.Add(1)
 	if !p.Valid {
 		e.invalid.Add(1)
 		return
@@ -257,7 +310,7 @@ func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.S
 		e.unmatched.Add(1)
 		return
 	}
-	if !e.rw.sampled(p.Src, e.percentNow(time.Now().UnixNano())) {
+	if !e.rw.sampled(p.Src, e.percentNow(now)) {
 		e.sampledOut.Add(1)
 		return
 	}
@@ -269,20 +322,37 @@ func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.S
 	} else if p.TotalLen < len(data) {
 		data = data[:p.TotalLen]
 	}
-	for i := range e.rw.copies {
-		k := e.rw.key(m, p.Src, i)
-		if len(data) <= e.cfg.MTU || p.Truncated {
-			e.disp.client(k, data)
+	if e.rw.eps == nil {
+		e.dispatch(tcpstate.Key{Client: p.Src, Target: m.Target}, data, p, seg, segb)
+		return
+	}
+	l := e.rw.eps.lease(connKey{client: p.Src, server: p.Dst, pass: pass}, m.Target, now)
+	for _, fake := range l.fakes {
+		if !fake.IsValid() {
+			e.noEndpoint.Add(1)
 			continue
 		}
-		// A GRO/LRO super-packet: split to the MTU first.
-		if !seg.Reset(data, p, e.cfg.MTU) {
-			e.invalid.Add(1)
+		if !e.dispatch(tcpstate.Key{Client: fake, Target: m.Target}, data, p, seg, segb) {
 			return
 		}
-		for s := seg.Next(segb); s != nil; s = seg.Next(segb) {
-			e.segmented.Add(1)
-			e.disp.client(k, s)
-		}
 	}
+}
+
+// dispatch queues one client packet of session k to its worker, split to
+// the MTU first if it is a GRO/LRO super-packet. It reports false when the
+// packet cannot be split (counted invalid).
+func (e *engine) dispatch(k tcpstate.Key, data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte) bool {
+	if len(data) <= e.cfg.MTU || p.Truncated {
+		e.disp.client(k, data)
+		return true
+	}
+	if !seg.Reset(data, p, e.cfg.MTU) {
+		e.invalid.Add(1)
+		return false
+	}
+	for s := seg.Next(segb); s != nil; s = seg.Next(segb) {
+		e.segmented.Add(1)
+		e.disp.client(k, s)
+	}
+	return true
 }
