@@ -22,10 +22,6 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
-// errUnsupported marks modes of the C command line this build does not
-// run yet; Run refuses them with a clear message instead of guessing.
-var errUnsupported = errors.New("not supported by this version")
-
 // Run copies live traffic, or replays cfg.OfflineFile, as cfg says until
 // ctx ends (or the replay is over), then resets every open session toward
 // the target and returns. It returns an error when it cannot start, when
@@ -34,9 +30,6 @@ var errUnsupported = errors.New("not supported by this version")
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
-	}
-	if cfg.OutputIf != "" {
-		return fmt.Errorf("link-layer sending (-o %s): %w", cfg.OutputIf, errUnsupported)
 	}
 	var (
 		off  *offlineSource
@@ -51,7 +44,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	} else if prog, err = captureFilter(&cfg); err != nil {
 		return err
 	}
-	snd, err := inject.Open()
+	snd, err := openSender(&cfg)
 	if err != nil {
 		return err
 	}
@@ -355,4 +348,24 @@ func (e *engine) dispatch(k tcpstate.Key, data []byte, p *ipmangle.Parsed, seg *
 		e.disp.client(k, s)
 	}
 	return true
+}
+
+// closingSender is a sender that can be closed.
+type closingSender interface {
+	sender
+	Close() error
+}
+
+// openSender opens the raw IP sockets, or with -o a packet socket on that
+// device that sends each copy in a frame with the MACs of its mapping
+// (C TCPCopy --pcap-send).
+func openSender(cfg *Config) (closingSender, error) {
+	if cfg.OutputIf == "" {
+		return inject.Open()
+	}
+	var routes []inject.LinkRoute
+	for _, m := range cfg.Mappings {
+		routes = append(routes, inject.LinkRoute{Dst: m.Target.Addr(), SrcMAC: m.OnlineMAC, DstMAC: m.TargetMAC})
+	}
+	return inject.OpenLink(cfg.OutputIf, routes)
 }
