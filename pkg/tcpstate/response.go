@@ -370,6 +370,11 @@ func (t *Table) finish(s *session, now int64, reason Reason, rst bool) {
 	}
 	t.stats.Closed[outcome][reason]++
 	for _, g := range s.queue {
+		// Remember the newest request seen, so that a tombstone knows a
+		// new one when it comes.
+		if !s.reqAckSet || s.reqAck.LessThan(g.ack) {
+			s.reqAckSet, s.reqAck = true, g.ack
+		}
 		t.segs.put(g)
 	}
 	clear(s.queue)

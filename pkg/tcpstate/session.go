@@ -34,6 +34,7 @@ const (
 	initialRTO   = 1000 * ms // RFC 6298 (2.1) for the SYN
 	routeRetry   = 50 * ms
 	tombTime     = 10 * 1000 * ms // how long a failed session's packets are dropped after the last one
+	tombRetry    = 1000 * ms      // a new request on a failed connection is copied again after this
 	minQuiet     = 2 * ms
 	ourWScale    = 7     // window scale we announce: window 65535 << 7 = 8 MiB
 	ourWindow    = 65535 // window field of every packet we send
@@ -263,6 +264,7 @@ func (t *Table) alloc() *session {
 func (t *Table) bury(s *session, now int64) {
 	s.state = stateTimeWait
 	s.tomb = true
+	s.lastTarget = now // the time of the failure, for tombRetry
 	s.stateAt = now + int64(tombTime)
 	t.schedule(s)
 }

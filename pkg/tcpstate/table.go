@@ -269,13 +269,23 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 		}
 		t.open(now, sk, p, true)
 		return
+	case s != nil && s.state == stateTimeWait && s.tomb && t.retryTomb(s, now, p):
+		// A new request on a connection whose copy was given up (say the
+		// target was restarted): copy it again, from this request on.
+		t.free1(s, false)
+		if s = t.open(now, sk, p, false); s == nil {
+			return
+		}
 	case s != nil && s.state == stateTimeWait:
 		// The connection was copied to its end, or given up: its late
-		// packets (retransmissions, the rest of a failed session) must not
+		// packets (retransmissions, the rest of a failed request) must not
 		// open a session of their own. A failed session stays a tombstone
 		// while its client keeps sending.
 		t.stats.Drops[DropClosed]++
 		if s.tomb {
+			if p.Flags&ipmangle.ACK != 0 && p.PayloadLen > 0 && (!s.reqAckSet || s.reqAck.LessThan(seqnum.Value(p.Ack))) {
+				s.reqAckSet, s.reqAck = true, seqnum.Value(p.Ack)
+			}
 			s.stateAt = now + int64(tombTime)
 			t.schedule(s)
 		}
@@ -300,6 +310,17 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 	if !s.freed {
 		t.schedule(s)
 	}
+}
+
+// retryTomb reports whether client packet p of the given-up session s
+// starts a new request (its ack moved past every request seen so far: the
+// online server answered in between) at least tombRetry after the failure.
+// Continuing mid-request would send the target a torn request; retrying on
+// every packet would fail once per packet while the target is down.
+func (t *Table) retryTomb(s *session, now int64, p *ipmangle.Parsed) bool {
+	return p.PayloadLen > 0 && p.Flags&(ipmangle.SYN|ipmangle.RST) == 0 && p.Flags&ipmangle.ACK != 0 &&
+		s.reqAckSet && s.reqAck.LessThan(seqnum.Value(p.Ack)) && now-s.lastTarget >= int64(tombRetry) &&
+		!t.cfg.OnlyFullSessions
 }
 
 // Response handles the header of one target response to session k,

@@ -303,8 +303,10 @@ func TestTargetRefuses(t *testing.T) {
 }
 
 // A failed session is a tombstone: the rest of its connection is dropped,
-// not copied again as sessions of their own, until the client has been
-// quiet for a while.
+// not copied again as sessions of their own (one failure per packet), until
+// the client starts a new request at least a second after the failure,
+// which is copied again (the target may be back), or has been quiet for a
+// while.
 func TestFailedSessionStaysDead(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.client(S, 1000, 0, "")
@@ -312,22 +314,37 @@ func TestFailedSessionStaysDead(t *testing.T) {
 	h.client(A, 1001, 9001, "")
 	h.client(PA, 1001, 9001, "GET /")
 	h.client(S, 1000, 0, "") // a retransmitted SYN of the same connection
-	h.advance(9 * time.Second)
-	h.client(PA, 1006, 9101, "GET /2")
+	h.advance(500 * time.Millisecond)
+	h.client(PA, 1006, 9101, "GET /2") // a new request, too soon
 	h.expect("S 1000")
 	st := h.tab.Stats()
 	if st.Opened != 1 || st.ClosedBy(Failed) != 1 || st.Drops[DropClosed] != 3 || st.Drops[DropDuplicateSYN] != 1 {
 		t.Errorf("stats = %+v", st)
 	}
+	h.advance(time.Second)
+	h.client(PA, 1012, 9101, "more of /2") // same request: still dropped
+	h.client(PA, 1022, 9201, "GET /3")     // the next request: copied again
+	h.expect("S 1021")
+	h.target(SA, 5000, 1022, 65535, 0)
+	h.expect("A 1022 5001", "PA 1022 5001 GET /3")
+	if st := h.tab.Stats(); st.Opened != 2 || st.Drops[DropClosed] != 4 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestTombstoneForgotten(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(S, 1000, 0, "")
+	h.target(RA, 0, 1001, 0, 0)
 	h.advance(10 * time.Second) // quiet for tombTime: forgotten
 	if h.tab.Len() != 0 {
 		t.Errorf("tombstone kept")
 	}
-	h.client(PA, 1012, 9201, "GET /3") // the client goes on: a new session
-	h.expect("S 1011")
-	// A new connection on the 4-tuple replaces a tombstone at once.
+	h.client(PA, 1001, 9001, "GET /") // the client goes on: a new session
+	h.expect("S 1000", "S 1000")
+	// A new connection on the 4-tuple replaces a session at once.
 	h.client(S, 5000, 0, "")
-	h.expect("RA 1012 0", "S 5000")
+	h.expect("RA 1001 0", "S 5000")
 }
 
 func TestSequenceWrap(t *testing.T) {
