@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh installs what building and testing need on a fresh Debian machine:
 # libpcap headers (the one cgo package compiles tcpdump filters with
-# libpcap), iproute2 (the namespace lab) and ethtool. It only installs what
+# libpcap), iproute2 (the namespace lab), ethtool and shellcheck (the
+# route-setup script is checked by a test). It only installs what
 # is missing, and only as root; otherwise it says what to install.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 
 if ((${#missing[@]} == 0)); then
 	exit 0

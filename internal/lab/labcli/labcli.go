@@ -1,6 +1,8 @@
-// Package labcli is the command line of tcpcopy-lab: the subcommands serve
-// (the recorder), load (the load client), run (the orchestrator, package
-// labrun) and cleanup (stale namespaces).
+// Package labcli is the command line of tcpcopy-lab: the subcommands run
+// (the orchestrator, package labrun), bench (the rate finder, package
+// labbench) and cleanup (stale namespaces), and those run inside the
+// namespaces: serve (the recorder), load (the load client), watch (the leak
+// watcher, package leakwatch) and scrape (reads tcpcopy's metrics).
 //
 // It lives outside cmd/ so that tests of any package can make their test
 // binary act as tcpcopy-lab: labrun re-executes its Config.Self inside the
@@ -19,16 +21,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v3"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/labrun"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/leakwatch"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
@@ -98,13 +103,14 @@ func newLogger(cmd *cli.Command) *slog.Logger {
 func Command() *cli.Command {
 	return &cli.Command{
 		Name:  "tcpcopy-lab",
-		Usage: "namespace lab for tcpcopy-go: recorder, load client and orchestrator",
+		Usage: "namespace lab for tcpcopy-go: copy runs with a report, rate finder, and the programs they run in the namespaces (docs/lab.md)",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 		},
 		// Never os.Exit from inside: deferred cleanups must run.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
-		Commands:       []*cli.Command{serveCommand(), loadCommand(), runCommand(), cleanupCommand()},
+		Commands: []*cli.Command{runCommand(), benchCommand(), cleanupCommand(),
+			serveCommand(), loadCommand(), watchCommand(), scrapeCommand()},
 	}
 }
 
@@ -246,7 +252,9 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "prefix", Value: netlab.DefaultPrefix, Usage: "namespace name prefix"},
 		&cli.StringFlag{Name: "json", Usage: "also write the report as JSON to this file"},
 		&cli.FloatFlag{Name: "min-fidelity", Usage: "exit 3 when the fidelity (percent) is below this"},
-		&cli.BoolFlag{Name: "demo", Usage: "use tcpcopy and intercept from the directory of this executable when they exist"},
+		&cli.BoolFlag{Name: "leak-check", Usage: "count packets of the target that reach the client namespace (must be 0)"},
+		&cli.StringFlag{Name: "tcpcopy-metrics", Value: labrun.DefaultTcpcopyMetrics, Usage: "address inside online where tcpcopy serves metrics (added as --metrics-addr); off for a C tcpcopy"},
+		&cli.BoolFlag{Name: "demo", Usage: "use tcpcopy and intercept from the directory of this executable, and the demo's defaults for flags not given: " + demoDefaultsText()},
 	)
 	return &cli.Command{
 		Name:  "run",
@@ -254,22 +262,29 @@ func runCommand() *cli.Command {
 		Flags: flags,
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			log := newLogger(cmd)
+			if cmd.Bool("demo") {
+				if err := applyDemoDefaults(cmd); err != nil {
+					return &exitError{ExitSetup, err}
+				}
+			}
 			lo, err := loadOptions(cmd)
 			if err != nil {
 				return &exitError{ExitSetup, err}
 			}
 			cfg := labrun.Config{
-				Prefix:       cmd.String("prefix"),
-				ExtraClients: cmd.Int("extra-clients"),
-				GRO:          cmd.Bool("gro"),
-				Dir:          cmd.String("dir"),
-				TcpcopyBin:   cmd.String("tcpcopy-bin"),
-				InterceptBin: cmd.String("intercept-bin"),
-				Load:         lo,
-				IPv6:         cmd.Bool("ipv6"),
-				AllSources:   cmd.Bool("all-sources"),
-				Tail:         cmd.Duration("tail"),
-				StartTimeout: cmd.Duration("start-timeout"),
+				Prefix:         cmd.String("prefix"),
+				ExtraClients:   cmd.Int("extra-clients"),
+				GRO:            cmd.Bool("gro"),
+				Dir:            cmd.String("dir"),
+				TcpcopyBin:     cmd.String("tcpcopy-bin"),
+				InterceptBin:   cmd.String("intercept-bin"),
+				Load:           lo,
+				IPv6:           cmd.Bool("ipv6"),
+				AllSources:     cmd.Bool("all-sources"),
+				Tail:           cmd.Duration("tail"),
+				StartTimeout:   cmd.Duration("start-timeout"),
+				LeakCheck:      cmd.Bool("leak-check"),
+				TcpcopyMetrics: cmd.String("tcpcopy-metrics"),
 			}
 			// Resolve our own path now: inside "ip netns exec",
 			// /proc/self/exe is ip.
@@ -309,6 +324,8 @@ func runCommand() *cli.Command {
 				}
 			}
 			switch {
+			case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+				return &exitError{ExitFailure, errors.New("interrupted: the lab's programs are stopped and its namespaces deleted")}
 			case errors.Is(err, labrun.ErrSetup):
 				return &exitError{ExitSetup, err}
 			case err != nil:
@@ -317,9 +334,51 @@ func runCommand() *cli.Command {
 			if min := cmd.Float("min-fidelity"); min > 0 && rep.Compare.Fidelity < min {
 				return &exitError{ExitLowFidelity, fmt.Errorf("fidelity %.1f%% below --min-fidelity %.1f%%", rep.Compare.Fidelity, min)}
 			}
+			if rep.Leaks != nil && rep.Leaks.Packets > 0 {
+				return &exitError{ExitLowFidelity, fmt.Errorf("%d packets of the target reached the client namespace", rep.Leaks.Packets)}
+			}
+			if cmd.Bool("demo") && rep.Lost != nil && !rep.Lost.Explained {
+				return &exitError{ExitLowFidelity, fmt.Errorf("%d requests were lost without a session outcome that explains them", rep.Lost.Requests)}
+			}
 			return nil
 		},
 	}
+}
+
+// demoDefaults are the flags "run --demo" sets when they are not given: a
+// mixed load (keep-alive and short connections, GET and POST, bodies of 0
+// B to 1 MiB) from 17 client addresses for 10 s, GRO on, leak check on.
+// It takes about 15 s on a 2-core machine.
+var demoDefaults = []struct{ name, value string }{
+	{"rate", "100"},
+	{"duration", "10s"},
+	{"max", "2000"},
+	{"mode", "mixed"},
+	{"concurrency", "8"},
+	{"extra-clients", "16"},
+	{"all-sources", "true"},
+	{"gro", "true"},
+	{"leak-check", "true"},
+}
+
+func demoDefaultsText() string {
+	var parts []string
+	for _, d := range demoDefaults {
+		parts = append(parts, "--"+d.name+" "+d.value)
+	}
+	return strings.Join(parts, " ")
+}
+
+func applyDemoDefaults(cmd *cli.Command) error {
+	for _, d := range demoDefaults {
+		if cmd.IsSet(d.name) {
+			continue
+		}
+		if err := cmd.Set(d.name, d.value); err != nil {
+			return fmt.Errorf("demo default --%s %s: %w", d.name, d.value, err)
+		}
+	}
+	return nil
 }
 
 // demoBinaries fills in tcpcopy and intercept from the directory of this
@@ -383,6 +442,69 @@ func cleanupCommand() *cli.Command {
 				fmt.Fprintln(cmd.Root().Writer, "deleted", ns)
 			}
 			if err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			return nil
+		},
+	}
+}
+
+func scrapeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "scrape",
+		Usage: "print an HTTP resource (run uses it inside the online namespace to read tcpcopy's metrics)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "url", Required: true, Usage: "what to GET, e.g. http://127.0.0.1:9180/metrics"},
+			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Second, Usage: "give up after this long"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			ctx, cancel := context.WithTimeout(ctx, cmd.Duration("timeout"))
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, cmd.String("url"), nil)
+			if err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return &exitError{ExitFailure, fmt.Errorf("%s: %s", cmd.String("url"), resp.Status)}
+			}
+			if _, err := io.Copy(cmd.Root().Writer, resp.Body); err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			return nil
+		},
+	}
+}
+
+func watchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "watch",
+		Usage: "count TCP packets from these addresses or ports that reach this namespace, until SIGTERM (run --leak-check)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Required: true, Usage: "JSON result file (written when ready and at the end)"},
+			&cli.StringSliceFlag{Name: "from", Usage: "source address to count (repeatable)"},
+			&cli.IntSliceFlag{Name: "port", Usage: "TCP source port to count, from any address (repeatable)"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			o := leakwatch.Options{Out: cmd.String("out")}
+			for _, s := range cmd.StringSlice("from") {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return &exitError{ExitSetup, fmt.Errorf("--from: %w", err)}
+				}
+				o.From = append(o.From, a)
+			}
+			for _, p := range cmd.IntSlice("port") {
+				if p < 1 || p > 65535 {
+					return &exitError{ExitSetup, fmt.Errorf("--port %d out of range", p)}
+				}
+				o.Ports = append(o.Ports, uint16(p))
+			}
+			if _, err := leakwatch.Run(ctx, o); err != nil {
 				return &exitError{ExitFailure, err}
 			}
 			return nil

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -78,6 +80,12 @@ func TestUsageErrors(t *testing.T) {
 		// The dash-led value parses; the lone intercept is refused before
 		// any namespace is built.
 		{"intercept alone", []string{"run", "--intercept-args", "-i x", "--intercept-bin", "/bin/true"}, "without --tcpcopy-bin"},
+		{"bench bad mode", []string{"bench", "--modes", "short,slow"}, "slow"},
+		{"bench falling rates", []string{"bench", "--rates", "400,200"}, "rise"},
+		{"bench bad rate", []string{"bench", "--rates", "100,x"}, "bad rate"},
+		{"watch without out", []string{"watch", "--from", "192.0.2.1"}, "out"},
+		{"watch bad port", []string{"watch", "--out", "/nonexistent/x", "--port", "70000"}, "out of range"},
+		{"scrape without url", []string{"scrape"}, "url"},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(t, c.args...)
@@ -164,5 +172,46 @@ func TestRunWithoutCopy(t *testing.T) {
 	code, _, stderr = run(t, "run", "--duration", "200ms", "--rate", "20", "--dir", t.TempDir(), "--min-fidelity", "50")
 	if code != ExitLowFidelity {
 		t.Errorf("--min-fidelity: exit %d, want %d (%s)", code, ExitLowFidelity, stderr)
+	}
+}
+
+func TestScrapeCommand(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "tcpcopy_sessions_opened_total 3\n")
+	}))
+	defer srv.Close()
+	code, stdout, stderr := run(t, "scrape", "--url", srv.URL+"/metrics")
+	if code != 0 || stdout != "tcpcopy_sessions_opened_total 3\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, "scrape", "--url", srv.URL+"/other"); code != ExitFailure || !strings.Contains(stderr, "404") {
+		t.Errorf("not found: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestDemoDefaults(t *testing.T) {
+	var got map[string]string
+	cmd := runCommand()
+	cmd.ExitErrHandler = func(context.Context, *cli.Command, error) {}
+	cmd.Action = func(_ context.Context, cmd *cli.Command) error {
+		if err := applyDemoDefaults(cmd); err != nil {
+			return err
+		}
+		got = map[string]string{}
+		for _, d := range demoDefaults {
+			got[d.name] = fmt.Sprint(cmd.Value(d.name))
+		}
+		return nil
+	}
+	// A flag given on the command line wins over the demo's default.
+	if err := cmd.Run(context.Background(), []string{"run", "--demo", "--rate", "7"}); err != nil {
+		t.Fatal(err)
+	}
+	if got["rate"] != "7" || got["duration"] != "10s" || got["gro"] != "true" || got["leak-check"] != "true" || got["extra-clients"] != "16" {
+		t.Errorf("demo flags %v", got)
 	}
 }

@@ -3,35 +3,45 @@
 // target, optionally intercept on assistant and tcpcopy on online, runs the
 // load from the client namespace, waits a tail period, stops everything and
 // compares what the two recorders saw (recorder.Compare), with the CPU time
-// and peak RSS of tcpcopy and intercept.
+// and peak RSS of tcpcopy, intercept and the lab's own programs.
 //
-// The recorder and the load client run as child processes of an executable
-// that implements the "serve" and "load" subcommands of tcpcopy-lab
-// (Config.Self, the running executable by default), started with
-// "ip netns exec". Their command lines come from ServeArgs and LoadArgs.
+// The recorder, the load client, the leak watcher (Config.LeakCheck,
+// package leakwatch) and the metrics reader run as child processes of an
+// executable that implements the "serve", "load", "watch" and "scrape"
+// subcommands of tcpcopy-lab (Config.Self, the running executable by
+// default), started with "ip netns exec". The command lines of the first
+// two come from ServeArgs and LoadArgs.
 //
 // tcpcopy and intercept are plugged in by path and argv. Arguments may hold
 // placeholders such as {assistant.target_if} or {target.online_v4}, expanded
 // from the topology (see Vars); DefaultTcpcopyArgs and
 // DefaultInterceptArgs are the C TCPCopy 1.x command lines for this lab.
+// tcpcopy also gets --metrics-addr (Config.TcpcopyMetrics): just before it
+// is stopped, Run reads how its sessions ended from that endpoint, inside
+// the online namespace (Report.Sessions), and relates them to the requests
+// the target did not get (Report.Lost).
+//
+// Tests change the lab through hooks: Config.Setup runs before any program
+// starts, Config.During beside the load, with the Lab's methods to stop
+// and start intercept and the target's server. Config.MoreTcpcopyArgs,
+// OnlinePorts, TargetPorts and LoadPorts run several tcpcopy instances.
 //
 // Run always tears the lab down, on success, failure and ctx cancellation.
 package labrun
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/leakwatch"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
@@ -98,34 +108,47 @@ type Config struct {
 	Tail time.Duration
 	// StartTimeout bounds the wait for each process to become ready; 5 s.
 	StartTimeout time.Duration
+
+	// OnlinePorts are the ports of the online recorder (on the client-side
+	// IPv4 and IPv6 addresses); [OnlinePort] by default.
+	OnlinePorts []uint16
+	// TargetPorts are the ports of the target recorder (any address);
+	// [TargetPort] by default.
+	TargetPorts []uint16
+	// LoadPorts run one load client per online port, at the same time,
+	// each with Load (so each at Load.Rate) and its own X-Lab-Id prefix;
+	// [OnlinePorts[0]] by default.
+	LoadPorts []uint16
+	// MoreTcpcopyArgs start more tcpcopy instances of TcpcopyBin beside
+	// the first, one per argument list (placeholders expanded), for
+	// example with disjoint -x mappings sharing one intercept.
+	MoreTcpcopyArgs [][]string
+	// TcpcopyMetrics is where tcpcopy serves its Prometheus metrics inside
+	// the online namespace; Run reads the session outcomes there just
+	// before stopping it (Report.Sessions). "--metrics-addr" with this
+	// address (instance i: port + i) is added to tcpcopy's arguments
+	// unless they already have one. Default DefaultTcpcopyMetrics; "off"
+	// adds nothing (for a C tcpcopy), and the outcomes then come from
+	// tcpcopy's final log line if it writes one.
+	TcpcopyMetrics string
+	// LeakCheck runs a watcher in the client namespace (package
+	// leakwatch) from before tcpcopy starts to after it stops, counting
+	// packets from the target's addresses or ports (Report.Leaks).
+	LeakCheck bool
+
+	// Setup, when set, runs once the topology is built, before any program
+	// starts: change routes or sysctls there. An error fails the run with
+	// ErrSetup.
+	Setup func(ctx context.Context, lab *Lab) error
+	// During, when set, runs while the load runs, started with the load
+	// clients; Run waits for it to return before the tail. Use the Lab's
+	// methods to stop and start programs. An error fails the run.
+	During func(ctx context.Context, lab *Lab) error
 }
 
-// ProcReport describes tcpcopy or intercept in a Report.
-type ProcReport struct {
-	Bin        string        `json:"bin"`
-	Args       []string      `json:"args"`
-	CPUSeconds float64       `json:"cpu_seconds"` // user + system
-	User       time.Duration `json:"user"`
-	System     time.Duration `json:"system"`
-	PeakRSS    int64         `json:"peak_rss"`       // bytes
-	Exit       string        `json:"exit,omitempty"` // non-empty when it failed or died before being stopped
-	Stderr     string        `json:"stderr"`         // path of its stderr file
-}
-
-// Report is the outcome of a run.
-type Report struct {
-	ID        string              `json:"id"`  // topology id
-	Dir       string              `json:"dir"` // logs
-	Start     time.Time           `json:"start"`
-	Elapsed   time.Duration       `json:"elapsed"` // set when the run completed
-	URL       string              `json:"url"`
-	Copying   bool                `json:"copying"`
-	Load      load.Stats          `json:"load"`
-	Compare   recorder.Comparison `json:"compare"`
-	Tcpcopy   *ProcReport         `json:"tcpcopy,omitempty"`
-	Intercept *ProcReport         `json:"intercept,omitempty"`
-	Problems  []string            `json:"problems,omitempty"` // non-fatal trouble worth a look
-}
+// DefaultTcpcopyMetrics is the default Config.TcpcopyMetrics: loopback of
+// the online namespace, so nothing outside it can reach the endpoint.
+const DefaultTcpcopyMetrics = "127.0.0.1:9180"
 
 func (c *Config) setDefaults() error {
 	if c.Self == "" {
@@ -147,6 +170,26 @@ func (c *Config) setDefaults() error {
 	}
 	if c.InterceptArgs == nil {
 		c.InterceptArgs = DefaultInterceptArgs
+	}
+	if c.TcpcopyMetrics == "" {
+		c.TcpcopyMetrics = DefaultTcpcopyMetrics
+	}
+	if len(c.OnlinePorts) == 0 {
+		c.OnlinePorts = []uint16{OnlinePort}
+	}
+	if len(c.TargetPorts) == 0 {
+		c.TargetPorts = []uint16{TargetPort}
+	}
+	if len(c.LoadPorts) == 0 {
+		c.LoadPorts = []uint16{c.OnlinePorts[0]}
+	}
+	for _, p := range c.LoadPorts {
+		if !slices.Contains(c.OnlinePorts, p) {
+			return fmt.Errorf("%w: load port %d is not an online port %v", ErrSetup, p, c.OnlinePorts)
+		}
+	}
+	if len(c.MoreTcpcopyArgs) > 0 && c.TcpcopyBin == "" {
+		return fmt.Errorf("%w: more tcpcopy instances without a tcpcopy binary", ErrSetup)
 	}
 	for _, bin := range []*string{&c.TcpcopyBin, &c.InterceptBin} {
 		if *bin == "" {
@@ -240,124 +283,124 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	// The lab's programs are stopped before the namespaces go: Close does
+	// both, and also covers every early return below.
 	defer func() {
 		log.Debug("tearing down", "id", topo.ID)
 		if cerr := topo.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}()
-	rep = &Report{ID: topo.ID, Dir: topo.Dir, Start: start, Copying: cfg.TcpcopyBin != ""}
-	log.Info("topology ready", "id", topo.ID, "dir", topo.Dir)
+	rep = &Report{ID: topo.ID, Dir: topo.Dir, Start: start, Copying: cfg.TcpcopyBin != "", GRO: topo.GRO, Sources: 1}
+	log.Info("topology ready", "id", topo.ID, "dir", topo.Dir, "gro", topo.GRO)
 
-	vars := Vars(topo)
-	tcpcopyArgs, err := Expand(cfg.TcpcopyArgs, vars)
-	if err != nil {
-		return rep, fmt.Errorf("%w: tcpcopy args: %w", ErrSetup, err)
-	}
-	interceptArgs, err := Expand(cfg.InterceptArgs, vars)
-	if err != nil {
-		return rep, fmt.Errorf("%w: intercept args: %w", ErrSetup, err)
-	}
-
-	onlineLog := filepath.Join(topo.Dir, "online.jsonl")
-	targetLog := filepath.Join(topo.Dir, "target.jsonl")
-	loadLog := filepath.Join(topo.Dir, "load.jsonl")
-
-	// Recorders.
-	onlineSrv, err := topo.StartEnv(netlab.Online, cfg.SelfEnv, cfg.Self, ServeArgs(onlineLog,
-		netip.AddrPortFrom(topo.Online.ClientV4, OnlinePort).String(),
-		netip.AddrPortFrom(topo.Online.ClientV6, OnlinePort).String())...)
-	if err != nil {
+	lab := &Lab{Topo: topo, Vars: Vars(topo), cfg: &cfg, log: log}
+	if err := lab.plan(); err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
-	targetSrv, err := topo.StartEnv(netlab.Target, cfg.SelfEnv, cfg.Self, ServeArgs(targetLog, ":"+strconv.Itoa(TargetPort))...)
-	if err != nil {
+	if cfg.Setup != nil {
+		if err := cfg.Setup(ctx, lab); err != nil {
+			return rep, fmt.Errorf("%w: setup hook: %w", ErrSetup, err)
+		}
+	}
+	if err := lab.startServers(ctx); err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
-	for _, a := range []netip.Addr{topo.Online.ClientV4, topo.Online.ClientV6} {
-		if err := waitReady(ctx, topo, onlineSrv, cfg.StartTimeout, listeningOn(a, OnlinePort)); err != nil {
-			return rep, fmt.Errorf("%w: online recorder: %w", ErrSetup, err)
-		}
-	}
-	if err := waitReady(ctx, topo, targetSrv, cfg.StartTimeout, listening(TargetPort)); err != nil {
-		return rep, fmt.Errorf("%w: target recorder: %w", ErrSetup, err)
-	}
-
-	// intercept, then tcpcopy, which connects to it.
-	var intercept, tcpcopy *netlab.Proc
-	if cfg.InterceptBin != "" {
-		log.Info("starting intercept", "bin", cfg.InterceptBin, "args", interceptArgs)
-		if intercept, err = topo.Start(netlab.Assistant, cfg.InterceptBin, interceptArgs...); err != nil {
-			return rep, fmt.Errorf("%w: %w", ErrSetup, err)
-		}
-		if err := waitReady(ctx, topo, intercept, cfg.StartTimeout, listening(InterceptPort)); err != nil {
+	if lab.intercept != nil {
+		if err := lab.StartIntercept(ctx); err != nil {
 			return rep, fmt.Errorf("%w: intercept: %w", ErrSetup, err)
 		}
 	}
-	if cfg.TcpcopyBin != "" {
-		log.Info("starting tcpcopy", "bin", cfg.TcpcopyBin, "args", tcpcopyArgs)
-		if tcpcopy, err = topo.Start(netlab.Online, cfg.TcpcopyBin, tcpcopyArgs...); err != nil {
+	var watcher *netlab.Proc
+	watchOut := filepath.Join(topo.Dir, "leaks.json")
+	if cfg.LeakCheck {
+		if watcher, err = lab.startWatcher(ctx, watchOut); err != nil {
+			return rep, fmt.Errorf("%w: leak watcher: %w", ErrSetup, err)
+		}
+	}
+	for i, tc := range lab.tcpcopies {
+		log.Info("starting tcpcopy", "instance", i+1, "bin", tc.bin, "args", tc.args)
+		p, err := tc.start(topo)
+		if err != nil {
 			return rep, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
-		if intercept != nil {
-			connected := func(s netlab.Socket) bool {
-				return s.State == netlab.TCPEstablished && s.Remote.Port() == InterceptPort
-			}
-			if err := waitReady(ctx, topo, tcpcopy, cfg.StartTimeout, connected); err != nil {
+		if lab.intercept != nil {
+			if err := waitLinked(ctx, p, cfg.StartTimeout); err != nil {
 				return rep, fmt.Errorf("%w: tcpcopy did not connect to intercept: %w", ErrSetup, err)
 			}
-		} else {
-			// Nothing to wait for: only check that it stays up.
-			rep.Problems = append(rep.Problems, "tcpcopy runs without intercept")
-			select {
-			case <-tcpcopy.Done():
-				return rep, fmt.Errorf("%w: tcpcopy exited at start: %v %s", ErrSetup, tcpcopy.Err(), tcpcopy.StderrTail(512))
-			case <-time.After(500 * time.Millisecond):
-			case <-ctx.Done():
-				return rep, ctx.Err()
-			}
+			continue
+		}
+		// Nothing to wait for: only check that it stays up.
+		rep.Problems = append(rep.Problems, "tcpcopy runs without intercept")
+		select {
+		case <-p.Done():
+			return rep, fmt.Errorf("%w: tcpcopy exited at start: %v %s", ErrSetup, p.Err(), p.StderrTail(512))
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return rep, ctx.Err()
 		}
 	}
 
-	// Load.
-	lo := cfg.Load
-	srv := topo.Online.ClientV4
-	if cfg.IPv6 {
-		srv = topo.Online.ClientV6
-	}
-	lo.URL = "http://" + netip.AddrPortFrom(srv, OnlinePort).String()
-	rep.URL = lo.URL
-	if cfg.AllSources {
-		if cfg.IPv6 {
-			lo.LocalAddrs = append([]netip.Addr{topo.Client.V6}, topo.Client.Extra6...)
-		} else {
-			lo.LocalAddrs = append([]netip.Addr{topo.Client.V4}, topo.Client.Extra4...)
-		}
-	}
-	log.Info("running load", "url", lo.URL, "rate", lo.Rate, "duration", lo.Duration, "max", lo.MaxRequests, "mode", lo.Mode)
-	loader, err := topo.StartEnv(netlab.Client, cfg.SelfEnv, cfg.Self, LoadArgs(lo, loadLog)...)
+	// Load, and the During hook beside it.
+	loads, err := lab.startLoads(rep)
 	if err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	duringErr := make(chan error, 1)
+	dctx, stopDuring := context.WithCancel(ctx)
+	defer stopDuring()
+	if cfg.During != nil {
+		go func() { duringErr <- cfg.During(dctx, lab) }()
+	} else {
+		duringErr <- nil
+	}
 	// The load bounds itself (duration + request timeout); this is a
 	// safety net.
-	d, to := lo.Duration, lo.Timeout
+	d, to := cfg.Load.Duration, cfg.Load.Timeout
 	if d <= 0 {
 		d = load.DefaultDuration
 	}
 	if to <= 0 {
 		to = load.DefaultTimeout
 	}
-	limit := d + to + 10*time.Second
+	limit := time.After(d + to + 10*time.Second)
+	for _, lp := range loads {
+		select {
+		case <-lp.p.Done():
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-limit:
+			rep.Problems = append(rep.Problems, "load did not end by itself within "+(d+to+10*time.Second).String())
+			limit = nil
+		}
+	}
+	var errs []error
+	lc := &role{name: "load", bin: cfg.Self}
+	for _, lp := range loads {
+		// The load ends by itself: only a failure is worth reporting.
+		if err := lp.p.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("load: %w", err))
+		}
+		u := lp.p.Usage()
+		lc.args, lc.lastErr = lp.p.Args, lp.p.StderrPath
+		lc.used.User += u.User
+		lc.used.System += u.System
+		lc.used.PeakRSS = max(lc.used.PeakRSS, u.PeakRSS)
+	}
+	rep.LoadClient = lc.report()
 	select {
-	case <-loader.Done():
+	case err := <-duringErr:
+		if err != nil {
+			errs = append(errs, fmt.Errorf("during hook: %w", err))
+		}
 	case <-ctx.Done():
 		return rep, ctx.Err()
-	case <-time.After(limit):
-		rep.Problems = append(rep.Problems, "load did not end by itself within "+limit.String())
+	case <-time.After(d + to + 10*time.Second):
+		errs = append(errs, errors.New("during hook did not return"))
+		stopDuring()
 	}
-	if err := loader.Stop(); err != nil {
-		return rep, fmt.Errorf("load: %w", err)
+	if err := errors.Join(errs...); err != nil {
+		return rep, err
 	}
 
 	if rep.Copying {
@@ -369,276 +412,290 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		}
 	}
 
-	// Usage, then stop: /proc/<pid> vanishes with the process.
-	log.Debug("stopping tcpcopy and intercept")
-	rep.Tcpcopy = stopMeasured(tcpcopy)
-	rep.Intercept = stopMeasured(intercept)
-	log.Debug("stopping recorders")
-	for _, p := range []*ProcReport{rep.Tcpcopy, rep.Intercept} {
+	// Session outcomes from tcpcopy's metrics, then usage, then stop:
+	// /proc/<pid> vanishes with the process.
+	for i, tc := range lab.tcpcopies {
+		pr := &ProcReport{}
+		if tc.cur != nil && tc.cur.Running() {
+			if addr := metricsAddr(tc.args); addr != "" {
+				text, err := lab.scrape(ctx, "http://"+addr+"/metrics")
+				if err == nil {
+					pr.Sessions, pr.Metrics, err = sessionsFromMetrics(text)
+				}
+				if err != nil {
+					log.Warn("reading tcpcopy's metrics", "instance", i+1, "err", err)
+				}
+			}
+		}
+		stopped := tc.report()
+		stopped.Sessions, stopped.Metrics, stopped.MetricsAddr = pr.Sessions, pr.Metrics, metricsAddr(tc.args)
+		if stopped.Sessions == nil {
+			if s, err := sessionsFromLog(stopped.Stderr); err == nil {
+				stopped.Sessions = s
+			} else {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("tcpcopy#%d: no session outcomes: %v", i+1, err))
+			}
+		}
+		rep.Tcpcopies = append(rep.Tcpcopies, stopped)
+	}
+	if len(rep.Tcpcopies) > 0 {
+		rep.Tcpcopy = rep.Tcpcopies[0]
+		var all []*Sessions
+		for _, p := range rep.Tcpcopies {
+			all = append(all, p.Sessions)
+		}
+		rep.Sessions = sumSessions(all)
+	}
+	rep.Intercept = lab.intercept.report()
+	for _, p := range append(slices.Clone(rep.Tcpcopies), rep.Intercept) {
 		if p != nil && p.Exit != "" {
 			rep.Problems = append(rep.Problems, filepath.Base(p.Bin)+": "+p.Exit)
 		}
 	}
-	var errs []error
-	for _, p := range []*netlab.Proc{onlineSrv, targetSrv} {
-		if err := p.Stop(); err != nil {
+	if watcher != nil {
+		if err := watcher.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("leak watcher: %w", err))
+		}
+		lk, err := leakwatch.ReadResult(watchOut)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("leak watcher: %w", err))
+		case !lk.Done:
+			errs = append(errs, errors.New("leak watcher: did not finish its watch"))
+		}
+		rep.Leaks = &lk
+	}
+	log.Debug("stopping recorders")
+	rec := &role{name: "recorders", bin: cfg.Self}
+	for _, r := range []*role{lab.online, lab.target} {
+		if err := r.stop(); err != nil {
 			errs = append(errs, err)
 		}
+		rec.used.User += r.used.User
+		rec.used.System += r.used.System
+		rec.used.PeakRSS = max(rec.used.PeakRSS, r.used.PeakRSS)
 	}
+	rep.Recorders = rec.report()
 
-	results, err := load.ReadResults(loadLog)
-	if err != nil {
-		errs = append(errs, err)
+	var results []load.Result
+	for _, lp := range loads {
+		rs, err := load.ReadResults(lp.log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		results = append(results, rs...)
 	}
 	rep.Load = load.Summarize(results)
-	online, err := recorder.ReadLog(onlineLog)
+	online, err := recorder.ReadLog(lab.onlineLog())
 	if err != nil {
 		errs = append(errs, err)
 	}
-	target, err := recorder.ReadLog(targetLog)
+	target, err := recorder.ReadLog(lab.targetLog())
 	if err != nil {
 		errs = append(errs, err)
 	}
 	rep.Compare = recorder.Compare(online, target)
+	if rep.Copying {
+		rep.Lost = lost(online, target, results, rep.Sessions)
+	}
 	log.Debug("compared", "online", len(online), "target", len(target))
 	rep.Elapsed = time.Since(start)
 	if n := rep.Load.OK; n != rep.Compare.Online {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("the load client got %d successful answers but online recorded %d requests", n, rep.Compare.Online))
 	}
+	if rep.Leaks != nil && rep.Leaks.Packets > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d packets of the target reached the client namespace", rep.Leaks.Packets))
+	}
 	return rep, errors.Join(errs...)
 }
 
-// stopMeasured samples p's usage, stops it and reports it; nil for nil.
-func stopMeasured(p *netlab.Proc) *ProcReport {
-	if p == nil {
+// plan fills in the lab's roles from the configuration: expanded command
+// lines, metrics addresses.
+func (l *Lab) plan() error {
+	cfg := l.cfg
+	l.online = &role{name: "online server", ns: netlab.Online, bin: cfg.Self, env: cfg.SelfEnv}
+	var listen []string
+	for _, p := range cfg.OnlinePorts {
+		listen = append(listen,
+			netip.AddrPortFrom(l.Topo.Online.ClientV4, p).String(),
+			netip.AddrPortFrom(l.Topo.Online.ClientV6, p).String())
+	}
+	l.online.args = ServeArgs(l.onlineLog(), listen...)
+	l.target = &role{name: "target server", ns: netlab.Target, bin: cfg.Self, env: cfg.SelfEnv}
+	listen = nil
+	for _, p := range cfg.TargetPorts {
+		listen = append(listen, ":"+strconv.Itoa(int(p)))
+	}
+	l.target.args = ServeArgs(l.targetLog(), listen...)
+
+	if cfg.InterceptBin != "" {
+		args, err := Expand(cfg.InterceptArgs, l.Vars)
+		if err != nil {
+			return fmt.Errorf("intercept args: %w", err)
+		}
+		l.intercept = &role{name: "intercept", ns: netlab.Assistant, bin: cfg.InterceptBin, args: args}
+	}
+	if cfg.TcpcopyBin == "" {
 		return nil
 	}
-	r := &ProcReport{Bin: p.Name, Args: p.Args, Stderr: p.StderrPath}
-	died := !p.Running()
-	_, _ = p.Sample()
-	err := p.Stop()
-	u := p.Usage()
-	r.User, r.System, r.PeakRSS = u.User, u.System, u.PeakRSS
-	r.CPUSeconds = u.CPU().Seconds()
-	switch {
-	case died:
-		r.Exit = fmt.Sprintf("exited before the end of the run: %v", err)
-	case err != nil:
-		r.Exit = err.Error()
+	for i, a := range append([][]string{cfg.TcpcopyArgs}, cfg.MoreTcpcopyArgs...) {
+		args, err := Expand(a, l.Vars)
+		if err != nil {
+			return fmt.Errorf("tcpcopy args: %w", err)
+		}
+		if metricsAddr(args) == "" && cfg.TcpcopyMetrics != "off" {
+			addr, err := nthAddr(cfg.TcpcopyMetrics, i)
+			if err != nil {
+				return err
+			}
+			args = append(slices.Clip(args), "--metrics-addr", addr)
+		}
+		l.tcpcopies = append(l.tcpcopies, &role{name: "tcpcopy", ns: netlab.Online, bin: cfg.TcpcopyBin, args: args})
 	}
-	return r
+	return nil
 }
 
-func listeningOn(a netip.Addr, port uint16) func(netlab.Socket) bool {
-	want := netip.AddrPortFrom(a, port)
-	return func(s netlab.Socket) bool { return s.State == netlab.TCPListen && s.Local == want }
+func (l *Lab) onlineLog() string { return filepath.Join(l.Topo.Dir, "online.jsonl") }
+func (l *Lab) targetLog() string { return filepath.Join(l.Topo.Dir, "target.jsonl") }
+
+// startServers starts the two recorders and waits until they listen.
+func (l *Lab) startServers(ctx context.Context) error {
+	l.mu.Lock()
+	p, err := l.online.start(l.Topo)
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, port := range l.cfg.OnlinePorts {
+		for _, a := range []netip.Addr{l.Topo.Online.ClientV4, l.Topo.Online.ClientV6} {
+			if err := waitReady(ctx, l.Topo, p, l.cfg.StartTimeout, listeningOn(a, port)); err != nil {
+				return fmt.Errorf("online recorder: %w", err)
+			}
+		}
+	}
+	if err := l.StartTarget(ctx); err != nil {
+		return fmt.Errorf("target recorder: %w", err)
+	}
+	return nil
 }
 
-func listening(port uint16) func(netlab.Socket) bool {
-	return func(s netlab.Socket) bool { return s.State == netlab.TCPListen && s.Local.Port() == port }
-}
-
-// waitReady waits until a socket in p's namespace satisfies ready, failing
-// early with p's stderr when p exits.
-func waitReady(ctx context.Context, topo *netlab.Topology, p *netlab.Proc, timeout time.Duration, ready func(netlab.Socket) bool) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// startWatcher starts the leak watcher in the client namespace and waits
+// until its capture is open.
+func (l *Lab) startWatcher(ctx context.Context, out string) (*netlab.Proc, error) {
+	t := l.Topo
+	o := leakwatch.Options{
+		From:  []netip.Addr{t.Target.OnlineV4, t.Target.OnlineV6, t.Target.AssistantV4, t.Target.AssistantV6},
+		Ports: l.cfg.TargetPorts,
+		Out:   out,
+	}
+	p, err := t.StartEnv(netlab.Client, l.cfg.SelfEnv, l.cfg.Self, leakwatch.Args(o)...)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.StartTimeout)
 	defer cancel()
-	go func() {
+	for {
+		if r, err := leakwatch.ReadResult(out); err == nil && r.Ready {
+			return p, nil
+		}
+		if !p.Running() {
+			return nil, fmt.Errorf("exited: %v %s", p.Err(), p.StderrTail(512))
+		}
 		select {
-		case <-p.Done():
-			cancel()
 		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
 		}
-	}()
-	err := topo.WaitTCP(ctx, p.NS, ready)
-	if !p.Running() {
-		if perr := p.Err(); perr != nil {
-			return perr
-		}
-		return fmt.Errorf("%s exited: %s", filepath.Base(p.Name), p.StderrTail(512))
-	}
-	return err
-}
-
-// Vars returns the placeholder values of topo for Expand: "{role.field}"
-// for every interface name and address in the topology, "{role.ns}" for
-// the namespace names and "{dir}" for the output directory.
-func Vars(t *netlab.Topology) map[string]string {
-	return map[string]string{
-		"dir":                 t.Dir,
-		"client.ns":           t.Client.Name,
-		"client.online_if":    t.Client.OnlineIf,
-		"client.v4":           t.Client.V4.String(),
-		"client.v6":           t.Client.V6.String(),
-		"online.ns":           t.Online.Name,
-		"online.client_if":    t.Online.ClientIf,
-		"online.target_if":    t.Online.TargetIf,
-		"online.assistant_if": t.Online.AssistantIf,
-		"online.client_v4":    t.Online.ClientV4.String(),
-		"online.client_v6":    t.Online.ClientV6.String(),
-		"online.target_v4":    t.Online.TargetV4.String(),
-		"online.target_v6":    t.Online.TargetV6.String(),
-		"online.assistant_v4": t.Online.AssistantV4.String(),
-		"online.assistant_v6": t.Online.AssistantV6.String(),
-		"target.ns":           t.Target.Name,
-		"target.online_if":    t.Target.OnlineIf,
-		"target.assistant_if": t.Target.AssistantIf,
-		"target.online_v4":    t.Target.OnlineV4.String(),
-		"target.online_v6":    t.Target.OnlineV6.String(),
-		"target.assistant_v4": t.Target.AssistantV4.String(),
-		"target.assistant_v6": t.Target.AssistantV6.String(),
-		"assistant.ns":        t.Assistant.Name,
-		"assistant.online_if": t.Assistant.OnlineIf,
-		"assistant.target_if": t.Assistant.TargetIf,
-		"assistant.online_v4": t.Assistant.OnlineV4.String(),
-		"assistant.online_v6": t.Assistant.OnlineV6.String(),
-		"assistant.target_v4": t.Assistant.TargetV4.String(),
-		"assistant.target_v6": t.Assistant.TargetV6.String(),
-		"intercept.port":      strconv.Itoa(InterceptPort),
-		"online.port":         strconv.Itoa(OnlinePort),
-		"target.port":         strconv.Itoa(TargetPort),
 	}
 }
 
-// Expand replaces every "{name}" in args by vars[name]. An unknown name is
-// an error, so that a typo does not reach the program under test.
-func Expand(args []string, vars map[string]string) ([]string, error) {
-	out := make([]string, len(args))
-	for i, a := range args {
-		var b strings.Builder
-		rest := a
-		for {
-			open := strings.IndexByte(rest, '{')
-			if open < 0 {
-				b.WriteString(rest)
-				break
-			}
-			end := strings.IndexByte(rest[open:], '}')
-			if end < 0 {
-				b.WriteString(rest)
-				break
-			}
-			name := rest[open+1 : open+end]
-			v, ok := vars[name]
-			if !ok {
-				return nil, fmt.Errorf("unknown placeholder {%s} in %q", name, a)
-			}
-			b.WriteString(rest[:open])
-			b.WriteString(v)
-			rest = rest[open+end+1:]
+type loadProc struct {
+	p   *netlab.Proc
+	log string
+}
+
+// startLoads starts one load client per load port in the client namespace.
+func (l *Lab) startLoads(rep *Report) ([]loadProc, error) {
+	cfg, t := l.cfg, l.Topo
+	var out []loadProc
+	for i, port := range cfg.LoadPorts {
+		lo := cfg.Load
+		srv := t.Online.ClientV4
+		if cfg.IPv6 {
+			srv = t.Online.ClientV6
 		}
-		out[i] = b.String()
+		lo.URL = "http://" + netip.AddrPortFrom(srv, port).String()
+		if cfg.AllSources {
+			if cfg.IPv6 {
+				lo.LocalAddrs = append([]netip.Addr{t.Client.V6}, t.Client.Extra6...)
+			} else {
+				lo.LocalAddrs = append([]netip.Addr{t.Client.V4}, t.Client.Extra4...)
+			}
+			rep.Sources = len(lo.LocalAddrs)
+		}
+		logPath := filepath.Join(t.Dir, "load.jsonl")
+		if i > 0 {
+			logPath = filepath.Join(t.Dir, fmt.Sprintf("load-%d.jsonl", i+1))
+			if lo.IDPrefix != "" {
+				lo.IDPrefix += "-" + strconv.Itoa(i+1)
+			}
+		}
+		if i == 0 {
+			rep.URL = lo.URL
+		}
+		l.log.Info("running load", "url", lo.URL, "rate", lo.Rate, "duration", lo.Duration, "max", lo.MaxRequests, "mode", lo.Mode)
+		p, err := t.StartEnv(netlab.Client, cfg.SelfEnv, cfg.Self, LoadArgs(lo, logPath)...)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, loadProc{p: p, log: logPath})
 	}
 	return out, nil
 }
 
-// SplitArgs splits a command line the way a POSIX shell splits words, with
-// single quotes, double quotes and backslash escapes (no expansions):
-// `-F 'tcp and src port 8080' -i x` gives [-F, tcp and src port 8080, -i, x].
-func SplitArgs(s string) ([]string, error) {
-	var (
-		args  []string
-		cur   strings.Builder
-		inArg bool
-		quote rune
-		esc   bool
-	)
-	for _, r := range s {
-		switch {
-		case esc:
-			cur.WriteRune(r)
-			esc = false
-		case quote == '\'':
-			if r == '\'' {
-				quote = 0
-			} else {
-				cur.WriteRune(r)
-			}
-		case quote == '"':
-			switch r {
-			case '"':
-				quote = 0
-			case '\\':
-				esc = true
-			default:
-				cur.WriteRune(r)
-			}
-		case r == '\\':
-			esc, inArg = true, true
-		case r == '\'' || r == '"':
-			quote, inArg = r, true
-		case r == ' ' || r == '\t' || r == '\n':
-			if inArg {
-				args = append(args, cur.String())
-				cur.Reset()
-				inArg = false
-			}
-		default:
-			cur.WriteRune(r)
-			inArg = true
-		}
+// lost accounts for the online requests that did not reach the target
+// intact: on how many client connections they were, against the sessions
+// tcpcopy did not reproduce. nil when none was lost.
+func lost(online, target []recorder.Entry, results []load.Result, s *Sessions) *Lost {
+	type req struct {
+		id, method, sum string
+		n               int64
 	}
-	if quote != 0 || esc {
-		return nil, fmt.Errorf("unterminated quote or escape in %q", s)
+	ok := make(map[req]bool, len(target))
+	for _, e := range target {
+		ok[req{e.ID, e.Method, e.BodySHA256, e.BodyLen}] = true
 	}
-	if inArg {
-		args = append(args, cur.String())
+	conn := make(map[string]string, len(results))
+	for _, r := range results {
+		conn[r.ID] = r.Local
 	}
-	return args, nil
-}
-
-// WriteText writes r as a short human-readable report.
-func (r *Report) WriteText(w io.Writer) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "lab %s: %s, logs in %s\n", r.ID, r.Elapsed.Round(time.Millisecond), r.Dir)
-	l := r.Load
-	rate := 0.0
-	if l.Elapsed > 0 {
-		rate = float64(l.Requests) / l.Elapsed.Seconds()
-	}
-	fmt.Fprintf(&b, "load       %d requests to %s in %s (%.1f/s): %d ok, %d failed, %d on keep-alive connections, %d connections\n",
-		l.Requests, r.URL, l.Elapsed.Round(time.Millisecond), rate, l.OK, l.Failed, l.KeepAlive, l.Connections)
-	fmt.Fprintf(&b, "latency    p50 %s  p99 %s  max %s\n", l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))
-	if l.FirstErr != "" {
-		fmt.Fprintf(&b, "first error %s\n", l.FirstErr)
-	}
-	c := r.Compare
-	fmt.Fprintf(&b, "online     %d requests recorded\n", c.Online)
-	fmt.Fprintf(&b, "target     %d requests recorded: %d matched, %d with a different body, %d missing, %d duplicates, %d unexpected\n",
-		c.Target, c.Matched, c.Mismatched, c.Missing, c.Duplicates, c.Unexpected)
-	note := ""
-	if !r.Copying {
-		note = " (no tcpcopy: copying disabled)"
-	}
-	fmt.Fprintf(&b, "fidelity   %.1f%%%s\n", c.Fidelity, note)
-	if len(c.MissingIDs) > 0 && r.Copying {
-		fmt.Fprintf(&b, "missing    %s\n", strings.Join(c.MissingIDs, " "))
-	}
-	if len(c.MismatchedIDs) > 0 {
-		fmt.Fprintf(&b, "different  %s\n", strings.Join(c.MismatchedIDs, " "))
-	}
-	for _, p := range []struct {
-		name string
-		r    *ProcReport
-	}{{"tcpcopy", r.Tcpcopy}, {"intercept", r.Intercept}} {
-		if p.r == nil {
+	seen := map[string]bool{}
+	conns := map[string]bool{}
+	lo := &Lost{}
+	for _, e := range online {
+		if seen[e.ID] && e.ID != "" {
 			continue
 		}
-		fmt.Fprintf(&b, "%-10s cpu %.2f s (user %.2f, sys %.2f), peak rss %.1f MiB\n", p.name, p.r.CPUSeconds,
-			p.r.User.Seconds(), p.r.System.Seconds(), float64(p.r.PeakRSS)/(1<<20))
+		seen[e.ID] = true
+		if ok[req{e.ID, e.Method, e.BodySHA256, e.BodyLen}] {
+			continue
+		}
+		lo.Requests++
+		// The online server saw the client's connection from the same
+		// address:port as the client did.
+		c := e.Remote
+		if l := conn[e.ID]; l != "" {
+			c = l
+		}
+		conns[c] = true
 	}
-	for _, p := range r.Problems {
-		fmt.Fprintf(&b, "problem    %s\n", p)
+	if lo.Requests == 0 {
+		return nil
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-// WriteJSON writes r as indented JSON to path.
-func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
+	lo.Connections = len(conns)
+	if s != nil {
+		lo.NotReproduced = s.NotReproduced() + s.Open
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	lo.Explained = s != nil && uint64(lo.Connections) <= lo.NotReproduced
+	return lo
 }

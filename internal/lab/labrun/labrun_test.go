@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -60,8 +62,25 @@ func fakeIntercept(args []string) int {
 	return 0
 }
 
-// fakeTcpcopy prints its arguments, connects to -s:36524, burns a little CPU
-// and memory so that usage is measurable, and waits.
+// fakeMetrics is what the fake tcpcopy serves on --metrics-addr, in the
+// Prometheus text format, and fakeSummary the final log line it writes.
+const (
+	fakeMetrics = `# HELP tcpcopy_sessions_opened_total Sessions opened.
+# TYPE tcpcopy_sessions_opened_total counter
+tcpcopy_sessions_opened_total 7
+tcpcopy_sessions_active 1
+tcpcopy_packets_captured_total 1234
+# TYPE tcpcopy_sessions_closed_total counter
+tcpcopy_sessions_closed_total{outcome="reproduced",reason="none"} 4
+tcpcopy_sessions_closed_total{outcome="failed",reason="no_synack"} 1
+tcpcopy_sessions_closed_total{outcome="partial",reason="target_rst"} 1
+`
+	fakeSummary = `time=2026-01-01T00:00:00.000Z level=INFO msg="tcpcopy stopped" sessions=9 requests=20 reproduced=6 partial=1 failed=2 fidelity=0.9000 failed_no_synack=1 partial_capture_gap=1`
+)
+
+// fakeTcpcopy prints its arguments, connects to -s:36524, serves
+// fakeMetrics on --metrics-addr, writes fakeSummary to stderr, burns a
+// little CPU and memory so that usage is measurable, and waits.
 func fakeTcpcopy(args []string) int {
 	fmt.Println(strings.Join(args, "|"))
 	i := slices.Index(args, "-s")
@@ -75,6 +94,15 @@ func fakeTcpcopy(args []string) int {
 		return 1
 	}
 	defer c.Close()
+	if i := slices.Index(args, "--metrics-addr"); i >= 0 && i+1 < len(args) {
+		ln, err := net.Listen("tcp", args[i+1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, fakeMetrics) }))
+	}
+	fmt.Fprintln(os.Stderr, fakeSummary)
 	buf := make([]byte, 32<<20)
 	for i := range buf {
 		buf[i] = byte(i)
@@ -170,11 +198,44 @@ func TestRunWithFakeCopiers(t *testing.T) {
 		t.Errorf("intercept argv %q, want %q", out, want)
 	}
 	out = readStdout(t, cfg.Dir, "tcpcopy")
-	if want := "-x|80-198.51.100.2:8080|-s|198.51.100.130|-i|to-client"; out != want {
+	if want := "-x|80-198.51.100.2:8080|-s|198.51.100.130|-i|to-client|--metrics-addr|127.0.0.1:9180"; out != want {
 		t.Errorf("tcpcopy argv %q, want %q", out, want)
 	}
 	if len(rep.Problems) != 0 {
 		t.Errorf("problems: %v", rep.Problems)
+	}
+	// Session outcomes were read from the metrics endpoint inside online.
+	want := &labrun.Sessions{Source: "metrics", Opened: 7, Open: 1, Reproduced: 4, Partial: 1, Failed: 1,
+		Ends: []labrun.SessionEnd{{"reproduced", "none", 4}, {"partial", "target_rst", 1}, {"failed", "no_synack", 1}}}
+	if !reflect.DeepEqual(rep.Sessions, want) || !reflect.DeepEqual(rep.Tcpcopy.Sessions, want) {
+		t.Errorf("sessions %+v, want %+v", rep.Sessions, want)
+	}
+	if got := rep.Tcpcopy.Metrics["tcpcopy_packets_captured_total"]; got != 1234 {
+		t.Errorf("captured packets metric %v, want 1234", got)
+	}
+	if rep.LoadClient == nil || rep.LoadClient.CPUSeconds <= 0 || rep.Recorders == nil || rep.Recorders.CPUSeconds <= 0 {
+		t.Errorf("no usage of the lab's own programs: load %+v, recorders %+v", rep.LoadClient, rep.Recorders)
+	}
+}
+
+// TestRunSessionsFromLog checks the fallback without metrics: the outcomes
+// come from tcpcopy's final log line.
+func TestRunSessionsFromLog(t *testing.T) {
+	needRoot(t)
+	cfg := config(t)
+	cfg.TcpcopyBin, cfg.InterceptBin = fakeBins(t)
+	cfg.TcpcopyMetrics = "off"
+	rep, err := labrun.Run(context.Background(), cfg, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := readStdout(t, cfg.Dir, "tcpcopy"); strings.Contains(out, "metrics") {
+		t.Errorf("tcpcopy argv %q has a metrics address", out)
+	}
+	want := &labrun.Sessions{Source: "log", Opened: 9, Reproduced: 6, Partial: 1, Failed: 2,
+		Ends: []labrun.SessionEnd{{"reproduced", "", 6}, {"partial", "capture_gap", 1}, {"failed", "no_synack", 1}, {"failed", "unknown", 1}}}
+	if !reflect.DeepEqual(rep.Sessions, want) {
+		t.Errorf("sessions %+v, want %+v", rep.Sessions, want)
 	}
 }
 
@@ -289,4 +350,82 @@ type hookHandler struct {
 func (h hookHandler) Handle(ctx context.Context, r slog.Record) error {
 	h.hook(r)
 	return h.Handler.Handle(ctx, r)
+}
+
+// TestRunHooks restarts intercept and the target server from the During
+// hook and checks the report counts the restarts without calling them
+// failures; the leak watcher runs and sees nothing (nothing is copied).
+func TestRunHooks(t *testing.T) {
+	needRoot(t)
+	cfg := config(t)
+	cfg.TcpcopyBin, cfg.InterceptBin = fakeBins(t)
+	cfg.Load.Duration = time.Second
+	cfg.LeakCheck = true
+	var setupRan bool
+	cfg.Setup = func(ctx context.Context, lab *labrun.Lab) error {
+		setupRan = lab.Topo != nil && lab.Vars["target.port"] == "8080" && lab.Intercept() == nil
+		return nil
+	}
+	cfg.During = func(ctx context.Context, lab *labrun.Lab) error {
+		if lab.Tcpcopy(0) == nil || lab.Tcpcopy(1) != nil || lab.Intercept() == nil {
+			return errors.New("wrong processes")
+		}
+		if err := lab.StopIntercept(); err != nil {
+			return err
+		}
+		if err := lab.StartIntercept(ctx); err != nil {
+			return err
+		}
+		if err := lab.StartIntercept(ctx); err == nil {
+			return errors.New("a second intercept started")
+		}
+		if err := lab.StopTarget(); err != nil {
+			return err
+		}
+		if err := lab.StartTarget(ctx); err != nil {
+			return err
+		}
+		if err := lab.KillTarget(); err != nil {
+			return err
+		}
+		return lab.StartTarget(ctx)
+	}
+	rep, err := labrun.Run(context.Background(), cfg, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !setupRan {
+		t.Error("setup hook did not run before the programs started")
+	}
+	if rep.Intercept.Restarts != 1 || rep.Intercept.Exit != "" {
+		t.Errorf("intercept restarts %d, exit %q; want 1 and none", rep.Intercept.Restarts, rep.Intercept.Exit)
+	}
+	if rep.Leaks == nil || !rep.Leaks.Ready || !rep.Leaks.Done || rep.Leaks.Packets != 0 {
+		t.Errorf("leak watch %+v", rep.Leaks)
+	}
+	if len(rep.Problems) != 0 {
+		t.Errorf("problems: %v", rep.Problems)
+	}
+	checkGone(t, rep.ID)
+}
+
+func TestRunHookErrors(t *testing.T) {
+	needRoot(t)
+	cfg := config(t)
+	cfg.TcpcopyBin, cfg.InterceptBin = fakeBins(t)
+	boom := errors.New("boom")
+	cfg.Setup = func(context.Context, *labrun.Lab) error { return boom }
+	rep, err := labrun.Run(context.Background(), cfg, logger(t))
+	if !errors.Is(err, labrun.ErrSetup) || !errors.Is(err, boom) {
+		t.Errorf("setup hook error: got %v", err)
+	}
+	checkGone(t, rep.ID)
+
+	cfg.Setup = nil
+	cfg.During = func(context.Context, *labrun.Lab) error { return boom }
+	rep, err = labrun.Run(context.Background(), cfg, logger(t))
+	if errors.Is(err, labrun.ErrSetup) || !errors.Is(err, boom) {
+		t.Errorf("during hook error: got %v", err)
+	}
+	checkGone(t, rep.ID)
 }

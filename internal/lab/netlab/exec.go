@@ -131,7 +131,30 @@ func (t *Topology) StartEnv(ns string, env []string, name string, args ...string
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
+	go p.watchPeak()
 	return p, nil
+}
+
+// peakEvery is how often a running process's peak RSS is sampled.
+const peakEvery = 100 * time.Millisecond
+
+// watchPeak samples the process's VmHWM until it exits, so that Usage has
+// a peak RSS also for a process that exits by itself. ru_maxrss from wait4
+// cannot be used: os/exec starts children with CLONE_VM|CLONE_VFORK, and
+// execve records the high-water mark of that borrowed memory (this
+// process's) in the child's maxrss, so a small child of a big parent
+// reports the parent's peak.
+func (p *Proc) watchPeak() {
+	t := time.NewTicker(peakEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+			_, _ = p.Sample()
+		}
+	}
 }
 
 // Proc is a process started by Topology.Start. Because "ip netns exec"
@@ -254,7 +277,7 @@ func (p *Proc) StderrTail(n int) string {
 type Usage struct {
 	User    time.Duration `json:"user"`     // user CPU time
 	System  time.Duration `json:"system"`   // system CPU time
-	PeakRSS int64         `json:"peak_rss"` // bytes: VmHWM while running, ru_maxrss after exit
+	PeakRSS int64         `json:"peak_rss"` // bytes: the highest VmHWM sampled (every 100 ms and by Sample)
 }
 
 // CPU is user plus system time.
@@ -311,9 +334,11 @@ func (p *Proc) Sample() (Usage, error) {
 	return u, nil
 }
 
-// Usage returns the process's resource usage: from getrusage (wait4) after
-// it has exited, combined with the highest peak RSS seen by Sample; from
-// Sample while it runs.
+// Usage returns the process's resource usage: CPU times from wait4 after it
+// has exited, from Sample while it runs; the peak RSS is the highest VmHWM
+// sampled while it ran (see watchPeak: a process that grew in its last
+// 100 ms and exited by itself may have peaked higher). Sample just before
+// stopping a process for an exact figure.
 func (p *Proc) Usage() Usage {
 	if p.Running() {
 		u, _ := p.Sample()
@@ -323,10 +348,9 @@ func (p *Proc) Usage() Usage {
 	if ps := p.cmd.ProcessState; ps != nil {
 		u.User = ps.UserTime()
 		u.System = ps.SystemTime()
-		u.PeakRSS = maxRSS(ps)
 	}
 	p.mu.Lock()
-	u.PeakRSS = max(u.PeakRSS, p.peakRSS)
+	u.PeakRSS = p.peakRSS
 	p.mu.Unlock()
 	return u
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -483,4 +484,66 @@ func helperSniff(args []string) error {
 		}
 	}
 	return fmt.Errorf("no SYN-ACK from %v to %v on %s", from, to, args[0])
+}
+
+// TestProcTCPSockets checks that a process's own sockets are told apart
+// from those of another process in the same namespace.
+func TestProcTCPSockets(t *testing.T) {
+	topo := netlab.NewForTest(t, netlab.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func(addr string) *netlab.Proc {
+		p, err := topo.StartEnv(netlab.Target, []string{helperEnv + "=serve"}, self(t), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := start("198.51.100.2:7001"), start("[2001:db8:2::2]:7002")
+	for _, port := range []uint16{7001, 7002} {
+		if err := topo.WaitListening(ctx, netlab.Target, port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		p    *netlab.Proc
+		want string
+	}{{a, "198.51.100.2:7001"}, {b, "[2001:db8:2::2]:7002"}} {
+		socks, err := c.p.TCPSockets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(socks) != 1 || socks[0].Local.String() != c.want || socks[0].State != netlab.TCPListen || socks[0].Inode == 0 {
+			t.Errorf("pid %d sockets %+v, want one listening on %s", c.p.Pid, socks, c.want)
+		}
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.TCPSockets(); err == nil {
+		t.Error("sockets of an exited process: want an error")
+	}
+}
+
+// TestPeakRSSNotInherited checks that a small child of a big parent reports
+// its own peak RSS: ru_maxrss from wait4 would report the parent's, since
+// os/exec starts children on the parent's memory (CLONE_VM|CLONE_VFORK).
+func TestPeakRSSNotInherited(t *testing.T) {
+	topo := netlab.NewForTest(t, netlab.Options{})
+	big := make([]byte, 96<<20)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	p, err := topo.Start(netlab.Target, "sleep", "0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	u := p.Usage()
+	if u.PeakRSS <= 0 || u.PeakRSS > 32<<20 {
+		t.Errorf("peak RSS of sleep %d bytes; want its own few MiB (this test holds %d MiB)", u.PeakRSS, len(big)>>20)
+	}
+	runtime.KeepAlive(big)
 }

@@ -1,9 +1,6 @@
 package netlab
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
 // procAttr puts a child in its own process group, so that it can be stopped
 // as a group, and asks the kernel to SIGKILL it when this process dies
@@ -11,12 +8,4 @@ import (
 // so that a crashed test or orchestrator leaves no processes behind.
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
-// maxRSS returns ru_maxrss in bytes (Linux reports kibibytes).
-func maxRSS(ps *os.ProcessState) int64 {
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss * 1024
-	}
-	return 0
 }

@@ -1,0 +1,478 @@
+// Package labbench finds the highest request rate the lab copies with a
+// given fidelity: for each connection mode (short connections, keep-alive
+// connections) it runs short lab experiments (package labrun) at rising
+// rates, stops at the first rate that fails, narrows down between the last
+// passing and the first failing rate, and reports the figures of the best
+// passing step: the rate, CPU seconds per 10,000 requests of tcpcopy,
+// intercept and the lab's own load client and servers (they share the
+// machine), and peak memory.
+//
+// A step passes when the fidelity is at least MinFidelity, the load client
+// reached at least 90 % of the asked rate (otherwise the lab, not tcpcopy,
+// is the limit, and the step says so) and no request of the load failed.
+//
+// The figures go to a file in benchstat's format (one "BenchmarkLab..."
+// line per step and per mode's best, custom units), so that two runs
+// compare with "benchstat old.txt new.txt", and every step as a JSON line
+// beside it.
+package labbench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/labrun"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
+)
+
+// Defaults for Config.
+var (
+	DefaultRates     = []float64{200, 400, 800, 1600, 3200, 6400}
+	DefaultBodySizes = []int{0, 64, 512, 1460, 4096}
+)
+
+// Defaults for Config.
+const (
+	DefaultStep        = 5 * time.Second
+	DefaultMinFidelity = 99.9
+	DefaultBudget      = 3 * time.Minute
+	DefaultRefine      = 1
+	DefaultConcurrency = 32
+	DefaultPerConn     = 50
+)
+
+// Config describes a bench run. Zero values mean the defaults.
+type Config struct {
+	// Lab is the base configuration of every step: binaries, Self, GRO.
+	// Load.Rate, Load.Duration, Load.Mode and Load.MaxRequests are set per
+	// step; Tail defaults to 1 s.
+	Lab labrun.Config
+	// Modes are the connection modes measured, in order; short and
+	// keep-alive by default.
+	Modes []load.Mode
+	// Rates are the request rates tried, rising; DefaultRates.
+	Rates []float64
+	// Step is the load duration of one step; DefaultStep.
+	Step time.Duration
+	// MinFidelity is the fidelity, in percent, a step needs to pass;
+	// DefaultMinFidelity.
+	MinFidelity float64
+	// Refine is how many steps narrow down between the best passing and
+	// the first failing rate; DefaultRefine. Negative means none.
+	Refine int
+	// Budget bounds the whole run: no step starts that would end after it;
+	// DefaultBudget.
+	Budget time.Duration
+	// OutDir receives the result files; none are written when empty.
+	OutDir string
+}
+
+// Step is the outcome of one experiment.
+type Step struct {
+	Mode     string  `json:"mode"`
+	Rate     float64 `json:"rate"`     // asked, requests per second
+	Achieved float64 `json:"achieved"` // requests the load client made per second
+	Requests int     `json:"requests"` // recorded at online
+	Failed   int     `json:"failed"`   // load requests without a good answer
+	Fidelity float64 `json:"fidelity"` // percent
+	Pass     bool    `json:"pass"`
+	Why      string  `json:"why,omitempty"` // why it did not pass
+	// LabLimited: the step failed only because the load client did not
+	// reach the rate or the online server failed requests, not because of
+	// the copy.
+	LabLimited bool `json:"lab_limited,omitempty"`
+
+	// CPU seconds per 10,000 requests (recorded at online).
+	TcpcopyCPU10k   float64 `json:"tcpcopy_cpu_s_per_10k"`
+	InterceptCPU10k float64 `json:"intercept_cpu_s_per_10k"`
+	LoadCPU10k      float64 `json:"loadgen_cpu_s_per_10k"`
+	ServersCPU10k   float64 `json:"servers_cpu_s_per_10k"`
+	TcpcopyRSS      int64   `json:"tcpcopy_peak_rss"` // bytes
+	InterceptRSS    int64   `json:"intercept_peak_rss"`
+	NotReproduced   uint64  `json:"sessions_not_reproduced"`
+	Lost            int     `json:"lost,omitempty"`           // requests missing or different at the target
+	LostExplained   bool    `json:"lost_explained,omitempty"` // each on a session tcpcopy did not reproduce
+	Elapsed         float64 `json:"elapsed_s"`                // wall time of the step
+	Dir             string  `json:"dir,omitempty"`
+}
+
+// Result is a bench run.
+type Result struct {
+	Start time.Time `json:"start"`
+	Steps []Step    `json:"steps"`
+	// Best is, per mode, the passing step with the highest rate; absent
+	// when no step of that mode passed.
+	Best map[string]Step `json:"best"`
+	// Limit says, per mode, what stopped the climb: "fidelity" (tcpcopy
+	// copied less than MinFidelity above Best, or a daemon died), "lab"
+	// (the load client or the online server could not go faster: Best is
+	// a lower bound), "cap" (the highest rate tried passed: a lower bound
+	// too), "budget" or "error".
+	Limit map[string]string `json:"limit"`
+	// Files are the result files written.
+	Files []string `json:"files,omitempty"`
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Modes) == 0 {
+		c.Modes = []load.Mode{load.Short, load.KeepAlive}
+	}
+	if len(c.Rates) == 0 {
+		c.Rates = DefaultRates
+	}
+	if c.Step <= 0 {
+		c.Step = DefaultStep
+	}
+	if c.MinFidelity <= 0 {
+		c.MinFidelity = DefaultMinFidelity
+	}
+	if c.Refine == 0 {
+		c.Refine = DefaultRefine
+	}
+	if c.Budget <= 0 {
+		c.Budget = DefaultBudget
+	}
+	if c.Lab.Tail <= 0 {
+		c.Lab.Tail = time.Second
+	}
+	l := &c.Lab.Load
+	if l.Concurrency <= 0 {
+		l.Concurrency = DefaultConcurrency
+	}
+	if l.RequestsPerConn <= 0 {
+		l.RequestsPerConn = DefaultPerConn
+	}
+	if len(l.BodySizes) == 0 {
+		l.BodySizes = DefaultBodySizes
+	}
+}
+
+// stepOverhead is the time a step takes beyond its load and tail:
+// building and tearing down the lab, starting and stopping programs.
+const stepOverhead = 2 * time.Second
+
+// Run runs the bench, printing a line per step to w. It stops early, with
+// what it has, when ctx ends or the budget is spent.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Result, error) {
+	cfg.setDefaults()
+	if cfg.Lab.TcpcopyBin == "" || cfg.Lab.InterceptBin == "" {
+		return nil, errors.New("labbench: needs the tcpcopy and intercept binaries")
+	}
+	res := &Result{Start: time.Now(), Best: map[string]Step{}, Limit: map[string]string{}}
+	deadline := res.Start.Add(cfg.Budget)
+	stepTime := cfg.Step + cfg.Lab.Tail + stepOverhead
+	fmt.Fprintf(w, "bench: rates %v/s, %s per step, pass at fidelity >= %.1f%%, budget %s\n",
+		cfg.Rates, cfg.Step, cfg.MinFidelity, cfg.Budget)
+
+	var runErr error
+	try := func(mode load.Mode, rate float64) (Step, bool) {
+		if time.Now().Add(stepTime).After(deadline) {
+			fmt.Fprintf(w, "%-9s %6.0f/s  skipped: the budget of %s is spent\n", mode, rate, cfg.Budget)
+			return Step{}, false
+		}
+		st, err := runStep(ctx, cfg, mode, rate, log)
+		if err != nil {
+			runErr = err
+			return st, false
+		}
+		res.Steps = append(res.Steps, st)
+		fmt.Fprintln(w, st.line())
+		return st, true
+	}
+
+modes:
+	for _, mode := range cfg.Modes {
+		var best, fail *Step
+		limit := "cap"
+		for _, rate := range cfg.Rates {
+			st, ok := try(mode, rate)
+			if !ok {
+				limit = "budget"
+				if runErr != nil {
+					res.Limit[mode.String()] = "error"
+					break modes
+				}
+				break
+			}
+			if !st.Pass {
+				fail = &st
+				break
+			}
+			best = &st
+		}
+		for range max(cfg.Refine, 0) {
+			if fail == nil || runErr != nil {
+				break
+			}
+			lo := cfg.Rates[0] / 2
+			if best != nil {
+				lo = best.Rate
+			}
+			rate := math.Round(math.Sqrt(lo*fail.Rate)/10) * 10 // geometric middle
+			if rate <= lo || rate >= fail.Rate {
+				break
+			}
+			st, ok := try(mode, rate)
+			if !ok {
+				break
+			}
+			if st.Pass {
+				best = &st
+			} else {
+				fail = &st
+			}
+		}
+		if fail != nil {
+			limit = "fidelity"
+			if fail.LabLimited {
+				limit = "lab"
+			}
+		}
+		if runErr != nil {
+			limit = "error"
+		}
+		res.Limit[mode.String()] = limit
+		if best != nil {
+			res.Best[mode.String()] = *best
+		}
+		if runErr != nil {
+			break
+		}
+	}
+	for _, mode := range cfg.Modes {
+		limit := limitText[res.Limit[mode.String()]]
+		if b, ok := res.Best[mode.String()]; ok {
+			fmt.Fprintf(w, "best %-9s %6.0f req/s at %.2f%% (%s): cpu-s per 10k requests tcpcopy %.2f, intercept %.2f, loadgen %.2f, servers %.2f; peak rss tcpcopy %.1f MiB, intercept %.1f MiB\n",
+				mode, b.Rate, b.Fidelity, limit, b.TcpcopyCPU10k, b.InterceptCPU10k, b.LoadCPU10k, b.ServersCPU10k,
+				mib(b.TcpcopyRSS), mib(b.InterceptRSS))
+		} else {
+			fmt.Fprintf(w, "best %-9s none: no step passed (%s)\n", mode, limit)
+		}
+	}
+	if cfg.OutDir != "" && len(res.Steps) > 0 {
+		files, err := res.write(cfg)
+		res.Files = files
+		for _, f := range files {
+			fmt.Fprintf(w, "wrote %s\n", f)
+		}
+		if err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	return res, runErr
+}
+
+var limitText = map[string]string{
+	"fidelity": "above it fidelity drops",
+	"lab":      "the lab's own load client or server is the limit: tcpcopy may do more",
+	"cap":      "the highest rate tried: tcpcopy may do more",
+	"budget":   "the time budget ran out",
+	"error":    "a step failed to run",
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func (s Step) line() string {
+	verdict := "pass"
+	if !s.Pass {
+		verdict = "FAIL: " + s.Why + " (logs in " + s.Dir + ")"
+	}
+	if s.Lost > 0 {
+		how := "on sessions tcpcopy counted as not reproduced"
+		if !s.LostExplained {
+			how = "NOT explained by tcpcopy's session outcomes"
+		}
+		verdict += fmt.Sprintf(" [%d lost, %s]", s.Lost, how)
+	}
+	return fmt.Sprintf("%-9s %6.0f/s  achieved %7.1f/s  %5d requests  fidelity %7.3f%%  cpu-s/10k tcpcopy %5.2f intercept %5.2f loadgen %5.2f servers %5.2f  rss %5.1f/%5.1f MiB  %s",
+		s.Mode, s.Rate, s.Achieved, s.Requests, s.Fidelity, s.TcpcopyCPU10k, s.InterceptCPU10k, s.LoadCPU10k, s.ServersCPU10k,
+		mib(s.TcpcopyRSS), mib(s.InterceptRSS), verdict)
+}
+
+// runStep runs one experiment. Its logs are deleted when it passes.
+func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log *slog.Logger) (Step, error) {
+	st := Step{Mode: mode.String(), Rate: rate}
+	lab := cfg.Lab
+	lab.Load.Rate = rate
+	lab.Load.Duration = cfg.Step
+	lab.Load.Mode = mode
+	lab.Load.MaxRequests = int(rate*cfg.Step.Seconds()) + 1
+	dir, err := os.MkdirTemp("", "tcpcopy-bench-")
+	if err != nil {
+		return st, err
+	}
+	lab.Dir = dir
+	start := time.Now()
+	rep, err := labrun.Run(ctx, lab, log)
+	st.Elapsed = time.Since(start).Seconds()
+	if err != nil {
+		return st, fmt.Errorf("labbench: %s at %.0f/s: %w (logs in %s)", mode, rate, err, dir)
+	}
+	l := rep.Load
+	if l.Elapsed > 0 {
+		st.Achieved = float64(l.Requests) / l.Elapsed.Seconds()
+	}
+	st.Requests = rep.Compare.Online
+	st.Failed = l.Failed
+	st.Fidelity = rep.Compare.Fidelity
+	per10k := func(p *labrun.ProcReport) float64 {
+		if p == nil || st.Requests == 0 {
+			return 0
+		}
+		return p.CPUSeconds * 10000 / float64(st.Requests)
+	}
+	st.TcpcopyCPU10k = per10k(rep.Tcpcopy)
+	st.InterceptCPU10k = per10k(rep.Intercept)
+	st.LoadCPU10k = per10k(rep.LoadClient)
+	st.ServersCPU10k = per10k(rep.Recorders)
+	if rep.Tcpcopy != nil {
+		st.TcpcopyRSS = rep.Tcpcopy.PeakRSS
+	}
+	if rep.Intercept != nil {
+		st.InterceptRSS = rep.Intercept.PeakRSS
+	}
+	if rep.Sessions != nil {
+		st.NotReproduced = rep.Sessions.NotReproduced()
+	}
+	if rep.Lost != nil {
+		st.Lost, st.LostExplained = rep.Lost.Requests, rep.Lost.Explained
+	}
+	var why []string
+	copyFailed := false
+	if st.Fidelity < cfg.MinFidelity {
+		why = append(why, fmt.Sprintf("fidelity %.3f%% < %.1f%%", st.Fidelity, cfg.MinFidelity))
+		copyFailed = true
+	}
+	for _, p := range rep.Problems {
+		if strings.HasPrefix(p, "tcpcopy") || strings.HasPrefix(p, "intercept") {
+			why = append(why, p)
+			copyFailed = true
+		}
+	}
+	if st.Achieved < 0.9*rate {
+		why = append(why, fmt.Sprintf("the load client reached only %.0f/s", st.Achieved))
+	}
+	if st.Failed > 0 {
+		why = append(why, fmt.Sprintf("%d load requests failed (%s): the online server is overloaded", st.Failed, l.FirstErr))
+	}
+	st.Pass = len(why) == 0
+	st.LabLimited = !st.Pass && !copyFailed
+	st.Why = strings.Join(why, "; ")
+	if st.Pass {
+		os.RemoveAll(dir)
+	} else {
+		st.Dir = dir
+	}
+	return st, nil
+}
+
+// write writes the benchstat text and the JSON lines into cfg.OutDir,
+// named after the start time.
+func (r *Result) write(cfg Config) ([]string, error) {
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	base := filepath.Join(cfg.OutDir, "lab-"+r.Start.UTC().Format("20060102T150405Z"))
+	var b strings.Builder
+	for _, kv := range environment() {
+		fmt.Fprintf(&b, "%s: %s\n", kv[0], kv[1])
+	}
+	fmt.Fprintf(&b, "step: %s\nmin-fidelity: %.1f\nbodies: %v\nconcurrency: %d\n",
+		cfg.Step, cfg.MinFidelity, cfg.Lab.Load.BodySizes, cfg.Lab.Load.Concurrency)
+	bench := func(name string, s Step, rateUnit string) {
+		fmt.Fprintf(&b, "%s 1 %.0f %s %.1f achieved-req/s %.3f fidelity-%% %.3f tcpcopy-cpu-s/10k-req %.3f intercept-cpu-s/10k-req %.3f loadgen-cpu-s/10k-req %.3f servers-cpu-s/10k-req %.1f tcpcopy-peak-MiB %.1f intercept-peak-MiB\n",
+			name, s.Rate, rateUnit, s.Achieved, s.Fidelity, s.TcpcopyCPU10k, s.InterceptCPU10k, s.LoadCPU10k, s.ServersCPU10k,
+			mib(s.TcpcopyRSS), mib(s.InterceptRSS))
+	}
+	for _, mode := range cfg.Modes {
+		fmt.Fprintf(&b, "limit-%s: %s\n", mode, r.Limit[mode.String()])
+	}
+	for _, mode := range cfg.Modes {
+		if s, ok := r.Best[mode.String()]; ok {
+			bench("BenchmarkLabMaxRate/mode="+mode.String(), s, "max-req/s")
+		}
+	}
+	for _, s := range r.Steps {
+		if s.Pass {
+			bench(fmt.Sprintf("BenchmarkLabStep/mode=%s/rate=%.0f", s.Mode, s.Rate), s, "req/s")
+		}
+	}
+	txt := base + ".txt"
+	if err := os.WriteFile(txt, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	jl := base + ".jsonl"
+	f, err := os.Create(jl)
+	if err != nil {
+		return []string{txt}, err
+	}
+	bw := bufio.NewWriter(f)
+	enc := json.NewEncoder(bw)
+	for _, s := range r.Steps {
+		enc.Encode(struct {
+			Kind string `json:"kind"`
+			Step
+		}{"step", s})
+	}
+	for _, mode := range cfg.Modes {
+		if s, ok := r.Best[mode.String()]; ok {
+			enc.Encode(struct {
+				Kind string `json:"kind"`
+				Step
+			}{"best", s})
+		}
+	}
+	werr := bw.Flush()
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return []string{txt, jl}, werr
+}
+
+// environment describes the machine and build, as benchstat configuration
+// lines.
+func environment() [][2]string {
+	env := [][2]string{{"goos", runtime.GOOS}, {"goarch", runtime.GOARCH}, {"pkg", "github.com/tcpcopy-go/tcpcopy/internal/lab"}}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				env = append(env, [2]string{"cpu", strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))})
+				break
+			}
+		}
+	}
+	env = append(env, [2]string{"ncpu", fmt.Sprint(runtime.NumCPU())})
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		env = append(env, [2]string{"kernel", strings.TrimSpace(string(b))})
+	}
+	rev := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	if rev == "" { // built with -buildvcs=false: ask git, if we are in the tree
+		if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+			rev = strings.TrimSpace(string(out))
+		}
+	}
+	if rev != "" {
+		env = append(env, [2]string{"commit", rev})
+	}
+	return env
+}

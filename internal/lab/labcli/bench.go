@@ -1,0 +1,124 @@
+package labcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/labbench"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/labrun"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name: "bench",
+		Usage: "find the highest request rate copied with fidelity >= --min-fidelity, for short and for keep-alive connections; " +
+			"prints CPU seconds per 10,000 requests and peak memory, and writes them to --out",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "tcpcopy-bin", Usage: "tcpcopy binary (default: next to this executable)"},
+			&cli.StringFlag{Name: "intercept-bin", Usage: "intercept binary (default: next to this executable)"},
+			&cli.StringFlag{Name: "modes", Value: "short,keepalive", Usage: "connection modes to measure, in order"},
+			&cli.StringFlag{Name: "rates", Value: formatRates(labbench.DefaultRates), Usage: "rising request rates to try, per second"},
+			&cli.DurationFlag{Name: "step", Value: labbench.DefaultStep, Usage: "load duration of each step"},
+			&cli.FloatFlag{Name: "min-fidelity", Value: labbench.DefaultMinFidelity, Usage: "fidelity (percent) a step needs to pass"},
+			&cli.IntFlag{Name: "refine", Value: labbench.DefaultRefine, Usage: "steps narrowing down between the best passing and the first failing rate"},
+			&cli.DurationFlag{Name: "budget", Value: labbench.DefaultBudget, Usage: "no step starts that would end after this"},
+			&cli.IntFlag{Name: "concurrency", Value: labbench.DefaultConcurrency, Usage: "load client requests in flight"},
+			&cli.IntFlag{Name: "per-conn", Value: labbench.DefaultPerConn, Usage: "requests per keep-alive connection"},
+			&cli.IntSliceFlag{Name: "body-size", Usage: "POST body sizes drawn uniformly, bytes (repeatable; default " + fmt.Sprint(labbench.DefaultBodySizes) + ")"},
+			&cli.BoolFlag{Name: "gro", Value: true, Usage: "enable GRO on the receiving veths (needs ethtool)"},
+			&cli.StringFlag{Name: "out", Value: "bench-results", Usage: "directory for the result files (empty: none)"},
+			&cli.StringFlag{Name: "prefix", Value: netlab.DefaultPrefix, Usage: "namespace name prefix"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			// Per-step progress is the bench's own output; the lab's
+			// info lines only with --verbose.
+			level := slog.LevelWarn
+			if cmd.Bool("verbose") {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(cmd.Root().ErrWriter, &slog.HandlerOptions{Level: level}))
+			var modes []load.Mode
+			for _, s := range strings.Split(cmd.String("modes"), ",") {
+				m, err := load.ParseMode(strings.TrimSpace(s))
+				if err != nil {
+					return &exitError{ExitSetup, fmt.Errorf("--modes: %w", err)}
+				}
+				modes = append(modes, m)
+			}
+			rates, err := parseRates(cmd.String("rates"))
+			if err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--rates: %w", err)}
+			}
+			cfg := labbench.Config{
+				Lab: labrun.Config{
+					Prefix:       cmd.String("prefix"),
+					GRO:          cmd.Bool("gro"),
+					TcpcopyBin:   cmd.String("tcpcopy-bin"),
+					InterceptBin: cmd.String("intercept-bin"),
+					Load: load.Options{
+						Concurrency:     cmd.Int("concurrency"),
+						RequestsPerConn: cmd.Int("per-conn"),
+						BodySizes:       cmd.IntSlice("body-size"),
+					},
+				},
+				Modes:       modes,
+				Rates:       rates,
+				Step:        cmd.Duration("step"),
+				MinFidelity: cmd.Float("min-fidelity"),
+				Refine:      cmd.Int("refine"),
+				Budget:      cmd.Duration("budget"),
+				OutDir:      cmd.String("out"),
+			}
+			if cfg.Refine == 0 {
+				cfg.Refine = -1 // the flag's 0 means none
+			}
+			if cfg.Lab.Self, err = os.Executable(); err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			demoBinaries(&cfg.Lab, newLogger(cmd))
+			if cfg.Lab.TcpcopyBin == "" {
+				return &exitError{ExitSetup, errors.New("no tcpcopy and intercept binaries: give --tcpcopy-bin and --intercept-bin, or run make build")}
+			}
+			res, err := labbench.Run(ctx, cfg, log, cmd.Root().Writer)
+			if err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			if len(res.Best) == 0 {
+				return &exitError{ExitLowFidelity, errors.New("no step passed")}
+			}
+			return nil
+		},
+	}
+}
+
+func formatRates(rs []float64) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, strconv.FormatFloat(r, 'f', -1, 64))
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseRates(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("bad rate %q", f)
+		}
+		if len(out) > 0 && r <= out[len(out)-1] {
+			return nil, fmt.Errorf("rates must rise: %v after %v", r, out[len(out)-1])
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

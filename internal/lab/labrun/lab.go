@@ -1,0 +1,342 @@
+package labrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
+)
+
+// Lab is a run in progress, handed to Config.Setup and Config.During. Its
+// methods stop and start the lab's programs, so that tests can take a part
+// of the copy path down in the middle of a run. They are safe for
+// concurrent use; every program they start is stopped by Run at the end.
+type Lab struct {
+	Topo *netlab.Topology
+	Vars map[string]string // placeholder values, see Vars
+
+	cfg *Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	online    *role // recorder on the online ports
+	target    *role // recorder on the target ports
+	intercept *role
+	tcpcopies []*role
+}
+
+// role is one program of the lab and its successive instances: usage is
+// summed over them, exit problems are kept.
+type role struct {
+	name string // for messages
+	ns   string
+	bin  string
+	args []string
+	env  []string // nil: plain Start
+
+	cur     *netlab.Proc
+	starts  int
+	used    netlab.Usage // of stopped instances; PeakRSS is the highest
+	exits   []string
+	lastErr string // stderr path of the last instance
+}
+
+func (r *role) start(topo *netlab.Topology) (*netlab.Proc, error) {
+	if r.cur != nil && r.cur.Running() {
+		return nil, fmt.Errorf("%s is already running", r.name)
+	}
+	var p *netlab.Proc
+	var err error
+	if r.env != nil {
+		p, err = topo.StartEnv(r.ns, r.env, r.bin, r.args...)
+	} else {
+		p, err = topo.Start(r.ns, r.bin, r.args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.cur = p
+	r.starts++
+	r.lastErr = p.StderrPath
+	return p, nil
+}
+
+// stop stops the current instance, measured: its CPU time and peak RSS are
+// added to the role, and an exit it did not owe to the stop is kept.
+func (r *role) stop() error { return r.stopWith(syscall.SIGTERM) }
+
+// stopWith is stop with SIGKILL as the first signal when sig is SIGKILL.
+func (r *role) stopWith(sig syscall.Signal) error {
+	p := r.cur
+	if p == nil {
+		return nil
+	}
+	r.cur = nil
+	died := !p.Running()
+	_, _ = p.Sample()
+	if sig == syscall.SIGKILL && !died {
+		_ = p.Signal(syscall.SIGKILL)
+	}
+	err := p.Stop()
+	u := p.Usage()
+	r.used.User += u.User
+	r.used.System += u.System
+	r.used.PeakRSS = max(r.used.PeakRSS, u.PeakRSS)
+	switch {
+	case died && err != nil:
+		r.exits = append(r.exits, "exited before being stopped: "+err.Error())
+	case died:
+		r.exits = append(r.exits, "exited before being stopped (status 0)")
+	case err != nil:
+		r.exits = append(r.exits, err.Error())
+	}
+	return err
+}
+
+// report stops the current instance and describes the role; nil for nil.
+func (r *role) report() *ProcReport {
+	if r == nil {
+		return nil
+	}
+	_ = r.stop()
+	rep := &ProcReport{
+		Bin: r.bin, Args: r.args, Stderr: r.lastErr,
+		User: r.used.User, System: r.used.System, PeakRSS: r.used.PeakRSS,
+		CPUSeconds: r.used.CPU().Seconds(), Restarts: max(r.starts-1, 0),
+	}
+	if len(r.exits) > 0 {
+		rep.Exit = r.exits[0]
+		if len(r.exits) > 1 {
+			rep.Exit += fmt.Sprintf(" (and %d more)", len(r.exits)-1)
+		}
+	}
+	return rep
+}
+
+// StartIntercept starts intercept (again) and waits until it listens.
+func (l *Lab) StartIntercept(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.intercept == nil {
+		return errors.New("labrun: this run has no intercept")
+	}
+	l.log.Info("starting intercept", "bin", l.intercept.bin, "args", l.intercept.args)
+	p, err := l.intercept.start(l.Topo)
+	if err != nil {
+		return err
+	}
+	return waitReady(ctx, l.Topo, p, l.cfg.StartTimeout, listening(InterceptPort))
+}
+
+// StopIntercept stops intercept (SIGTERM, then SIGKILL after the grace
+// period). tcpcopy loses its links and keeps dialling.
+func (l *Lab) StopIntercept() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.intercept == nil {
+		return errors.New("labrun: this run has no intercept")
+	}
+	l.log.Info("stopping intercept")
+	return l.intercept.stop()
+}
+
+// StartTarget starts the target's recorder (again) and waits until it
+// listens on every target port. It appends to the same request log.
+func (l *Lab) StartTarget(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log.Info("starting the target server")
+	p, err := l.target.start(l.Topo)
+	if err != nil {
+		return err
+	}
+	for _, port := range l.cfg.TargetPorts {
+		if err := waitReady(ctx, l.Topo, p, l.cfg.StartTimeout, listening(port)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StopTarget stops the target's recorder gracefully (SIGTERM: it closes
+// its ports at once, then lets requests in progress finish for up to 2 s):
+// the target's kernel answers new copies with RST.
+func (l *Lab) StopTarget() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log.Info("stopping the target server")
+	return l.target.stop()
+}
+
+// KillTarget kills the target's recorder (SIGKILL), as a crash would: its
+// ports close at once and its connections are reset. The requests it had
+// recorded stay in its log (each is written when it arrives).
+func (l *Lab) KillTarget() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log.Info("killing the target server")
+	return l.target.stopWith(syscall.SIGKILL)
+}
+
+// Tcpcopy returns the i-th tcpcopy instance (0 is Config.TcpcopyArgs), nil
+// when there is none or it was stopped.
+func (l *Lab) Tcpcopy(i int) *netlab.Proc {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i < 0 || i >= len(l.tcpcopies) {
+		return nil
+	}
+	return l.tcpcopies[i].cur
+}
+
+// Intercept returns the running intercept, nil when there is none.
+func (l *Lab) Intercept() *netlab.Proc {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.intercept == nil {
+		return nil
+	}
+	return l.intercept.cur
+}
+
+// WaitLinked waits until every tcpcopy instance holds an established
+// connection to intercept's port (the per-process sockets, so two
+// instances are told apart), up to Config.StartTimeout.
+func (l *Lab) WaitLinked(ctx context.Context) error {
+	l.mu.Lock()
+	var procs []*netlab.Proc
+	for _, r := range l.tcpcopies {
+		if r.cur != nil {
+			procs = append(procs, r.cur)
+		}
+	}
+	l.mu.Unlock()
+	for _, p := range procs {
+		if err := waitLinked(ctx, p, l.cfg.StartTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitLinked waits until p holds an established TCP connection to
+// InterceptPort.
+func waitLinked(ctx context.Context, p *netlab.Proc, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if !p.Running() {
+			if err := p.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%s exited: %s", filepath.Base(p.Name), p.StderrTail(512))
+		}
+		socks, err := p.TCPSockets()
+		if err == nil {
+			for _, s := range socks {
+				if s.State == netlab.TCPEstablished && s.Remote.Port() == InterceptPort {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s (pid %d) has no link to intercept: %w", filepath.Base(p.Name), p.Pid, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// scrape reads url from inside the online namespace through Self's scrape
+// subcommand (the orchestrator itself is in another namespace).
+func (l *Lab) scrape(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cmd := l.Topo.Command(ctx, netlab.Online, l.cfg.Self, "scrape", "--url", url)
+	cmd.Env = append(os.Environ(), l.cfg.SelfEnv...)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return "", fmt.Errorf("scrape %s: %w", url, err)
+	}
+	return string(out), nil
+}
+
+// metricsAddr returns the value of --metrics-addr in args, or "".
+func metricsAddr(args []string) string {
+	for i, a := range args {
+		if v, ok := cutFlag(a, "--metrics-addr"); ok {
+			return v
+		}
+		if a == "--metrics-addr" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func cutFlag(a, name string) (string, bool) {
+	if len(a) > len(name)+1 && a[:len(name)+1] == name+"=" {
+		return a[len(name)+1:], true
+	}
+	return "", false
+}
+
+// nthAddr is base with its port raised by i.
+func nthAddr(base string, i int) (string, error) {
+	ap, err := netip.ParseAddrPort(base)
+	if err != nil {
+		return "", fmt.Errorf("metrics address %q: %w", base, err)
+	}
+	port := int(ap.Port()) + i
+	if port > 65535 {
+		return "", fmt.Errorf("metrics address %q: port out of range for instance %d", base, i)
+	}
+	return netip.AddrPortFrom(ap.Addr(), uint16(port)).String(), nil
+}
+
+func listeningOn(a netip.Addr, port uint16) func(netlab.Socket) bool {
+	want := netip.AddrPortFrom(a, port)
+	return func(s netlab.Socket) bool { return s.State == netlab.TCPListen && s.Local == want }
+}
+
+func listening(port uint16) func(netlab.Socket) bool {
+	return func(s netlab.Socket) bool { return s.State == netlab.TCPListen && s.Local.Port() == port }
+}
+
+// waitReady waits until a socket in p's namespace satisfies ready, failing
+// early with p's stderr when p exits.
+func waitReady(ctx context.Context, topo *netlab.Topology, p *netlab.Proc, timeout time.Duration, ready func(netlab.Socket) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := topo.WaitTCP(ctx, p.NS, ready)
+	if !p.Running() {
+		if perr := p.Err(); perr != nil {
+			return perr
+		}
+		return fmt.Errorf("%s exited: %s", filepath.Base(p.Name), p.StderrTail(512))
+	}
+	return err
+}

@@ -1,0 +1,190 @@
+package labrun
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/leakwatch"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
+)
+
+// ProcReport describes a program of the lab in a Report: tcpcopy,
+// intercept, or the lab's own load client and recorders (summed over their
+// instances).
+type ProcReport struct {
+	Bin        string        `json:"bin"`
+	Args       []string      `json:"args"`
+	CPUSeconds float64       `json:"cpu_seconds"` // user + system
+	User       time.Duration `json:"user"`
+	System     time.Duration `json:"system"`
+	PeakRSS    int64         `json:"peak_rss"`           // bytes, highest of all instances
+	Exit       string        `json:"exit,omitempty"`     // non-empty when it failed or died before being stopped
+	Stderr     string        `json:"stderr"`             // path of its (last instance's) stderr file
+	Restarts   int           `json:"restarts,omitempty"` // instances started after the first (Lab.StartIntercept, ...)
+
+	// tcpcopy only.
+	MetricsAddr string             `json:"metrics_addr,omitempty"` // inside the online namespace
+	Sessions    *Sessions          `json:"sessions,omitempty"`
+	Metrics     map[string]float64 `json:"metrics,omitempty"` // unlabelled tcpcopy_* values read before stopping
+}
+
+// Lost explains the online requests that did not reach the target intact.
+type Lost struct {
+	Requests    int `json:"requests"`    // missing or with a different body
+	Connections int `json:"connections"` // distinct client connections they were sent on
+	// NotReproduced is the number of sessions tcpcopy ended partial or
+	// failed, or left open at stop. Every connection that lost a request
+	// should be one of them (Explained); when not, tcpcopy lost requests on
+	// sessions it counted as reproduced.
+	NotReproduced uint64 `json:"not_reproduced"`
+	Explained     bool   `json:"explained"`
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	ID        string              `json:"id"`  // topology id
+	Dir       string              `json:"dir"` // logs
+	Start     time.Time           `json:"start"`
+	Elapsed   time.Duration       `json:"elapsed"` // set when the run completed
+	URL       string              `json:"url"`     // of the first load client
+	Copying   bool                `json:"copying"`
+	GRO       bool                `json:"gro"`     // GRO was on on the receiving veths
+	Sources   int                 `json:"sources"` // client addresses the load came from
+	Load      load.Stats          `json:"load"`    // every load client together
+	Compare   recorder.Comparison `json:"compare"`
+	Tcpcopy   *ProcReport         `json:"tcpcopy,omitempty"` // the first tcpcopy
+	Intercept *ProcReport         `json:"intercept,omitempty"`
+	// Tcpcopies are all tcpcopy instances, Tcpcopy first.
+	Tcpcopies []*ProcReport `json:"tcpcopies,omitempty"`
+	// Sessions sums the session counts of the tcpcopy instances; nil when
+	// none could be read.
+	Sessions *Sessions `json:"sessions,omitempty"`
+	// Lost is set when requests were missing or different at the target.
+	Lost *Lost `json:"lost,omitempty"`
+	// Leaks is what the watcher in the client namespace saw
+	// (Config.LeakCheck): Packets must be 0.
+	Leaks *leakwatch.Result `json:"leaks,omitempty"`
+	// LoadClient and Recorders are the lab's own programs, for judging how
+	// much of the machine the measured programs had.
+	LoadClient *ProcReport `json:"load_client,omitempty"`
+	Recorders  *ProcReport `json:"recorders,omitempty"`
+	Problems   []string    `json:"problems,omitempty"` // non-fatal trouble worth a look
+}
+
+// WriteText writes r as a short human-readable report (docs/lab.md, "Reading
+// the report").
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	gro := "off"
+	if r.GRO {
+		gro = "on"
+	}
+	fmt.Fprintf(&b, "lab %s: %s, GRO %s, %d client addresses, logs in %s\n", r.ID, r.Elapsed.Round(time.Millisecond), gro, max(r.Sources, 1), r.Dir)
+	l := r.Load
+	rate := 0.0
+	if l.Elapsed > 0 {
+		rate = float64(l.Requests) / l.Elapsed.Seconds()
+	}
+	fmt.Fprintf(&b, "load       %d requests to %s in %s (%.1f/s): %d ok, %d failed, %d on keep-alive connections, %d connections\n",
+		l.Requests, r.URL, l.Elapsed.Round(time.Millisecond), rate, l.OK, l.Failed, l.KeepAlive, l.Connections)
+	fmt.Fprintf(&b, "latency    p50 %s  p99 %s  max %s\n", l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))
+	if l.FirstErr != "" {
+		fmt.Fprintf(&b, "first error %s\n", l.FirstErr)
+	}
+	c := r.Compare
+	fmt.Fprintf(&b, "online     %d requests recorded\n", c.Online)
+	fmt.Fprintf(&b, "target     %d requests recorded: %d matched, %d with a different body, %d missing, %d duplicates, %d unexpected\n",
+		c.Target, c.Matched, c.Mismatched, c.Missing, c.Duplicates, c.Unexpected)
+	note := ""
+	if !r.Copying {
+		note = " (no tcpcopy: copying disabled)"
+	}
+	fmt.Fprintf(&b, "fidelity   %.1f%%%s\n", c.Fidelity, note)
+	if len(c.MissingIDs) > 0 && r.Copying {
+		fmt.Fprintf(&b, "missing    %s\n", strings.Join(c.MissingIDs, " "))
+	}
+	if len(c.MismatchedIDs) > 0 {
+		fmt.Fprintf(&b, "different  %s\n", strings.Join(c.MismatchedIDs, " "))
+	}
+	if s := r.Sessions; s != nil {
+		src := "tcpcopy metrics before stop"
+		if s.Source == "log" {
+			src = "tcpcopy's final log line"
+		}
+		fmt.Fprintf(&b, "sessions   %d opened: %d reproduced, %d partial, %d failed, %d open at stop (%s)\n",
+			s.Opened, s.Reproduced, s.Partial, s.Failed, s.Open, src)
+		for _, o := range []string{"partial", "failed"} {
+			var parts []string
+			for _, e := range s.Ends {
+				if e.Outcome == o {
+					parts = append(parts, fmt.Sprintf("%s %d", e.Reason, e.Count))
+				}
+			}
+			if len(parts) > 0 {
+				fmt.Fprintf(&b, "  %-8s %s\n", o, strings.Join(parts, ", "))
+			}
+		}
+	} else if r.Copying {
+		fmt.Fprintf(&b, "sessions   unknown (neither tcpcopy's metrics nor its final log line could be read)\n")
+	}
+	if lo := r.Lost; lo != nil {
+		verdict := "each is on a session tcpcopy did not reproduce (reasons above)"
+		if !lo.Explained {
+			verdict = "more connections than sessions tcpcopy counted as not reproduced: requests were lost without a reason, see the logs"
+		}
+		fmt.Fprintf(&b, "lost       %d requests on %d client connections, %d sessions not reproduced: %s\n",
+			lo.Requests, lo.Connections, lo.NotReproduced, verdict)
+	}
+	if lk := r.Leaks; lk != nil {
+		fmt.Fprintf(&b, "leaks      %d packets from the target reached the client namespace\n", lk.Packets)
+		for _, p := range lk.First {
+			fmt.Fprintf(&b, "  leaked   %s\n", p)
+		}
+	}
+	type named struct {
+		name string
+		r    *ProcReport
+	}
+	var procs []named
+	for i, p := range r.Tcpcopies {
+		name := "tcpcopy"
+		if len(r.Tcpcopies) > 1 {
+			name = fmt.Sprintf("tcpcopy#%d", i+1)
+		}
+		procs = append(procs, named{name, p})
+	}
+	if len(r.Tcpcopies) == 0 && r.Tcpcopy != nil {
+		procs = append(procs, named{"tcpcopy", r.Tcpcopy})
+	}
+	procs = append(procs, named{"intercept", r.Intercept}, named{"loadgen", r.LoadClient}, named{"recorders", r.Recorders})
+	for _, p := range procs {
+		if p.r == nil {
+			continue
+		}
+		extra := ""
+		if p.r.Restarts > 0 {
+			extra = fmt.Sprintf(", restarted %d times", p.r.Restarts)
+		}
+		fmt.Fprintf(&b, "%-10s cpu %.2f s (user %.2f, sys %.2f), peak rss %.1f MiB%s\n", p.name, p.r.CPUSeconds,
+			p.r.User.Seconds(), p.r.System.Seconds(), float64(p.r.PeakRSS)/(1<<20), extra)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(&b, "problem    %s\n", p)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteJSON writes r as indented JSON to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
