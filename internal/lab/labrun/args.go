@@ -1,7 +1,9 @@
 package labrun
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
@@ -45,6 +47,25 @@ func Vars(t *netlab.Topology) map[string]string {
 		"intercept.port":      strconv.Itoa(InterceptPort),
 		"online.port":         strconv.Itoa(OnlinePort),
 		"target.port":         strconv.Itoa(TargetPort),
+	}
+}
+
+// addMACs adds the MAC addresses of the interfaces between online and
+// target, "{online.target_mac}" and "{target.online_mac}" (for tcpcopy -o
+// and the -x @mac forms). An interface whose address cannot be read is
+// left out, so a use of it fails in Expand.
+func addMACs(ctx context.Context, t *netlab.Topology, vars map[string]string) {
+	for name, x := range map[string][2]string{
+		"online.target_mac": {netlab.Online, t.Online.TargetIf},
+		"target.online_mac": {netlab.Target, t.Target.OnlineIf},
+	} {
+		out, err := t.Run(ctx, x[0], "cat", "/sys/class/net/"+x[1]+"/address")
+		if err != nil {
+			continue
+		}
+		if mac, err := net.ParseMAC(strings.TrimSpace(string(out))); err == nil {
+			vars[name] = mac.String()
+		}
 	}
 }
 

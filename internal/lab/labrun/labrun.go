@@ -295,6 +295,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 	log.Info("topology ready", "id", topo.ID, "dir", topo.Dir, "gro", topo.GRO)
 
 	lab := &Lab{Topo: topo, Vars: Vars(topo), cfg: &cfg, log: log}
+	addMACs(ctx, topo, lab.Vars)
 	if err := lab.plan(); err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
