@@ -124,7 +124,7 @@ func newCollector(e *engine) *collector {
 	// Sessions.
 	counter("sessions_opened_total", "Sessions opened.", func(s *snapshot) uint64 { return s.st.Opened })
 	counter("sessions_opened_without_syn_total", "Sessions opened from data whose SYN was not captured.", func(s *snapshot) uint64 { return s.st.OpenedNoSYN })
-	counter("sessions_overload_total", "New sessions refused because their worker's queue was backed up (counted in sessions_closed_total as failed/shed).", func(s *snapshot) uint64 { return s.overload })
+	counter("sessions_overload_total", "New sessions refused because their worker's queue was backed up (counted in sessions_closed_total as failed/overload).", func(s *snapshot) uint64 { return s.overload })
 	counter("syns_sent_total", "Handshakes started with the target (SYNs sent, retransmissions excluded).", func(s *snapshot) uint64 { return s.st.SYNs })
 	counter("synacks_received_total", "SYN-ACKs received from the target through intercept: connections established.", func(s *snapshot) uint64 { return s.st.SYNAcks })
 	counter("requests_total", "Requests sent to the target.", func(s *snapshot) uint64 { return s.st.Requests })

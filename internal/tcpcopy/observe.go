@@ -184,7 +184,9 @@ const (
 		"the \"sending to the target failed\" warning has the error"
 	msgTooBig = "packets were larger than the path MTU to the target and had to be split: set -M to the path MTU " +
 		"(ip route get <target> shows it; containers and tunnels often have 1450 or less)"
-	msgShed       = "new sessions were not copied because the memory budget (-m) is exceeded: raise -m or copy a smaller share (-r)"
+	msgShed     = "new sessions were not copied because the memory budget (-m) is exceeded: raise -m or copy a smaller share (-r)"
+	msgOverload = "new sessions were not copied because too many handshakes were pending (overload): the target or the " +
+		"route back through intercept is slower than the traffic; copy a smaller share (-r) or check the target's load"
 	msgBufferFull = "sessions failed because too much captured data waited for the target (buffer_full): " +
 		"the target reads too slowly or keeps its window closed"
 	msgReconnects = "the target kept closing connections before their requests were done (too_many_reconnects): " +
@@ -239,8 +241,13 @@ func (e *engine) diagnose(prev, cur *snapshot) []warning {
 	if n := cur.tooBig - prev.tooBig; n > 0 {
 		add("too_big", msgTooBig, "packets", n, "mtu", e.cfg.MTU)
 	}
-	if n := closed(tcpstate.ReasonShed); n > overload {
-		add("shed", msgShed, "sessions", n-overload, "budget_mb", e.cfg.MemoryMB)
+	if n := closed(tcpstate.ReasonShed); n > 0 {
+		add("shed", msgShed, "sessions", n, "budget_mb", e.cfg.MemoryMB)
+	}
+	if n := closed(tcpstate.ReasonOverload); n > overload {
+		// Refused because too many handshakes were pending: the target or
+		// the intercept loop is slower than the traffic.
+		add("overload", msgOverload, "sessions", n-overload)
 	}
 	if n := closed(tcpstate.ReasonBufferFull); n > 0 {
 		add("buffer_full", msgBufferFull, "sessions", n)
