@@ -7,11 +7,14 @@ import (
 )
 
 // Real packets, captured with an AF_PACKET socket on Linux 6.18 (Go net
-// client and server, nothing hand-edited). Those from a veth pair between
-// two network namespaces (10.77.0.1 → 10.77.0.2, fd77::1 → fd77::2, MTU
-// 1500) and from loopback (MTU 65536; the IPv6 ones with IPV6_HOPOPTS and
-// IPV6_DSTOPTS set on the client socket). Linux offloads the TCP checksum
-// on both, so every captured TCP checksum is partial: it holds the folded
+// client and server). Those from a veth pair between two network
+// namespaces (192.0.2.1 → 192.0.2.2, 2001:db8::1 → 2001:db8::2, MTU 1500)
+// and from loopback (MTU 65536; the IPv6 ones with IPV6_HOPOPTS and
+// IPV6_DSTOPTS set on the client socket). The only edit after capture: the
+// veth packets' private addresses were replaced by these documentation
+// addresses, with the IPv4 header checksums and the partial TCP checksums
+// updated to match (RFC 1624). Linux offloads the TCP checksum on both,
+// so every captured TCP checksum is partial: it holds the folded
 // pseudo-header sum, not the checksum (tcp_v4_send_check). The IPv4 header
 // checksums are complete.
 //
@@ -36,14 +39,14 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 var synV4 = unhex(`
 	45 00 00 3c  # version 4, IHL 5 (20 bytes); TOS 0; total length 60
 	e0 c4 40 00  # ID 0xe0c4; flags DF, fragment offset 0
-	40 06 45 5b  # TTL 64; protocol 6 (TCP); header checksum 0x455b
-	0a 4d 00 01  # src 10.77.0.1
-	0a 4d 00 02  # dst 10.77.0.2
+	40 06 d5 f3  # TTL 64; protocol 6 (TCP); header checksum 0xd5f3
+	c0 00 02 01  # src 192.0.2.1
+	c0 00 02 02  # dst 192.0.2.2
 	e3 dc 1f 90  # src port 58332; dst port 8080
 	34 b9 28 2b  # seq 0x34b9282b
 	00 00 00 00  # ack 0
 	a0 02 fa f0  # data offset 10 (40 bytes); flags SYN; window 64240
-	14 cb 00 00  # checksum 0x14cb (partial: pseudo-header sum); urgent 0
+	84 32 00 00  # checksum 0x8432 (partial: pseudo-header sum); urgent 0
 	02 04 05 b4  # MSS 1460
 	04 02 08 0a  # SACK permitted; timestamps (kind 8, length 10) ...
 	5b e5 3f dc  # ... TSval 0x5be53fdc
@@ -55,14 +58,14 @@ var synV4 = unhex(`
 var ackV4 = unhex(`
 	45 00 00 34  # version 4, IHL 5; TOS 0; total length 52
 	e0 c5 40 00  # ID 0xe0c5; DF
-	40 06 45 62  # TTL 64; TCP; header checksum 0x4562
-	0a 4d 00 01  # src 10.77.0.1
-	0a 4d 00 02  # dst 10.77.0.2
+	40 06 d5 fa  # TTL 64; TCP; header checksum 0xd5fa
+	c0 00 02 01  # src 192.0.2.1
+	c0 00 02 02  # dst 192.0.2.2
 	e3 dc 1f 90  # src port 58332; dst port 8080
 	34 b9 28 2c  # seq 0x34b9282c (ISN+1)
 	f7 9f f5 88  # ack 0xf79ff588
 	80 10 00 3f  # data offset 8 (32 bytes); flags ACK; window 63 (scaled)
-	14 c3 00 00  # checksum 0x14c3 (partial); urgent 0
+	84 2a 00 00  # checksum 0x842a (partial); urgent 0
 	01 01 08 0a  # NOP; NOP; timestamps ...
 	5b e5 3f dc  # ... TSval
 	f8 be c0 c1  # ... TSecr
@@ -110,13 +113,13 @@ var dataV4Lo = unhex(`
 var synV6 = unhex(`
 	60 02 fe ba  # version 6; traffic class 0; flow label 0x2feba
 	00 28 06 40  # payload length 40; next header 6 (TCP); hop limit 64
-	fd 77 00 00 00 00 00 00 00 00 00 00 00 00 00 01  # src fd77::1
-	fd 77 00 00 00 00 00 00 00 00 00 00 00 00 00 02  # dst fd77::2
+	20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01  # src 2001:db8::1
+	20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 02  # dst 2001:db8::2
 	86 60 1f 90  # src port 34400; dst port 8080
 	ac c7 a3 fa  # seq 0xacc7a3fa
 	00 00 00 00  # ack 0
 	a0 02 fd 20  # data offset 10 (40 bytes); flags SYN; window 64800
-	fb 20 00 00  # checksum 0xfb20 (partial); urgent 0
+	5b a3 00 00  # checksum 0x5ba3 (partial); urgent 0
 	02 04 05 a0  # MSS 1440
 	04 02 08 0a  # SACK permitted; timestamps ...
 	ba a3 9a 57  # ... TSval

@@ -227,7 +227,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}
 	for _, f := range realPackets() {
 		write("FuzzDecode", f.name, f.pkt)
-		write("FuzzRewrite", f.name, f.pkt, []byte{0, 192, 0, 2, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x1f, 0x90, 2, 0xff, 0xff, 0xff, 0xff, 5, 1, 2, 3, 4, 5, 6, 7, 8})
+		write("FuzzRewrite", f.name, f.pkt, []byte{0, 192, 0, 2, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x1f, 0x90, 2, 0xff, 0xff, 0xff, 0xff, 5, 1, 2, 3, 4, 5, 6, 7, 8})
 		write("FuzzSegment", f.name, f.pkt, uint16(1500))
 	}
 	write("FuzzDecode", "padded", append(clone(ackV4), 0, 0, 0, 0, 0, 0))

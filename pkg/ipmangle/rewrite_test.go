@@ -31,7 +31,7 @@ func TestRewrites(t *testing.T) {
 			name:   "SetDst v4",
 			pkt:    synV4,
 			rw:     func(b []byte, p *Parsed) bool { return SetDst(b, p, ap("198.51.100.9:80")) },
-			checks: []check{hasAddrs(ap("10.77.0.1:58332"), ap("198.51.100.9:80")), hasFlags(SYN)},
+			checks: []check{hasAddrs(ap("192.0.2.1:58332"), ap("198.51.100.9:80")), hasFlags(SYN)},
 		},
 		{
 			name:   "SetSrc v6 with ext headers",
@@ -43,7 +43,7 @@ func TestRewrites(t *testing.T) {
 			name:   "SetDst v6",
 			pkt:    synV6,
 			rw:     func(b []byte, p *Parsed) bool { return SetDst(b, p, ap("[2001:db8:1:2:3:4:5:6]:65535")) },
-			checks: []check{hasAddrs(ap("[fd77::1]:34400"), ap("[2001:db8:1:2:3:4:5:6]:65535"))},
+			checks: []check{hasAddrs(ap("[2001:db8::1]:34400"), ap("[2001:db8:1:2:3:4:5:6]:65535"))},
 		},
 		{
 			name:   "SetSeq",
@@ -131,10 +131,10 @@ func TestRewrites(t *testing.T) {
 				SetTTL(b, p, 10)
 				SetIPID(b, p, 11)
 				SetFlags(b, p, ACK)
-				return SetSrc(b, p, ap("10.0.0.1:1")) && SetDst(b, p, ap("10.0.0.2:2")) && SetTimestamp(b, p, 12, 13)
+				return SetSrc(b, p, ap("203.0.113.1:1")) && SetDst(b, p, ap("203.0.113.2:2")) && SetTimestamp(b, p, 12, 13)
 			},
 			checks: []check{hasSeq(7), hasAck(8), hasFlags(ACK), hasIPID(11), hasTS(12, 13),
-				hasAddrs(ap("10.0.0.1:1"), ap("10.0.0.2:2"))},
+				hasAddrs(ap("203.0.113.1:1"), ap("203.0.113.2:2"))},
 		},
 	}
 	for _, tt := range tests {
@@ -163,8 +163,8 @@ func TestRewritesRefused(t *testing.T) {
 		rw   func(b []byte, p *Parsed) bool
 	}{
 		{"SetSrc v6 address on v4", synV4, func(b []byte, p *Parsed) bool { return SetSrc(b, p, ap("[2001:db8::1]:1")) }},
-		{"SetDst v4-mapped on v4", synV4, func(b []byte, p *Parsed) bool { return SetDst(b, p, ap("[::ffff:10.0.0.1]:1")) }},
-		{"SetDst v4 on v6", synV6, func(b []byte, p *Parsed) bool { return SetDst(b, p, ap("10.0.0.1:1")) }},
+		{"SetDst v4-mapped on v4", synV4, func(b []byte, p *Parsed) bool { return SetDst(b, p, ap("[::ffff:203.0.113.1]:1")) }},
+		{"SetDst v4 on v6", synV6, func(b []byte, p *Parsed) bool { return SetDst(b, p, ap("203.0.113.1:1")) }},
 		{"SetSrc zero address", synV6, func(b []byte, p *Parsed) bool { return SetSrc(b, p, netip.AddrPort{}) }},
 		{"SetTimestamp without TS", withTCPOptions(nil), func(b []byte, p *Parsed) bool { return SetTimestamp(b, p, 1, 2) }},
 		{"SetMSS without MSS", ackV4, func(b []byte, p *Parsed) bool { return SetMSS(b, p, 1) }},
@@ -175,12 +175,12 @@ func TestRewritesRefused(t *testing.T) {
 			SetWindow(b, p, 1)
 			SetFlags(b, p, 1)
 			SetTTL(b, p, 1)
-			return SetSrc(b, p, ap("10.0.0.1:1")) || SetDst(b, p, ap("10.0.0.1:1")) || SetTimestamp(b, p, 1, 1) ||
+			return SetSrc(b, p, ap("203.0.113.1:1")) || SetDst(b, p, ap("203.0.113.1:1")) || SetTimestamp(b, p, 1, 1) ||
 				SetMSS(b, p, 1) || SetIPID(b, p, 1)
 		}},
 		{"Parsed of a longer packet", synV4, func(b []byte, p *Parsed) bool {
 			SetSeq(b[:30], p, 1)
-			return SetSrc(b[:30], p, ap("10.0.0.1:1"))
+			return SetSrc(b[:30], p, ap("203.0.113.1:1"))
 		}},
 	}
 	for _, tt := range tests {
