@@ -101,12 +101,16 @@ type Step struct {
 	LoadCPU10k      float64 `json:"loadgen_cpu_s_per_10k"`
 	ServersCPU10k   float64 `json:"servers_cpu_s_per_10k"`
 	TcpcopyRSS      int64   `json:"tcpcopy_peak_rss"` // bytes
-	InterceptRSS    int64   `json:"intercept_peak_rss"`
-	NotReproduced   uint64  `json:"sessions_not_reproduced"`
-	Lost            int     `json:"lost,omitempty"`           // requests missing or different at the target
-	LostExplained   bool    `json:"lost_explained,omitempty"` // each on a session tcpcopy did not reproduce
-	Elapsed         float64 `json:"elapsed_s"`                // wall time of the step
-	Dir             string  `json:"dir,omitempty"`
+	// Copy latency in milliseconds: a request's arrival at the online
+	// server to its copy's arrival at the target.
+	LatencyP50    float64 `json:"copy_latency_p50_ms"`
+	LatencyP99    float64 `json:"copy_latency_p99_ms"`
+	InterceptRSS  int64   `json:"intercept_peak_rss"`
+	NotReproduced uint64  `json:"sessions_not_reproduced"`
+	Lost          int     `json:"lost,omitempty"`           // requests missing or different at the target
+	LostExplained bool    `json:"lost_explained,omitempty"` // each on a session tcpcopy did not reproduce
+	Elapsed       float64 `json:"elapsed_s"`                // wall time of the step
+	Dir           string  `json:"dir,omitempty"`
 }
 
 // Result is a bench run.
@@ -297,9 +301,9 @@ func (s Step) line() string {
 		}
 		verdict += fmt.Sprintf(" [%d lost, %s]", s.Lost, how)
 	}
-	return fmt.Sprintf("%-9s %6.0f/s  achieved %7.1f/s  %5d requests  fidelity %7.3f%%  cpu-s/10k tcpcopy %5.2f intercept %5.2f loadgen %5.2f servers %5.2f  rss %5.1f/%5.1f MiB  %s",
+	return fmt.Sprintf("%-9s %6.0f/s  achieved %7.1f/s  %5d requests  fidelity %7.3f%%  cpu-s/10k tcpcopy %5.2f intercept %5.2f loadgen %5.2f servers %5.2f  rss %5.1f/%5.1f MiB  copy latency p50 %.1f p99 %.1f ms  %s",
 		s.Mode, s.Rate, s.Achieved, s.Requests, s.Fidelity, s.TcpcopyCPU10k, s.InterceptCPU10k, s.LoadCPU10k, s.ServersCPU10k,
-		mib(s.TcpcopyRSS), mib(s.InterceptRSS), verdict)
+		mib(s.TcpcopyRSS), mib(s.InterceptRSS), s.LatencyP50, s.LatencyP99, verdict)
 }
 
 // runStep runs one experiment. Its logs are deleted when it passes.
@@ -328,6 +332,8 @@ func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log 
 	st.Requests = rep.Compare.Online
 	st.Failed = l.Failed
 	st.Fidelity = rep.Compare.Fidelity
+	st.LatencyP50 = rep.Compare.LatencyP50.Seconds() * 1000
+	st.LatencyP99 = rep.Compare.LatencyP99.Seconds() * 1000
 	per10k := func(p *labrun.ProcReport) float64 {
 		if p == nil || st.Requests == 0 {
 			return 0
@@ -393,9 +399,9 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	fmt.Fprintf(&b, "step: %s\nmin-fidelity: %.1f\nbodies: %v\nconcurrency: %d\n",
 		cfg.Step, cfg.MinFidelity, cfg.Lab.Load.BodySizes, cfg.Lab.Load.Concurrency)
 	bench := func(name string, s Step, rateUnit string) {
-		fmt.Fprintf(&b, "%s 1 %.0f %s %.1f achieved-req/s %.3f fidelity-%% %.3f tcpcopy-cpu-s/10k-req %.3f intercept-cpu-s/10k-req %.3f loadgen-cpu-s/10k-req %.3f servers-cpu-s/10k-req %.1f tcpcopy-peak-MiB %.1f intercept-peak-MiB\n",
+		fmt.Fprintf(&b, "%s 1 %.0f %s %.1f achieved-req/s %.3f fidelity-%% %.3f tcpcopy-cpu-s/10k-req %.3f intercept-cpu-s/10k-req %.3f loadgen-cpu-s/10k-req %.3f servers-cpu-s/10k-req %.1f tcpcopy-peak-MiB %.1f intercept-peak-MiB %.2f copy-p50-ms %.2f copy-p99-ms\n",
 			name, s.Rate, rateUnit, s.Achieved, s.Fidelity, s.TcpcopyCPU10k, s.InterceptCPU10k, s.LoadCPU10k, s.ServersCPU10k,
-			mib(s.TcpcopyRSS), mib(s.InterceptRSS))
+			mib(s.TcpcopyRSS), mib(s.InterceptRSS), s.LatencyP50, s.LatencyP99)
 	}
 	for _, mode := range cfg.Modes {
 		fmt.Fprintf(&b, "limit-%s: %s\n", mode, r.Limit[mode.String()])

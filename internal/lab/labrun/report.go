@@ -105,6 +105,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		note = " (no tcpcopy: copying disabled)"
 	}
 	fmt.Fprintf(&b, "fidelity   %.1f%%%s\n", c.Fidelity, note)
+	if c.Matched > 0 {
+		fmt.Fprintf(&b, "copy       latency online→target p50 %s  p99 %s  max %s\n",
+			c.LatencyP50.Round(time.Microsecond), c.LatencyP99.Round(time.Microsecond), c.LatencyMax.Round(time.Microsecond))
+	}
 	if len(c.MissingIDs) > 0 && r.Copying {
 		fmt.Fprintf(&b, "missing    %s\n", strings.Join(c.MissingIDs, " "))
 	}

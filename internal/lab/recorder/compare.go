@@ -1,6 +1,10 @@
 package recorder
 
-import "sort"
+import (
+	"slices"
+	"sort"
+	"time"
+)
 
 // maxListedIDs caps the id lists in a Comparison.
 const maxListedIDs = 20
@@ -16,6 +20,13 @@ type Comparison struct {
 	Duplicates int     `json:"duplicates"` // target entries beyond the first for an id the online server saw
 	Unexpected int     `json:"unexpected"` // target entries whose id the online server never saw (or without id)
 	Fidelity   float64 `json:"fidelity"`   // Matched/Online*100, 0 when Online is 0
+
+	// Copy latency of the matched requests: the time from a request's
+	// arrival at the online server to its copy's arrival at the target
+	// (both recorders' clocks are this machine's).
+	LatencyP50 time.Duration `json:"latency_p50"`
+	LatencyP99 time.Duration `json:"latency_p99"`
+	LatencyMax time.Duration `json:"latency_max"`
 
 	MissingIDs    []string `json:"missing_ids,omitempty"`    // first few, sorted
 	MismatchedIDs []string `json:"mismatched_ids,omitempty"` // first few, sorted
@@ -39,6 +50,7 @@ func Compare(online, target []Entry) Comparison {
 		byID[e.ID] = append(byID[e.ID], e)
 	}
 	seen := make(map[string]bool, len(online))
+	var lat []time.Duration
 	for _, e := range online {
 		if e.ID == "" {
 			c.Online++
@@ -61,6 +73,7 @@ func Compare(online, target []Entry) Comparison {
 		for _, t := range copies {
 			if sameRequest(e, t) {
 				matched = true
+				lat = append(lat, t.Time.Sub(e.Time))
 				break
 			}
 		}
@@ -78,6 +91,12 @@ func Compare(online, target []Entry) Comparison {
 	}
 	if c.Online > 0 {
 		c.Fidelity = float64(c.Matched) * 100 / float64(c.Online)
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		c.LatencyP50 = lat[len(lat)/2]
+		c.LatencyP99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		c.LatencyMax = lat[len(lat)-1]
 	}
 	c.MissingIDs = firstSorted(c.MissingIDs)
 	c.MismatchedIDs = firstSorted(c.MismatchedIDs)

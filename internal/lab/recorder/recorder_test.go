@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func hash(b []byte) string {
@@ -276,3 +277,17 @@ func TestServe(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func TestCompareLatency(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	var online, target []Entry
+	for i := range 100 {
+		id := fmt.Sprintf("r-%d", i)
+		online = append(online, Entry{ID: id, Method: "GET", Time: t0})
+		target = append(target, Entry{ID: id, Method: "GET", Time: t0.Add(time.Duration(i+1) * time.Millisecond)})
+	}
+	c := Compare(online, target)
+	if c.LatencyP50 != 51*time.Millisecond || c.LatencyP99 != 100*time.Millisecond || c.LatencyMax != 100*time.Millisecond {
+		t.Errorf("latency p50 %v p99 %v max %v", c.LatencyP50, c.LatencyP99, c.LatencyMax)
+	}
+}
