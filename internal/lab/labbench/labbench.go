@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,8 @@ import (
 
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/labrun"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/sendbench"
 )
 
 // Defaults for Config.
@@ -103,7 +106,10 @@ type Step struct {
 	TcpcopyRSS      int64   `json:"tcpcopy_peak_rss"` // bytes
 	// Copy latency in milliseconds: a request's arrival at the online
 	// server to its copy's arrival at the target.
-	LatencyP50    float64 `json:"copy_latency_p50_ms"`
+	LatencyP50 float64 `json:"copy_latency_p50_ms"`
+	// TcpcopyPPS is the packets tcpcopy sent to the target per second of
+	// load, to compare with Result.Ceiling.
+	TcpcopyPPS    float64 `json:"tcpcopy_sent_pps"`
 	LatencyP99    float64 `json:"copy_latency_p99_ms"`
 	InterceptRSS  int64   `json:"intercept_peak_rss"`
 	NotReproduced uint64  `json:"sessions_not_reproduced"`
@@ -128,6 +134,37 @@ type Result struct {
 	Limit map[string]string `json:"limit"`
 	// Files are the result files written.
 	Files []string `json:"files,omitempty"`
+	// Ceiling is the raw-send ceiling measured before the steps: packets
+	// per second a bare raw-socket sender gets through online's stack and
+	// the veth to the target (internal/lab/sendbench); 0 if it failed.
+	Ceiling float64 `json:"raw_send_ceiling_pps"`
+}
+
+// ceiling measures the raw-send ceiling in a topology of its own.
+func ceiling(ctx context.Context, cfg Config) (sendbench.Result, error) {
+	var r sendbench.Result
+	self := cfg.Lab.Self
+	if self == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return r, err
+		}
+		self = exe
+	}
+	topo, err := netlab.New(ctx, netlab.Options{Prefix: cfg.Lab.Prefix})
+	if err != nil {
+		return r, err
+	}
+	defer topo.Close()
+	cmd := topo.Command(ctx, netlab.Online, self, "sendbench", "--src", topo.Client.V4.String(),
+		"--dst", netip.AddrPortFrom(topo.Target.OnlineV4, 9).String(), "--duration", "1s")
+	cmd.Env = append(os.Environ(), labrun.ChildEnv+"=1")
+	out, err := cmd.Output()
+	if err != nil {
+		return r, fmt.Errorf("sendbench: %w", err)
+	}
+	err = json.Unmarshal(out, &r)
+	return r, err
 }
 
 func (c *Config) setDefaults() {
@@ -180,6 +217,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 	stepTime := cfg.Step + cfg.Lab.Tail + stepOverhead
 	fmt.Fprintf(w, "bench: rates %v/s, %s per step, pass at fidelity >= %.1f%%, budget %s\n",
 		cfg.Rates, cfg.Step, cfg.MinFidelity, cfg.Budget)
+	if c, err := ceiling(ctx, cfg); err != nil {
+		fmt.Fprintf(w, "raw-send ceiling: not measured: %v\n", err)
+	} else {
+		res.Ceiling = c.PPS
+		fmt.Fprintf(w, "raw-send ceiling: %.0f packets/s (%d packets of 140 bytes in %s, %d refused)\n",
+			c.PPS, c.Packets, c.Elapsed.Round(time.Millisecond), c.Errors)
+	}
 
 	var runErr error
 	try := func(mode load.Mode, rate float64) (Step, bool) {
@@ -259,9 +303,12 @@ modes:
 	for _, mode := range cfg.Modes {
 		limit := limitText[res.Limit[mode.String()]]
 		if b, ok := res.Best[mode.String()]; ok {
-			fmt.Fprintf(w, "best %-9s %6.0f req/s at %.2f%% (%s): cpu-s per 10k requests tcpcopy %.2f, intercept %.2f, loadgen %.2f, servers %.2f; peak rss tcpcopy %.1f MiB, intercept %.1f MiB\n",
+			fmt.Fprintf(w, "best %-9s %6.0f req/s at %.2f%% (%s): cpu-s per 10k requests tcpcopy %.2f, intercept %.2f, loadgen %.2f, servers %.2f; peak rss tcpcopy %.1f MiB, intercept %.1f MiB; copy latency p50 %.1f ms, p99 %.1f ms\n",
 				mode, b.Rate, b.Fidelity, limit, b.TcpcopyCPU10k, b.InterceptCPU10k, b.LoadCPU10k, b.ServersCPU10k,
-				mib(b.TcpcopyRSS), mib(b.InterceptRSS))
+				mib(b.TcpcopyRSS), mib(b.InterceptRSS), b.LatencyP50, b.LatencyP99)
+			if res.Ceiling > 0 && b.TcpcopyPPS > 0 {
+				fmt.Fprintf(w, "     %-9s tcpcopy sent %.0f packets/s: %.1f%% of the raw-send ceiling\n", mode, b.TcpcopyPPS, 100*b.TcpcopyPPS/res.Ceiling)
+			}
 		} else {
 			fmt.Fprintf(w, "best %-9s none: no step passed (%s)\n", mode, limit)
 		}
@@ -341,6 +388,9 @@ func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log 
 		return p.CPUSeconds * 10000 / float64(st.Requests)
 	}
 	st.TcpcopyCPU10k = per10k(rep.Tcpcopy)
+	if rep.Tcpcopy != nil && cfg.Step > 0 {
+		st.TcpcopyPPS = rep.Tcpcopy.Metrics["tcpcopy_packets_sent_total"] / cfg.Step.Seconds()
+	}
 	st.InterceptCPU10k = per10k(rep.Intercept)
 	st.LoadCPU10k = per10k(rep.LoadClient)
 	st.ServersCPU10k = per10k(rep.Recorders)
@@ -405,6 +455,9 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	}
 	for _, mode := range cfg.Modes {
 		fmt.Fprintf(&b, "limit-%s: %s\n", mode, r.Limit[mode.String()])
+	}
+	if r.Ceiling > 0 {
+		fmt.Fprintf(&b, "BenchmarkLabRawSendCeiling 1 %.0f packets/s\n", r.Ceiling)
 	}
 	for _, mode := range cfg.Modes {
 		if s, ok := r.Best[mode.String()]; ok {

@@ -17,8 +17,10 @@ package labcli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/sendbench"
 	"io"
 	"log/slog"
 	"net/http"
@@ -110,7 +112,7 @@ func Command() *cli.Command {
 		// Never os.Exit from inside: deferred cleanups must run.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Commands: []*cli.Command{runCommand(), benchCommand(), cleanupCommand(),
-			serveCommand(), loadCommand(), watchCommand(), scrapeCommand()},
+			serveCommand(), loadCommand(), watchCommand(), scrapeCommand(), sendbenchCommand()},
 	}
 }
 
@@ -445,6 +447,34 @@ func cleanupCommand() *cli.Command {
 				return &exitError{ExitFailure, err}
 			}
 			return nil
+		},
+	}
+}
+
+func sendbenchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sendbench",
+		Usage: "measure the raw-send ceiling: send segments to the target as fast as a raw socket takes them, print JSON (inside the online namespace)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "src", Required: true, Usage: "source address of the segments (a client address)"},
+			&cli.StringFlag{Name: "dst", Required: true, Usage: "destination ADDR:PORT (a closed port on the target)"},
+			&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "send for this long at most"},
+			&cli.IntFlag{Name: "max", Value: 2_000_000, Usage: "send this many packets at most"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			src, err := netip.ParseAddr(cmd.String("src"))
+			if err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			dst, err := netip.ParseAddrPort(cmd.String("dst"))
+			if err != nil {
+				return &exitError{ExitSetup, err}
+			}
+			r, err := sendbench.Run(src, dst, cmd.Duration("duration"), int(cmd.Int("max")))
+			if err != nil {
+				return &exitError{ExitFailure, err}
+			}
+			return json.NewEncoder(cmd.Root().Writer).Encode(r)
 		},
 	}
 }
