@@ -1,145 +1,32 @@
 package capture_test
 
-// A small builder of real Ethernet frames for filter tests. The same builder
-// is copied into the tests of bpfgen and capture (test files cannot be
-// shared between packages without a non-test package).
+// The frames of these tests come from internal/testframes; frame keeps
+// the tests' short field names.
 
 import (
-	"encoding/binary"
 	"net/netip"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/testframes"
 )
 
-// frame describes one Ethernet frame carrying IPv4 or IPv6.
+// frame describes one Ethernet frame carrying IPv4 or IPv6 (see
+// testframes.Frame).
 type frame struct {
-	vlan      uint16 // 802.1Q VID carried in-band; 0 = untagged
-	src, dst  netip.Addr
-	proto     uint8 // IP protocol / IPv6 next header of the transport: 6 TCP, 17 UDP
-	sport     uint16
-	dport     uint16
-	ipOpts    int    // IPv4 option bytes (multiple of 4, at most 40): NOPs
-	fragOff   uint16 // IPv4 fragment offset in 8-byte units
-	moreFrags bool   // IPv4 MF flag
-	hopByHop  bool   // IPv6: an 8-byte hop-by-hop header before the transport
-	frag6     bool   // IPv6: a first-fragment header (MF set) before the transport
-	payload   int    // bytes of transport payload
+	vlan                       uint16
+	src, dst                   netip.Addr
+	proto                      uint8
+	sport, dport               uint16
+	ipOpts                     int
+	fragOff                    uint16
+	moreFrags, hopByHop, frag6 bool
+	payload                    int
 }
-
-var (
-	macDst = [6]byte{0x02, 0, 0, 0, 0, 0x01}
-	macSrc = [6]byte{0x02, 0, 0, 0, 0, 0x02}
-)
 
 // bytes encodes the frame with valid IPv4, TCP and UDP checksums.
 func (f frame) bytes() []byte {
-	b := append([]byte(nil), macDst[:]...)
-	b = append(b, macSrc[:]...)
-	if f.vlan != 0 {
-		b = binary.BigEndian.AppendUint16(b, 0x8100) // TPID
-		b = binary.BigEndian.AppendUint16(b, f.vlan) // PCP 0, DEI 0, VID
-	}
-	l4 := f.transport()
-	if f.src.Is4() {
-		b = binary.BigEndian.AppendUint16(b, 0x0800)
-		ihl := 20 + f.ipOpts
-		ip := make([]byte, ihl)
-		ip[0] = 0x40 | byte(ihl/4)                              // version 4, IHL
-		binary.BigEndian.PutUint16(ip[2:], uint16(ihl+len(l4))) // total length
-		binary.BigEndian.PutUint16(ip[4:], 0x1234)              // identification
-		fl := f.fragOff & 0x1fff                                // fragment offset
-		if f.moreFrags {
-			fl |= 0x2000 // MF
-		}
-		binary.BigEndian.PutUint16(ip[6:], fl)
-		ip[8] = 64      // TTL
-		ip[9] = f.proto // protocol
-		s, d := f.src.As4(), f.dst.As4()
-		copy(ip[12:], s[:])
-		copy(ip[16:], d[:])
-		for i := 20; i < ihl; i++ {
-			ip[i] = 1 // NOP option
-		}
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(0, ip)))
-		f.l4Checksum(l4, s[:], d[:])
-		return append(append(b, ip...), l4...)
-	}
-	b = binary.BigEndian.AppendUint16(b, 0x86dd)
-	ip := make([]byte, 40)
-	ip[0] = 0x60 // version 6
-	var ext []byte
-	ip[6] = f.proto // next header
-	switch {
-	case f.hopByHop:
-		ext = []byte{f.proto, 0, 1, 4, 0, 0, 0, 0} // next header, length 0, PadN(4)
-		ip[6] = 0
-	case f.frag6:
-		ext = []byte{f.proto, 0, 0, 1, 0, 0, 0x12, 0x34} // next header, offset 0 + M, identification
-		ip[6] = 44
-	}
-	binary.BigEndian.PutUint16(ip[4:], uint16(len(ext)+len(l4))) // payload length
-	ip[7] = 64                                                   // hop limit
-	s, d := f.src.As16(), f.dst.As16()
-	copy(ip[8:], s[:])
-	copy(ip[24:], d[:])
-	f.l4Checksum(l4, s[:], d[:])
-	return append(append(append(b, ip...), ext...), l4...)
-}
-
-func (f frame) transport() []byte {
-	var l4 []byte
-	switch f.proto {
-	case 6:
-		l4 = make([]byte, 20+f.payload)
-		binary.BigEndian.PutUint32(l4[4:], 1000) // sequence number
-		l4[12] = 5 << 4                          // data offset
-		l4[13] = 0x02                            // SYN
-		binary.BigEndian.PutUint16(l4[14:], 65535)
-	case 17:
-		l4 = make([]byte, 8+f.payload)
-		binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
-	default:
-		l4 = make([]byte, 8+f.payload)
-	}
-	binary.BigEndian.PutUint16(l4[0:], f.sport)
-	binary.BigEndian.PutUint16(l4[2:], f.dport)
-	for i := len(l4) - f.payload; i < len(l4); i++ {
-		l4[i] = byte(i)
-	}
-	return l4
-}
-
-func (f frame) l4Checksum(l4, src, dst []byte) {
-	var off int
-	switch f.proto {
-	case 6:
-		off = 16
-	case 17:
-		off = 6
-	default:
-		return
-	}
-	var ph uint32
-	ph = sum(ph, src)
-	ph = sum(ph, dst)
-	ph += uint32(f.proto) + uint32(len(l4))
-	binary.BigEndian.PutUint16(l4[off:], ^fold(sum(ph, l4)))
-}
-
-// sum adds b to the RFC 1071 one's complement accumulator acc.
-func sum(acc uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		acc += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
-	}
-	return acc
-}
-
-// fold folds the carries of an RFC 1071 accumulator into 16 bits.
-func fold(acc uint32) uint16 {
-	for acc>>16 != 0 {
-		acc = acc&0xffff + acc>>16
-	}
-	return uint16(acc)
+	return testframes.Frame{
+		VLAN: f.vlan, Src: f.src, Dst: f.dst, Proto: f.proto, SPort: f.sport, DPort: f.dport,
+		IPOpts: f.ipOpts, FragOff: f.fragOff, MoreFrags: f.moreFrags, HopByHop: f.hopByHop,
+		Frag6: f.frag6, Payload: f.payload,
+	}.Bytes()
 }
