@@ -49,7 +49,7 @@ func TestInbound(t *testing.T) {
 		if a.Is6() {
 			src = client6
 		}
-		return frame{src: src, dst: a, proto: 6, sport: 40000, dport: port}
+		return frame{Src: src, Dst: a, Proto: 6, SPort: 40000, DPort: port}
 	}
 	tests := []struct {
 		name    string
@@ -61,27 +61,27 @@ func TestInbound(t *testing.T) {
 		{"v4 wrong port", []bpfgen.Match{{server4, 80}}, to(server4, 81), false},
 		{"v4 wrong addr", []bpfgen.Match{{server4, 80}}, to(other4, 80), false},
 		{"v4 source port not destination", []bpfgen.Match{{server4, 40000}}, to(server4, 80), false},
-		{"v4 udp", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 17, sport: 1, dport: 80}, false},
-		{"v4 ip options", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, ipOpts: 40}, true},
-		{"v4 ip options wrong port", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 80, dport: 1, ipOpts: 8}, false},
-		{"v4 first fragment", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, moreFrags: true}, true},
-		{"v4 non-first fragment", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, fragOff: 1}, false},
-		{"v4 non-first fragment any port", []bpfgen.Match{{server4, 0}}, frame{src: client4, dst: server4, proto: 6, fragOff: 100, moreFrags: true}, false},
+		{"v4 udp", []bpfgen.Match{{server4, 80}}, frame{Src: client4, Dst: server4, Proto: 17, SPort: 1, DPort: 80}, false},
+		{"v4 ip options", []bpfgen.Match{{server4, 80}}, frame{Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 80, IPOpts: 40}, true},
+		{"v4 ip options wrong port", []bpfgen.Match{{server4, 80}}, frame{Src: client4, Dst: server4, Proto: 6, SPort: 80, DPort: 1, IPOpts: 8}, false},
+		{"v4 first fragment", []bpfgen.Match{{server4, 80}}, frame{Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 80, MoreFrags: true}, true},
+		{"v4 non-first fragment", []bpfgen.Match{{server4, 80}}, frame{Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 80, FragOff: 1}, false},
+		{"v4 non-first fragment any port", []bpfgen.Match{{server4, 0}}, frame{Src: client4, Dst: server4, Proto: 6, FragOff: 100, MoreFrags: true}, false},
 		{"v4 any addr", []bpfgen.Match{{Port: 80}}, to(other4, 80), true},
 		{"v4 any port", []bpfgen.Match{{Addr: server4}}, to(server4, 12345), true},
 		{"any tcp", []bpfgen.Match{{}}, to(other6, 1), true},
-		{"any tcp not udp", []bpfgen.Match{{}}, frame{src: client4, dst: server4, proto: 17, dport: 80}, false},
+		{"any tcp not udp", []bpfgen.Match{{}}, frame{Src: client4, Dst: server4, Proto: 17, DPort: 80}, false},
 		{"v4-mapped addr", []bpfgen.Match{{netip.AddrFrom16(server4.As16()), 80}}, to(server4, 80), true},
 		{"second of three", []bpfgen.Match{{server4, 81}, {server4, 80}, {other4, 80}}, to(server4, 80), true},
 		{"none of three", []bpfgen.Match{{server4, 81}, {other4, 81}, {server6, 80}}, to(server4, 80), false},
-		{"v4 in-band vlan tag", []bpfgen.Match{{server4, 80}}, frame{vlan: 100, src: client4, dst: server4, proto: 6, sport: 1, dport: 80}, false},
+		{"v4 in-band vlan tag", []bpfgen.Match{{server4, 80}}, frame{VLAN: 100, Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 80}, false},
 		{"v6 match", []bpfgen.Match{{server6, 80}}, to(server6, 80), true},
 		{"v6 wrong port", []bpfgen.Match{{server6, 80}}, to(server6, 81), false},
 		{"v6 wrong addr", []bpfgen.Match{{server6, 80}}, to(other6, 80), false},
 		{"v6 last word differs", []bpfgen.Match{{netip.MustParseAddr("2001:db8::2"), 80}}, to(server6, 80), false},
-		{"v6 udp", []bpfgen.Match{{server6, 80}}, frame{src: client6, dst: server6, proto: 17, dport: 80}, false},
-		{"v6 hop-by-hop", []bpfgen.Match{{server6, 80}}, frame{src: client6, dst: server6, proto: 6, dport: 80, hopByHop: true}, false},
-		{"v6 fragment header", []bpfgen.Match{{server6, 0}}, frame{src: client6, dst: server6, proto: 6, dport: 80, frag6: true}, false},
+		{"v6 udp", []bpfgen.Match{{server6, 80}}, frame{Src: client6, Dst: server6, Proto: 17, DPort: 80}, false},
+		{"v6 hop-by-hop", []bpfgen.Match{{server6, 80}}, frame{Src: client6, Dst: server6, Proto: 6, DPort: 80, HopByHop: true}, false},
+		{"v6 fragment header", []bpfgen.Match{{server6, 0}}, frame{Src: client6, Dst: server6, Proto: 6, DPort: 80, Frag6: true}, false},
 		{"v6 frame v4 match", []bpfgen.Match{{server4, 80}}, to(server6, 80), false},
 		{"v4 frame v6 match", []bpfgen.Match{{server6, 80}}, to(server4, 80), false},
 		{"v6 any addr", []bpfgen.Match{{Port: 443}}, to(server6, 443), true},
@@ -92,7 +92,7 @@ func TestInbound(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := accepts(t, vm(t, prog), tt.f.bytes()); got != tt.want {
+			if got := accepts(t, vm(t, prog), tt.f.Bytes()); got != tt.want {
 				t.Fatalf("Inbound(%v) accepts %v: got %v, want %v", tt.matches, tt.f, got, tt.want)
 			}
 		})
@@ -105,7 +105,7 @@ func TestResponsesFrom(t *testing.T) {
 		if from.Is6() {
 			to = client6
 		}
-		return frame{src: from, dst: to, proto: 6, sport: port, dport: 40000, payload: 100}
+		return frame{Src: from, Dst: to, Proto: 6, SPort: port, DPort: 40000, Payload: 100}
 	}
 	tests := []struct {
 		name    string
@@ -114,7 +114,7 @@ func TestResponsesFrom(t *testing.T) {
 		want    bool
 	}{
 		{"v4 response", []bpfgen.Match{{server4, 80}}, resp(server4, 80), true},
-		{"v4 request", []bpfgen.Match{{server4, 80}}, frame{src: client4, dst: server4, proto: 6, sport: 40000, dport: 80}, false},
+		{"v4 request", []bpfgen.Match{{server4, 80}}, frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80}, false},
 		{"v4 other server", []bpfgen.Match{{server4, 80}}, resp(other4, 80), false},
 		{"v4 other port", []bpfgen.Match{{server4, 80}}, resp(server4, 8080), false},
 		{"v6 response", []bpfgen.Match{{server6, 80}}, resp(server6, 80), true},
@@ -127,7 +127,7 @@ func TestResponsesFrom(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := accepts(t, vm(t, prog), tt.f.bytes()); got != tt.want {
+			if got := accepts(t, vm(t, prog), tt.f.Bytes()); got != tt.want {
 				t.Fatalf("ResponsesFrom(%v) accepts %v: got %v, want %v", tt.matches, tt.f, got, tt.want)
 			}
 		})
@@ -138,23 +138,23 @@ func TestResponsesFrom(t *testing.T) {
 // the program misbehave: loads beyond the end reject.
 func TestTruncated(t *testing.T) {
 	for _, f := range []frame{
-		{src: client4, dst: server4, proto: 6, sport: 1, dport: 80, ipOpts: 8},
-		{src: client6, dst: server6, proto: 6, sport: 1, dport: 80},
+		{Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 80, IPOpts: 8},
+		{Src: client6, Dst: server6, Proto: 6, SPort: 1, DPort: 80},
 	} {
-		prog, err := bpfgen.Inbound([]bpfgen.Match{{f.dst, 80}})
+		prog, err := bpfgen.Inbound([]bpfgen.Match{{f.Dst, 80}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		v := vm(t, prog)
-		b := f.bytes()
+		b := f.Bytes()
 		hdrs := len(b) - 20 + 4 // up to and including the destination port
 		for n := range hdrs {
 			if accepts(t, v, b[:n]) {
-				t.Errorf("%v truncated to %d bytes matches", f.dst, n)
+				t.Errorf("%v truncated to %d bytes matches", f.Dst, n)
 			}
 		}
 		if !accepts(t, v, b[:hdrs]) {
-			t.Errorf("%v truncated after the destination port does not match", f.dst)
+			t.Errorf("%v truncated after the destination port does not match", f.Dst)
 		}
 	}
 }
@@ -203,13 +203,13 @@ func TestMaxMatches(t *testing.T) {
 		t.Errorf("program has %d instructions, want well under the kernel's 4096", len(prog))
 	}
 	v := vm(t, prog)
-	if !accepts(t, v, frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80}.bytes()) {
+	if !accepts(t, v, frame{Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 80}.Bytes()) {
 		t.Error("last (IPv4) match does not match")
 	}
-	if !accepts(t, v, frame{src: client6, dst: ms[62].Addr, proto: 6, sport: 1, dport: ms[62].Port}.bytes()) {
+	if !accepts(t, v, frame{Src: client6, Dst: ms[62].Addr, Proto: 6, SPort: 1, DPort: ms[62].Port}.Bytes()) {
 		t.Error("last IPv6 match does not match")
 	}
-	if accepts(t, v, frame{src: client6, dst: ms[62].Addr, proto: 6, sport: 1, dport: ms[61].Port}.bytes()) {
+	if accepts(t, v, frame{Src: client6, Dst: ms[62].Addr, Proto: 6, SPort: 1, DPort: ms[61].Port}.Bytes()) {
 		t.Error("crossed address and port match")
 	}
 }
@@ -237,7 +237,7 @@ func BenchmarkVM(b *testing.B) {
 		b.Fatal(err)
 	}
 	v := vm(b, prog)
-	pkt := frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 80}.bytes()
+	pkt := frame{Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 80}.Bytes()
 	b.ReportAllocs()
 	for b.Loop() {
 		if n, _ := v.Run(pkt); n == 0 {

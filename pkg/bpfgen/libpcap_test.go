@@ -110,30 +110,30 @@ func comparisonFrames() [][]byte {
 		for _, p := range ports {
 			for _, proto := range []uint8{6, 17} {
 				fs = append(fs,
-					frame{src: peer, dst: a, proto: proto, sport: 40000, dport: p},
-					frame{src: a, dst: peer, proto: proto, sport: p, dport: 40000, payload: 3},
+					frame{Src: peer, Dst: a, Proto: proto, SPort: 40000, DPort: p},
+					frame{Src: a, Dst: peer, Proto: proto, SPort: p, DPort: 40000, Payload: 3},
 				)
 			}
 			if a.Is4() {
 				fs = append(fs,
-					frame{src: peer, dst: a, proto: 6, sport: 40000, dport: p, ipOpts: 4},
-					frame{src: a, dst: peer, proto: 6, sport: p, dport: 40000, ipOpts: 40},
-					frame{src: peer, dst: a, proto: 6, sport: 40000, dport: p, moreFrags: true},
-					frame{src: peer, dst: a, proto: 6, sport: 40000, dport: p, fragOff: 7},
-					frame{src: a, dst: peer, proto: 6, sport: p, dport: 40000, fragOff: 0x1fff},
+					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, IPOpts: 4},
+					frame{Src: a, Dst: peer, Proto: 6, SPort: p, DPort: 40000, IPOpts: 40},
+					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, MoreFrags: true},
+					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, FragOff: 7},
+					frame{Src: a, Dst: peer, Proto: 6, SPort: p, DPort: 40000, FragOff: 0x1fff},
 				)
 			} else {
 				fs = append(fs,
-					frame{src: peer, dst: a, proto: 6, sport: 40000, dport: p, hopByHop: true},
-					frame{src: a, dst: peer, proto: 6, sport: p, dport: 40000, frag6: true},
+					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, HopByHop: true},
+					frame{Src: a, Dst: peer, Proto: 6, SPort: p, DPort: 40000, Frag6: true},
 				)
 			}
-			fs = append(fs, frame{vlan: 7, src: peer, dst: a, proto: 6, sport: 40000, dport: p})
+			fs = append(fs, frame{VLAN: 7, Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p})
 		}
 	}
 	var out [][]byte
 	for i, f := range fs {
-		b := f.bytes()
+		b := f.Bytes()
 		out = append(out, b)
 		if i%7 == 0 {
 			for n := 0; n < len(b); n += 5 {

@@ -113,8 +113,8 @@ func TestCaptureIPv4AndIPv6(t *testing.T) {
 	vA := p.a.ifindex(t, "vA")
 	in := newInjector(t, p.b, "vB")
 
-	v4 := frame{src: client4, dst: server4, proto: 6, sport: 1001, dport: 80, ipOpts: 4, payload: 100}.bytes()
-	v6 := frame{src: client6, dst: server6, proto: 6, sport: 1002, dport: 80, payload: 7}.bytes()
+	v4 := frame{Src: client4, Dst: server4, Proto: 6, SPort: 1001, DPort: 80, IPOpts: 4, Payload: 100}.Bytes()
+	v6 := frame{Src: client6, Dst: server6, Proto: 6, SPort: 1002, DPort: 80, Payload: 7}.Bytes()
 	arp := unhex(t, "020000000001 020000000002 0806 | 0001 0800 0604 0001 020000000002 c0000202 000000000000 c0000201")
 	t0 := time.Now()
 	in.send(t, v4, arp, v6)
@@ -162,21 +162,21 @@ func TestFilter(t *testing.T) {
 		f    frame
 		want bool
 	}{
-		{frame{src: client4, dst: server4, proto: 6, sport: 2001, dport: 80}, true},
-		{frame{src: client4, dst: server4, proto: 6, sport: 2002, dport: 81}, false},
-		{frame{src: client4, dst: netip.MustParseAddr("192.0.2.99"), proto: 6, sport: 2003, dport: 80}, false},
-		{frame{src: client4, dst: server4, proto: 17, sport: 2004, dport: 80}, false},
-		{frame{src: client4, dst: server4, proto: 6, sport: 2005, dport: 80, fragOff: 10}, false},
-		{frame{src: client4, dst: server4, proto: 6, sport: 2006, dport: 80, ipOpts: 20}, true},
-		{frame{src: client6, dst: server6, proto: 6, sport: 2007, dport: 443}, true},
-		{frame{src: client6, dst: server6, proto: 6, sport: 2008, dport: 80}, false},
-		{frame{src: client4, dst: server4, proto: 6, sport: 2009, dport: 80, payload: 1400}, true},
+		{frame{Src: client4, Dst: server4, Proto: 6, SPort: 2001, DPort: 80}, true},
+		{frame{Src: client4, Dst: server4, Proto: 6, SPort: 2002, DPort: 81}, false},
+		{frame{Src: client4, Dst: netip.MustParseAddr("192.0.2.99"), Proto: 6, SPort: 2003, DPort: 80}, false},
+		{frame{Src: client4, Dst: server4, Proto: 17, SPort: 2004, DPort: 80}, false},
+		{frame{Src: client4, Dst: server4, Proto: 6, SPort: 2005, DPort: 80, FragOff: 10}, false},
+		{frame{Src: client4, Dst: server4, Proto: 6, SPort: 2006, DPort: 80, IPOpts: 20}, true},
+		{frame{Src: client6, Dst: server6, Proto: 6, SPort: 2007, DPort: 443}, true},
+		{frame{Src: client6, Dst: server6, Proto: 6, SPort: 2008, DPort: 80}, false},
+		{frame{Src: client4, Dst: server4, Proto: 6, SPort: 2009, DPort: 80, Payload: 1400}, true},
 	}
 	var want []uint16
 	for _, f := range frames {
-		in.send(t, f.f.bytes())
+		in.send(t, f.f.Bytes())
 		if f.want {
-			want = append(want, f.f.sport)
+			want = append(want, f.f.SPort)
 		}
 	}
 	got := readUntil(t, src, bySport(2009))
@@ -210,7 +210,7 @@ func TestSnapLen(t *testing.T) {
 	const snap = 100
 	src := open(t, p.a, capture.Config{Interface: "vA", SnapLen: snap, Filter: inbound(t, bpfgen.Match{Port: 80})})
 	in := newInjector(t, p.b, "vB")
-	f := frame{src: client4, dst: server4, proto: 6, sport: 3001, dport: 80, payload: 1000}.bytes()
+	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 3001, DPort: 80, Payload: 1000}.Bytes()
 	in.send(t, f)
 	r := readUntil(t, src, bySport(3001))[0]
 	if want := snap - 14; len(r.data) != want {
@@ -232,8 +232,8 @@ func TestIgnoreOutgoing(t *testing.T) {
 	out := newInjector(t, p.a, "vA") // sends from A: outgoing on vA
 	in := newInjector(t, p.b, "vB")
 
-	out.send(t, frame{src: server4, dst: peer4, proto: 6, sport: 4001, dport: 81}.bytes())
-	in.send(t, frame{src: client4, dst: server4, proto: 6, sport: 4002, dport: 80}.bytes())
+	out.send(t, frame{Src: server4, Dst: peer4, Proto: 6, SPort: 4001, DPort: 81}.Bytes())
+	in.send(t, frame{Src: client4, Dst: server4, Proto: 6, SPort: 4002, DPort: 80}.Bytes())
 
 	got := readUntil(t, all, bySport(4002))
 	if len(got) != 2 || !got[0].outgoing || got[1].outgoing {
@@ -296,7 +296,7 @@ func TestBlockTimeoutDeliversAlonePacket(t *testing.T) {
 	src := open(t, p.a, capture.Config{Interface: "vA", Filter: inbound(t, bpfgen.Match{Port: 80})})
 	in := newInjector(t, p.b, "vB")
 	start := time.Now()
-	in.send(t, frame{src: client4, dst: server4, proto: 6, sport: 5001, dport: 80}.bytes())
+	in.send(t, frame{Src: client4, Dst: server4, Proto: 6, SPort: 5001, DPort: 80}.Bytes())
 	readUntil(t, src, bySport(5001))
 	// A 1 ms block timeout is a few ms with jiffies; the kernel's default
 	// for veth is 8 ms and gopacket's 64 ms. Machines are noisy: only
@@ -355,7 +355,7 @@ func TestCloseWithBatchOutstanding(t *testing.T) {
 		return err
 	})
 	in := newInjector(t, p.b, "vB")
-	f := frame{src: client4, dst: server4, proto: 6, sport: 6001, dport: 80}.bytes()
+	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 6001, DPort: 80}.Bytes()
 	in.send(t, f)
 	pkts := make([]capture.Packet, 4)
 	n, err := src.ReadBatch(pkts)
@@ -382,7 +382,7 @@ func TestDropsCounted(t *testing.T) {
 	src := open(t, p.a, capture.Config{Interface: "vA", BlockSize: page, NumBlocks: 2, Filter: inbound(t, bpfgen.Match{Port: 80})})
 	in := newInjector(t, p.b, "vB")
 	const sent = 200
-	f := frame{src: client4, dst: server4, proto: 6, sport: 7001, dport: 80, payload: 200}.bytes()
+	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 7001, DPort: 80, Payload: 200}.Bytes()
 	for range sent {
 		in.send(t, f)
 	}
@@ -413,7 +413,7 @@ func TestReadBatchAllocs(t *testing.T) {
 	src := open(t, p.a, capture.Config{Interface: "vA", Filter: inbound(t, bpfgen.Match{Port: 80})})
 	in := newInjector(t, p.b, "vB")
 	const runs = 200
-	f := frame{src: client4, dst: server4, proto: 6, sport: 8001, dport: 80, payload: 100}.bytes()
+	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 8001, DPort: 80, Payload: 100}.Bytes()
 	for range runs + 10 {
 		in.send(t, f)
 	}
@@ -445,15 +445,15 @@ func TestAnyInterface(t *testing.T) {
 	in := newInjector(t, p.b, "vB")
 
 	// A bare IPv4 packet arriving on the tun device.
-	tunPkt := frame{src: client4, dst: netip.MustParseAddr("203.0.113.9"), proto: 6, sport: 9001, dport: 80}.bytes()[14:]
+	tunPkt := frame{Src: client4, Dst: netip.MustParseAddr("203.0.113.9"), Proto: 6, SPort: 9001, DPort: 80}.Bytes()[14:]
 	if _, err := tun.Write(tunPkt); err != nil {
 		t.Fatalf("write to tun: %v", err)
 	}
 	// Not addressed to A: dropped by its stack without any reply.
 	other := netip.MustParseAddr("198.51.100.99")
-	loFrame := frame{src: client4, dst: other, proto: 6, sport: 9002, dport: 80}.bytes()
+	loFrame := frame{Src: client4, Dst: other, Proto: 6, SPort: 9002, DPort: 80}.Bytes()
 	lo.send(t, loFrame)
-	in.send(t, frame{src: client4, dst: other, proto: 6, sport: 9003, dport: 80}.bytes())
+	in.send(t, frame{Src: client4, Dst: other, Proto: 6, SPort: 9003, DPort: 80}.Bytes())
 
 	got := readUntil(t, src, bySport(9003))
 	seen := map[uint16]int{}
@@ -489,7 +489,7 @@ func TestFanout(t *testing.T) {
 	in := newInjector(t, p.b, "vB")
 	const flows = 32
 	for i := range flows {
-		in.send(t, frame{src: client4, dst: server4, proto: 6, sport: uint16(10000 + i), dport: 80}.bytes())
+		in.send(t, frame{Src: client4, Dst: server4, Proto: 6, SPort: uint16(10000 + i), DPort: 80}.Bytes())
 	}
 	deadline := time.Now().Add(watchdog)
 	for {
@@ -557,7 +557,7 @@ func BenchmarkReadBatch(b *testing.B) {
 	p := newPair(b)
 	src := open(b, p.a, capture.Config{Interface: "vA", Filter: inbound(b, bpfgen.Match{Port: 80})})
 	in := newInjector(b, p.b, "vB")
-	f := frame{src: client4, dst: server4, proto: 6, sport: 8001, dport: 80, payload: 100}.bytes()
+	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 8001, DPort: 80, Payload: 100}.Bytes()
 	const chunk = 256
 	pkts := make([]capture.Packet, 64)
 	var total uint64
@@ -594,7 +594,7 @@ func TestSmallRing(t *testing.T) {
 	last := -1
 	for round := range 5 {
 		for range 50 {
-			in.send(t, frame{src: client4, dst: server4, proto: 6, sport: uint16(sent), dport: 80, payload: 100}.bytes())
+			in.send(t, frame{Src: client4, Dst: server4, Proto: 6, SPort: uint16(sent), DPort: 80, Payload: 100}.Bytes())
 			sent++
 		}
 		st := waitPackets(t, src, sent)

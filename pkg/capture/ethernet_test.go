@@ -52,30 +52,30 @@ func TestEthernetIPOffset(t *testing.T) {
 
 func TestEthernetIPOffsetBuiltFrames(t *testing.T) {
 	for _, f := range []frame{
-		{src: client4, dst: server4, proto: 6, dport: 80, ipOpts: 8},
-		{vlan: 5, src: client6, dst: server6, proto: 17, dport: 53},
+		{Src: client4, Dst: server4, Proto: 6, DPort: 80, IPOpts: 8},
+		{VLAN: 5, Src: client6, Dst: server6, Proto: 17, DPort: 53},
 	} {
-		b := f.bytes()
+		b := f.Bytes()
 		want := 14
-		if f.vlan != 0 {
+		if f.VLAN != 0 {
 			want = 18
 		}
 		if got := capture.EthernetIPOffset(b); got != want {
-			t.Errorf("%v: offset %d, want %d", f.dst, got, want)
+			t.Errorf("%v: offset %d, want %d", f.Dst, got, want)
 		}
 	}
 }
 
 func TestEthernetIPOffsetAllocs(t *testing.T) {
-	b := frame{vlan: 5, src: client4, dst: server4, proto: 6, dport: 80}.bytes()
+	b := frame{VLAN: 5, Src: client4, Dst: server4, Proto: 6, DPort: 80}.Bytes()
 	if n := testing.AllocsPerRun(100, func() { capture.EthernetIPOffset(b) }); n != 0 {
 		t.Fatalf("%v allocs per run, want 0", n)
 	}
 }
 
 func FuzzEthernetIPOffset(f *testing.F) {
-	f.Add(frame{src: client4, dst: server4, proto: 6, dport: 80}.bytes())
-	f.Add(frame{vlan: 7, src: client6, dst: server6, proto: 6, dport: 80}.bytes())
+	f.Add(frame{Src: client4, Dst: server4, Proto: 6, DPort: 80}.Bytes())
+	f.Add(frame{VLAN: 7, Src: client6, Dst: server6, Proto: 6, DPort: 80}.Bytes())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		off := capture.EthernetIPOffset(b)

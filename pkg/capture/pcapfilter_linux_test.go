@@ -23,11 +23,11 @@ func TestLibpcapFilter(t *testing.T) {
 			src := open(t, p.a, capture.Config{Interface: iface, Filter: prog, IgnoreOutgoing: true})
 			in := newInjector(t, p.b, "vB")
 			in.send(t,
-				frame{src: client4, dst: server4, proto: 6, sport: 1, dport: 81}.bytes(),
-				frame{src: client4, dst: server4, proto: 6, sport: 2, dport: 80}.bytes(),
-				frame{src: client6, dst: server6, proto: 6, sport: 3, dport: 80}.bytes(),
-				frame{src: client6, dst: server6, proto: 17, sport: 4, dport: 8050}.bytes(),
-				frame{src: client6, dst: server6, proto: 6, sport: 5, dport: 8050}.bytes(),
+				frame{Src: client4, Dst: server4, Proto: 6, SPort: 1, DPort: 81}.Bytes(),
+				frame{Src: client4, Dst: server4, Proto: 6, SPort: 2, DPort: 80}.Bytes(),
+				frame{Src: client6, Dst: server6, Proto: 6, SPort: 3, DPort: 80}.Bytes(),
+				frame{Src: client6, Dst: server6, Proto: 17, SPort: 4, DPort: 8050}.Bytes(),
+				frame{Src: client6, Dst: server6, Proto: 6, SPort: 5, DPort: 8050}.Bytes(),
 			)
 			var ports []uint16
 			for _, r := range readUntil(t, src, bySport(5)) {

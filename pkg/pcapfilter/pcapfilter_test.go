@@ -22,18 +22,18 @@ var (
 
 // Frames the tests run programs against.
 var (
-	v4SynTo80       = frame{src: client4, dst: server4, proto: 6, sport: 40000, dport: 80}
-	v4From8080      = frame{src: server4, dst: client4, proto: 6, sport: 8080, dport: 40000, payload: 10}
-	v4To80OtherHost = frame{src: client4, dst: other4, proto: 6, sport: 40000, dport: 80}
-	v4To81          = frame{src: client4, dst: server4, proto: 6, sport: 40000, dport: 81}
-	v4UDPTo80       = frame{src: client4, dst: server4, proto: 17, sport: 40000, dport: 80}
-	v4OptsTo80      = frame{src: client4, dst: server4, proto: 6, sport: 40000, dport: 80, ipOpts: 12}
-	v4FragTo80      = frame{src: client4, dst: server4, proto: 6, sport: 40000, dport: 80, fragOff: 185}
-	v4Port8050      = frame{src: client4, dst: server4, proto: 6, sport: 40000, dport: 8050}
-	v6SynTo80       = frame{src: client6, dst: server6, proto: 6, sport: 40000, dport: 80}
-	v6UDPTo80       = frame{src: client6, dst: server6, proto: 17, sport: 40000, dport: 80}
-	vlanV4SynTo80   = frame{vlan: 100, src: client4, dst: server4, proto: 6, sport: 40000, dport: 80}
-	vlan200V4To80   = frame{vlan: 200, src: client4, dst: server4, proto: 6, sport: 40000, dport: 80}
+	v4SynTo80       = frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80}
+	v4From8080      = frame{Src: server4, Dst: client4, Proto: 6, SPort: 8080, DPort: 40000, Payload: 10}
+	v4To80OtherHost = frame{Src: client4, Dst: other4, Proto: 6, SPort: 40000, DPort: 80}
+	v4To81          = frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 81}
+	v4UDPTo80       = frame{Src: client4, Dst: server4, Proto: 17, SPort: 40000, DPort: 80}
+	v4OptsTo80      = frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80, IPOpts: 12}
+	v4FragTo80      = frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80, FragOff: 185}
+	v4Port8050      = frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 8050}
+	v6SynTo80       = frame{Src: client6, Dst: server6, Proto: 6, SPort: 40000, DPort: 80}
+	v6UDPTo80       = frame{Src: client6, Dst: server6, Proto: 17, SPort: 40000, DPort: 80}
+	vlanV4SynTo80   = frame{VLAN: 100, Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80}
+	vlan200V4To80   = frame{VLAN: 200, Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80}
 )
 
 func run(t *testing.T, prog []bpf.RawInstruction, pkt []byte) int {
@@ -68,8 +68,8 @@ func TestCompileMatches(t *testing.T) {
 			probes: []probe{
 				{"v4 from 8080", v4From8080, true},
 				{"v4 to 80", v4SynTo80, false},
-				{"udp from 8080", frame{src: server4, dst: client4, proto: 17, sport: 8080, dport: 40000}, false},
-				{"v6 from 8080", frame{src: server6, dst: client6, proto: 6, sport: 8080, dport: 40000}, true},
+				{"udp from 8080", frame{Src: server4, Dst: client4, Proto: 17, SPort: 8080, DPort: 40000}, false},
+				{"v6 from 8080", frame{Src: server6, Dst: client6, Proto: 6, SPort: 8080, DPort: 40000}, true},
 			},
 		},
 		{
@@ -106,7 +106,7 @@ func TestCompileMatches(t *testing.T) {
 			probes: []probe{
 				{"8050", v4Port8050, true},
 				{"80", v4SynTo80, false},
-				{"v6 8050", frame{src: client6, dst: server6, proto: 6, sport: 1, dport: 8050}, true},
+				{"v6 8050", frame{Src: client6, Dst: server6, Proto: 6, SPort: 1, DPort: 8050}, true},
 			},
 		},
 		{
@@ -132,7 +132,7 @@ func TestCompileMatches(t *testing.T) {
 		}
 		for _, p := range tt.probes {
 			t.Run(tt.expr+"/"+p.name, func(t *testing.T) {
-				n := run(t, prog, p.f.bytes())
+				n := run(t, prog, p.f.Bytes())
 				if got := n > 0; got != p.want {
 					t.Fatalf("match = %v (ret %d), want %v", got, n, p.want)
 				}
