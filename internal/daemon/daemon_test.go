@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPIDFile(t *testing.T) {
@@ -46,5 +48,24 @@ func TestPIDFileOfLiveProcess(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("foreign pid file removed: %v", err)
+	}
+}
+
+func TestEvery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	Every(ctx, 0, func(time.Time) { n++ }) // never
+	done := make(chan struct{})
+	go func() {
+		Every(ctx, time.Millisecond, func(time.Time) {
+			if n++; n == 3 {
+				cancel()
+			}
+		})
+		close(done)
+	}()
+	<-done
+	if n < 3 {
+		t.Errorf("fn ran %d times before the cancel", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/pkg/capture"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
@@ -88,7 +89,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		<-ctx.Done()
 		ln.Close()
 	}()
-	go s.expireLoop(ctx)
+	go daemon.Every(ctx, time.Second, s.expire)
 	var tempDelay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -384,18 +385,9 @@ func (s *Server) flushTouched(sc *scratch) {
 	sc.touched = sc.touched[:0]
 }
 
-// expireLoop removes idle routes, routes of gone links and stale held
-// packets once a second.
-func (s *Server) expireLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			links := *s.links.Load()
-			s.routes.Expire(now, func(o router.Owner) bool { return links[o] != nil })
-		}
-	}
+// expire removes idle routes, routes of gone links and stale held
+// packets; Serve runs it once a second.
+func (s *Server) expire(now time.Time) {
+	links := *s.links.Load()
+	s.routes.Expire(now, func(o router.Owner) bool { return links[o] != nil })
 }

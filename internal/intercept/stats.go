@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/internal/metrics"
 	"github.com/tcpcopy-go/tcpcopy/internal/version"
@@ -103,29 +104,17 @@ func (s *Server) observe(ctx context.Context, statsEvery time.Duration) {
 			}
 		}
 	}()
-	go s.statsLoop(ctx, statsEvery)
-	go s.watchLoop(ctx, watchEvery)
+	go daemon.Every(ctx, statsEvery, s.logStats)
+	go s.watch(ctx, watchEvery)
 }
 
-// statsLoop logs a stats line every interval until ctx ends.
-func (s *Server) statsLoop(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			st := s.Stats()
-			s.log.Info("stats",
-				"captured", st.Captured, "sent", st.Routed, "unrouted", st.Unrouted,
-				"held", st.Held, "dropped", st.Dropped, "invalid", st.Invalid,
-				"ring_drops", st.RingDrops, "links", st.Links, "routes", st.Routes)
-		}
-	}
+// logStats logs the stats line.
+func (s *Server) logStats(time.Time) {
+	st := s.Stats()
+	s.log.Info("stats",
+		"captured", st.Captured, "sent", st.Routed, "unrouted", st.Unrouted,
+		"held", st.Held, "dropped", st.Dropped, "invalid", st.Invalid,
+		"ring_drops", st.RingDrops, "links", st.Links, "routes", st.Routes)
 }
 
 // logSummary logs the run so far under msg: what was captured and where
@@ -169,46 +158,24 @@ const (
 	msgHeldFull = "the pool of responses waiting for their route (-s) is full: raise -s"
 )
 
-// watchLoop compares the counters every period and logs a warning, at
-// most one per kind every warnEvery, for each sign of trouble.
-func (s *Server) watchLoop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	limit := map[string]*logging.Limiter{}
+// watch compares the counters every period and logs a warning, at most
+// one per kind every warnEvery, for each sign of trouble.
+func (s *Server) watch(ctx context.Context, every time.Duration) {
+	warn := logging.NewWarner(s.log, warnEvery)
 	prev, prevAt := s.Stats(), time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cur, now := s.Stats(), time.Now()
-		for _, w := range diagnose(&prev, &cur) {
-			l := limit[w.kind]
-			if l == nil {
-				l = logging.NewLimiter(warnEvery)
-				limit[w.kind] = l
-			}
-			if ok, n := l.Allow(now); ok {
-				s.log.Warn(w.msg, append(w.attrs, "window", now.Sub(prevAt).Round(time.Millisecond), "suppressed", n)...)
-			}
-		}
+	daemon.Every(ctx, every, func(now time.Time) {
+		cur := s.Stats()
+		warn.Warn(now, now.Sub(prevAt), diagnose(&prev, &cur))
 		prev, prevAt = cur, now
-	}
-}
-
-// warning is one diagnosis: kind names its limiter, msg is a constant
-// message naming the likely cause, attrs the numbers.
-type warning struct {
-	kind  string
-	msg   string
-	attrs []any
+	})
 }
 
 // diagnose returns the warnings the change from prev to cur calls for.
-func diagnose(prev, cur *Stats) []warning {
-	var ws []warning
-	add := func(kind, msg string, attrs ...any) { ws = append(ws, warning{kind, msg, attrs}) }
+func diagnose(prev, cur *Stats) []logging.Warning {
+	var ws []logging.Warning
+	add := func(kind, msg string, attrs ...any) {
+		ws = append(ws, logging.Warning{Kind: kind, Msg: msg, Attrs: attrs})
+	}
 	unrouted, routed := cur.Unrouted-prev.Unrouted, cur.Routed-prev.Routed
 	switch {
 	case cur.Links == 0 && unrouted > 0:

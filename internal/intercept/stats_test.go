@@ -43,9 +43,9 @@ func TestInterceptDiagnose(t *testing.T) {
 			tt.change(&cur)
 			var got []string
 			for _, w := range diagnose(&prev, &cur) {
-				got = append(got, w.kind)
-				if len(w.attrs)%2 != 0 {
-					t.Errorf("%s: odd attributes", w.kind)
+				got = append(got, w.Kind)
+				if len(w.Attrs)%2 != 0 {
+					t.Errorf("%s: odd attributes", w.Kind)
 				}
 			}
 			if g := strings.Join(got, " "); g != tt.want {

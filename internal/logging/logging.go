@@ -140,3 +140,58 @@ func (l *Limiter) Allow(now time.Time) (ok bool, suppressed uint64) {
 	}
 	return true, l.suppressed.Swap(0)
 }
+
+// Limiters keeps one Limiter per kind of event, made on first use, so
+// that each kind of warning is rate-limited on its own. It is not safe
+// for concurrent use.
+type Limiters struct {
+	interval time.Duration
+	m        map[string]*Limiter
+}
+
+// NewLimiters returns limiters that allow one event per kind per
+// interval.
+func NewLimiters(interval time.Duration) *Limiters {
+	return &Limiters{interval: interval, m: map[string]*Limiter{}}
+}
+
+// Allow is Limiter.Allow for the events of kind.
+func (l *Limiters) Allow(kind string, now time.Time) (ok bool, suppressed uint64) {
+	lim := l.m[kind]
+	if lim == nil {
+		lim = NewLimiter(l.interval)
+		l.m[kind] = lim
+	}
+	return lim.Allow(now)
+}
+
+// Warning is one diagnosis of a daemon's watcher: Kind names its rate
+// limit, Msg is a constant message that names the likely cause and what to
+// check, Attrs are the numbers (key, value pairs).
+type Warning struct {
+	Kind  string
+	Msg   string
+	Attrs []any
+}
+
+// Warner logs warnings at most once per kind per interval, each with the
+// window the counters were compared over and how many were suppressed. It
+// is not safe for concurrent use.
+type Warner struct {
+	log *slog.Logger
+	lim *Limiters
+}
+
+// NewWarner returns a Warner logging to log.
+func NewWarner(log *slog.Logger, interval time.Duration) *Warner {
+	return &Warner{log: log, lim: NewLimiters(interval)}
+}
+
+// Warn logs ws, found at now by comparing counters over window.
+func (w *Warner) Warn(now time.Time, window time.Duration, ws []Warning) {
+	for _, x := range ws {
+		if ok, n := w.lim.Allow(x.Kind, now); ok {
+			w.log.Warn(x.Msg, append(x.Attrs, "window", window.Round(time.Millisecond), "suppressed", n)...)
+		}
+	}
+}

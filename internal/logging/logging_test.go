@@ -1,6 +1,7 @@
 package logging
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,22 @@ func TestLimiter(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(100, func() { l.Allow(t0) }); a != 0 {
 		t.Errorf("Allow allocates %v times", a)
+	}
+}
+
+func TestWarner(t *testing.T) {
+	var buf strings.Builder
+	w := NewWarner(slog.New(slog.NewTextHandler(&buf, nil)), time.Minute)
+	t0 := time.Unix(100, 0)
+	ws := []Warning{{Kind: "a", Msg: "first cause", Attrs: []any{"n", 1}}, {Kind: "b", Msg: "second cause"}}
+	w.Warn(t0, 3*time.Second, ws)
+	w.Warn(t0.Add(time.Second), 3*time.Second, ws) // suppressed
+	w.Warn(t0.Add(time.Minute), 3*time.Second, ws[:1])
+	out := buf.String()
+	if strings.Count(out, "first cause") != 2 || strings.Count(out, "second cause") != 1 {
+		t.Errorf("logged:\n%s", out)
+	}
+	if !strings.Contains(out, "n=1 window=3s suppressed=1") {
+		t.Errorf("attributes missing:\n%s", out)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
@@ -49,9 +50,11 @@ func (e *engine) observe(ctx context.Context) {
 			}
 		}
 	}()
-	go e.statsLoop(ctx, e.cfg.StatsInterval)
-	go e.memoryLoop(ctx, int64(e.cfg.MemoryMB)<<20)
-	go e.watchLoop(ctx, watchEvery)
+	go daemon.Every(ctx, e.cfg.StatsInterval, e.logStats)
+	if e.cfg.MemoryMB > 0 {
+		go daemon.Every(ctx, time.Second, e.budget(int64(e.cfg.MemoryMB)<<20))
+	}
+	go e.watch(ctx, watchEvery)
 }
 
 // stats sums every worker's published counters.
@@ -72,93 +75,48 @@ func (e *engine) ringDrops() uint64 {
 	return n
 }
 
-// statsLoop logs a stats line every interval.
-func (e *engine) statsLoop(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s := e.snapshot()
-			st := &s.st
-			e.log.Info("stats",
-				"captured", s.captured, "sessions_active", st.Active, "sessions_opened", st.Opened,
-				"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial),
-				"failed", st.ClosedBy(tcpstate.Failed), "requests", st.Requests, "responses", st.Responses,
-				"retransmits", st.Retransmits+st.FastRetransmits, "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
-				"links_up", s.links.Up, "dropped_busy", s.busy, "ring_drops", s.ringDrops,
-				"send_errors", s.sendErrors)
-		}
-	}
+// logStats logs the stats line.
+func (e *engine) logStats(time.Time) {
+	s := e.snapshot()
+	st := &s.st
+	e.log.Info("stats",
+		"captured", s.captured, "sessions_active", st.Active, "sessions_opened", st.Opened,
+		"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial),
+		"failed", st.ClosedBy(tcpstate.Failed), "requests", st.Requests, "responses", st.Responses,
+		"retransmits", st.Retransmits+st.FastRetransmits, "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
+		"links_up", s.links.Up, "dropped_busy", s.busy, "ring_drops", s.ringDrops,
+		"send_errors", s.sendErrors)
 }
 
-// memoryLoop enforces the memory budget (-m): above it new sessions are
-// shed, the process keeps running (C TCPCopy exits).
-func (e *engine) memoryLoop(ctx context.Context, budget int64) {
-	if budget <= 0 {
-		return
-	}
+// budget returns the job that enforces the memory budget (-m) once a
+// second: above it new sessions are shed, the process keeps running (C
+// TCPCopy exits).
+func (e *engine) budget(limit int64) func(time.Time) {
 	sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			metrics.Read(sample)
-			used := int64(sample[0].Value.Uint64())
-			over := used > budget
-			if e.shed.Swap(over) != over {
-				if over {
-					e.log.Warn("memory budget exceeded: new sessions are shed", "used_mb", used>>20, "budget_mb", budget>>20)
-				} else {
-					e.log.Info("memory back under budget: new sessions accepted", "used_mb", used>>20)
-				}
+	return func(time.Time) {
+		metrics.Read(sample)
+		used := int64(sample[0].Value.Uint64())
+		over := used > limit
+		if e.shed.Swap(over) != over {
+			if over {
+				e.log.Warn("memory budget exceeded: new sessions are shed", "used_mb", used>>20, "budget_mb", limit>>20)
+			} else {
+				e.log.Info("memory back under budget: new sessions accepted", "used_mb", used>>20)
 			}
 		}
 	}
 }
 
-// watchLoop compares the counters every period and logs a warning, at
-// most one per kind every warnEvery, for each sign of trouble it finds.
-func (e *engine) watchLoop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	limit := map[string]*logging.Limiter{}
+// watch compares the counters every period and logs a warning, at most
+// one per kind every warnEvery, for each sign of trouble it finds.
+func (e *engine) watch(ctx context.Context, every time.Duration) {
+	warn := logging.NewWarner(e.log, warnEvery)
 	prev := e.snapshot()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	daemon.Every(ctx, every, func(time.Time) {
 		cur := e.snapshot()
-		for _, w := range e.diagnose(&prev, &cur) {
-			l := limit[w.kind]
-			if l == nil {
-				l = logging.NewLimiter(warnEvery)
-				limit[w.kind] = l
-			}
-			if ok, n := l.Allow(cur.at); ok {
-				e.log.Warn(w.msg, append(w.attrs, "window", cur.at.Sub(prev.at).Round(time.Millisecond), "suppressed", n)...)
-			}
-		}
+		warn.Warn(cur.at, cur.at.Sub(prev.at), e.diagnose(&prev, &cur))
 		prev = cur
-	}
-}
-
-// warning is one diagnosis: kind names its limiter, msg is a constant
-// message naming the likely cause and what to check, attrs the numbers.
-type warning struct {
-	kind  string
-	msg   string
-	attrs []any
+	})
 }
 
 // Warning messages. Their beginnings are stable: tests and docs
@@ -198,9 +156,11 @@ const (
 
 // diagnose returns the warnings the change from prev to cur calls for.
 // It does not log.
-func (e *engine) diagnose(prev, cur *snapshot) []warning {
-	var ws []warning
-	add := func(kind, msg string, attrs ...any) { ws = append(ws, warning{kind, msg, attrs}) }
+func (e *engine) diagnose(prev, cur *snapshot) []logging.Warning {
+	var ws []logging.Warning
+	add := func(kind, msg string, attrs ...any) {
+		ws = append(ws, logging.Warning{Kind: kind, Msg: msg, Attrs: attrs})
+	}
 	ps, cs := &prev.st, &cur.st
 	closed := func(r tcpstate.Reason) uint64 { // partial and failed sessions
 		return cs.Closed[tcpstate.Partial][r] + cs.Closed[tcpstate.Failed][r] -

@@ -60,16 +60,16 @@ func TestDiagnose(t *testing.T) {
 			ws := pl.e.diagnose(&prev, &cur)
 			var got []string
 			for _, w := range ws {
-				got = append(got, w.kind)
-				if len(w.attrs)%2 != 0 {
-					t.Errorf("%s: odd attributes %v", w.kind, w.attrs)
+				got = append(got, w.Kind)
+				if len(w.Attrs)%2 != 0 {
+					t.Errorf("%s: odd attributes %v", w.Kind, w.Attrs)
 				}
 			}
 			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
 				t.Fatalf("warnings %q, want %q", got, tt.want)
 			}
-			if tt.text != "" && !strings.Contains(ws[0].msg, tt.text) {
-				t.Errorf("message %q lacks %q", ws[0].msg, tt.text)
+			if tt.text != "" && !strings.Contains(ws[0].Msg, tt.text) {
+				t.Errorf("message %q lacks %q", ws[0].Msg, tt.text)
 			}
 		})
 	}
