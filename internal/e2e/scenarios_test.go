@@ -166,26 +166,13 @@ func TestInterceptRestart(t *testing.T) {
 	needRoot(t)
 	cfg := scenConfig(6 * time.Second)
 	var down, back time.Time
-	cfg.During = func(ctx context.Context, lab *labrun.Lab) error {
-		if err := scenSleep(ctx, time.Second); err != nil {
-			return err
-		}
-		down = time.Now()
-		if err := lab.StopIntercept(); err != nil {
-			return err
-		}
-		if err := scenSleep(ctx, time.Second); err != nil {
-			return err
-		}
-		if err := lab.StartIntercept(ctx); err != nil {
-			return err
-		}
-		if err := lab.WaitLinked(ctx); err != nil {
-			return err
-		}
-		back = time.Now()
-		return nil
-	}
+	cfg.During = scenOutage(&down, &back, func(lab *labrun.Lab) error { return lab.StopIntercept() },
+		func(ctx context.Context, lab *labrun.Lab) error {
+			if err := lab.StartIntercept(ctx); err != nil {
+				return err
+			}
+			return lab.WaitLinked(ctx)
+		})
 	rep, online, target := run(t, cfg)
 	scenCheckDaemons(t, rep, 1)
 	scenCheckExplained(t, rep)
@@ -216,25 +203,10 @@ func TestTargetDownAndBack(t *testing.T) {
 	needRoot(t)
 	cfg := scenConfig(6 * time.Second)
 	var down, back time.Time
-	cfg.During = func(ctx context.Context, lab *labrun.Lab) error {
-		if err := scenSleep(ctx, time.Second); err != nil {
-			return err
-		}
-		// SIGKILL: the port closes at the call, whatever the server was
-		// doing (a graceful stop can take up to 2 s on a busy machine).
-		down = time.Now()
-		if err := lab.KillTarget(); err != nil {
-			return err
-		}
-		if err := scenSleep(ctx, time.Second); err != nil {
-			return err
-		}
-		if err := lab.StartTarget(ctx); err != nil {
-			return err
-		}
-		back = time.Now()
-		return nil
-	}
+	// SIGKILL: the port closes at the call, whatever the server was doing
+	// (a graceful stop can take up to 2 s on a busy machine).
+	cfg.During = scenOutage(&down, &back, func(lab *labrun.Lab) error { return lab.KillTarget() },
+		func(ctx context.Context, lab *labrun.Lab) error { return lab.StartTarget(ctx) })
 	rep, online, target := run(t, cfg)
 	scenCheckDaemons(t, rep, 0)
 	scenCheckExplained(t, rep)
@@ -383,5 +355,28 @@ func TestNoResponseReachesClients(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// scenOutage returns a During hook that waits a second into the load,
+// stops something (recording the time in *down), waits a second, starts it
+// again and records in *back when it is back.
+func scenOutage(down, back *time.Time, stop func(*labrun.Lab) error, start func(context.Context, *labrun.Lab) error) func(context.Context, *labrun.Lab) error {
+	return func(ctx context.Context, lab *labrun.Lab) error {
+		if err := scenSleep(ctx, time.Second); err != nil {
+			return err
+		}
+		*down = time.Now()
+		if err := stop(lab); err != nil {
+			return err
+		}
+		if err := scenSleep(ctx, time.Second); err != nil {
+			return err
+		}
+		if err := start(ctx, lab); err != nil {
+			return err
+		}
+		*back = time.Now()
+		return nil
 	}
 }
