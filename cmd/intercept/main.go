@@ -18,7 +18,6 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/intercept"
-	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/internal/version"
 )
 
@@ -78,11 +77,7 @@ func action(ctx context.Context, c *cli.Command) error {
 	if err != nil {
 		return &cliutil.UsageError{Err: err}
 	}
-	ctx, proc, err := daemon.Start(ctx, daemon.Options{
-		Background: c.Bool("d"),
-		PIDFile:    c.String("P"),
-		Log:        logging.Options{File: c.String("l"), Format: c.String("log-format"), Level: c.String("log-level")},
-	})
+	ctx, proc, err := daemon.Start(ctx, cliutil.DaemonOptions(c))
 	if err != nil {
 		return err
 	}
@@ -90,11 +85,6 @@ func action(ctx context.Context, c *cli.Command) error {
 		return nil
 	}
 	defer proc.Close()
-	stopProfile, err := daemon.CPUProfile(c.String("cpu-profile"))
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
 	return intercept.Run(ctx, cfg, proc.Log)
 }
 

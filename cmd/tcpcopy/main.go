@@ -21,7 +21,6 @@ import (
 
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
-	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/internal/tcpcopy"
 	"github.com/tcpcopy-go/tcpcopy/internal/version"
 	"github.com/tcpcopy-go/tcpcopy/pkg/pcapfilter"
@@ -125,11 +124,7 @@ func str(name, def, usage string) *cli.StringFlag {
 
 // start handles -d, -P and -l and runs tcpcopy until a signal.
 func start(ctx context.Context, c *cli.Command, cfg tcpcopy.Config) error {
-	ctx, proc, err := daemon.Start(ctx, daemon.Options{
-		Background: c.Bool("d"),
-		PIDFile:    c.String("P"),
-		Log:        logging.Options{File: c.String("l"), Format: c.String("log-format"), Level: c.String("log-level")},
-	})
+	ctx, proc, err := daemon.Start(ctx, cliutil.DaemonOptions(c))
 	if err != nil {
 		return err
 	}
@@ -140,11 +135,6 @@ func start(ctx context.Context, c *cli.Command, cfg tcpcopy.Config) error {
 	if c.IsSet("U") {
 		proc.Log.Warn("option -U is ignored: session memory is managed by the Go runtime")
 	}
-	stopProfile, err := daemon.CPUProfile(c.String("cpu-profile"))
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
 	return tcpcopy.Run(ctx, cfg, proc.Log)
 }
 

@@ -8,6 +8,9 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v3"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
+	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 )
 
 // UsageError is a mistake on the command line: the program prints it as
@@ -45,6 +48,17 @@ func Run(ctx context.Context, cmd *cli.Command, args []string, stderr io.Writer)
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", cmd.Name, err)
 	return 1
+}
+
+// DaemonOptions reads the process options both daemons share: -d, -P, -l,
+// --log-format, --log-level and --cpu-profile.
+func DaemonOptions(c *cli.Command) daemon.Options {
+	return daemon.Options{
+		Background: c.Bool("d"),
+		PIDFile:    c.String("P"),
+		Log:        logging.Options{File: c.String("l"), Format: c.String("log-format"), Level: c.String("log-level")},
+		CPUProfile: c.String("cpu-profile"),
+	}
 }
 
 // Exit runs cmd like Run and exits the process with its status.

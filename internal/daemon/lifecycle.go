@@ -15,6 +15,7 @@ type Options struct {
 	Background bool   // -d
 	PIDFile    string // -P
 	Log        logging.Options
+	CPUProfile string // --cpu-profile: written until Close
 }
 
 // Process is a running daemon's process-level state.
@@ -25,6 +26,8 @@ type Process struct {
 	stop   context.CancelFunc
 	sigs   chan os.Signal
 	Detach bool // true in the parent of -d: it must exit 0 at once
+
+	stopProfile func()
 }
 
 // Start handles -d, -P and -l: with -d the first process re-executes itself
@@ -49,6 +52,13 @@ func Start(ctx context.Context, opts Options) (context.Context, *Process, error)
 			}
 			return nil, nil, err
 		}
+	}
+	if p.stopProfile, err = CPUProfile(opts.CPUProfile); err != nil {
+		p.pid.Remove()
+		if file != nil {
+			file.Close()
+		}
+		return nil, nil, err
 	}
 	ctx, p.stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	p.sigs = make(chan os.Signal, 1)
@@ -76,6 +86,7 @@ func (p *Process) Close() {
 	signal.Stop(p.sigs)
 	close(p.sigs)
 	p.stop()
+	p.stopProfile()
 	if err := p.pid.Remove(); err != nil {
 		p.Log.Warn("remove pid file", "err", err)
 	}
