@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -53,15 +54,18 @@ func opError(op, iface string, err error) error {
 // packet data and concurrency.
 type Source struct {
 	iface    string // for errors: the name, or "any"
-	fd       int    // the packet socket; -1 once closed
-	efd      int    // eventfd that wakes a blocked reader on Close
+	fd       int      // the packet socket; -1 once closed
+	file     *os.File // owns fd once set up; waits for blocks in the runtime's poller
+	rc       syscall.RawConn
+	readyFn  func(fd uintptr) bool // s.ready, made once so that waiting allocates nothing
+	woken    bool                  // ready ran after a wake-up in this wait
+	waitErr  error                 // set by ready: the socket's pending error
 	ring     []byte // the mmapped ring; nil once unmapped
 	nblocks  int
 	bsize    int
 	dropOut  bool // drop outgoing packets after the ring (no PACKET_IGNORE_OUTGOING)
 	closed   atomic.Bool
 	skipped  atomic.Uint64
-	pollfds  [2]unix.PollFd
 	readMu   sync.Mutex // held by ReadBatch, and by Close while it releases resources
 	statsMu  sync.Mutex // guards the fd against Close in Stats, and the totals below
 	stats    Stats      // kernel counters accumulated (PACKET_STATISTICS resets on read)
@@ -107,7 +111,7 @@ func Open(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, opError("open", name, os.NewSyscallError("socket AF_PACKET", err))
 	}
-	s := &Source{iface: name, fd: fd, efd: -1, nblocks: cfg.NumBlocks, bsize: cfg.BlockSize}
+	s := &Source{iface: name, fd: fd, nblocks: cfg.NumBlocks, bsize: cfg.BlockSize}
 	if err := s.setup(cfg, ifindex, prog); err != nil {
 		s.release()
 		return nil, err
@@ -245,15 +249,19 @@ func (s *Source) setup(cfg Config, ifindex int, prog []bpf.RawInstruction) error
 			return opError(fmt.Sprintf("join fanout group %d", cfg.FanoutGroup), s.iface, os.NewSyscallError("setsockopt PACKET_FANOUT", err))
 		}
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// The reader waits in the Go runtime's network poller, not in a
+	// blocking poll: a goroutine parked there holds no thread, so waiting
+	// costs no thread hand-offs and wake-ups in the scheduler.
+	if err := unix.SetNonblock(s.fd, true); err != nil {
+		return opError("open", s.iface, os.NewSyscallError("fcntl O_NONBLOCK", err))
+	}
+	s.file = os.NewFile(uintptr(s.fd), "packet socket "+s.iface)
+	rc, err := s.file.SyscallConn()
 	if err != nil {
-		return opError("open", s.iface, os.NewSyscallError("eventfd", err))
+		return opError("open", s.iface, err)
 	}
-	s.efd = efd
-	s.pollfds = [2]unix.PollFd{
-		{Fd: int32(s.fd), Events: unix.POLLIN},
-		{Fd: int32(s.efd), Events: unix.POLLIN},
-	}
+	s.rc = rc
+	s.readyFn = s.ready
 	return nil
 }
 
@@ -400,33 +408,43 @@ func (s *Source) readPacket(p *Packet) (ok, valid bool) {
 	return true, true
 }
 
-// wait blocks until the socket is readable or Close is called.
+// wait blocks until the kernel hands over block s.cur, the socket reports
+// an error, or Close is called.
 func (s *Source) wait() error {
-	for {
-		s.pollfds[0].Revents, s.pollfds[1].Revents = 0, 0
-		_, err := unix.Poll(s.pollfds[:], -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return opError("read", s.iface, os.NewSyscallError("poll", err))
-		}
-		if s.pollfds[1].Revents != 0 || s.closed.Load() {
-			return ErrClosed
-		}
-		if s.pollfds[0].Revents&unix.POLLERR != 0 {
-			// An error such as ENETDOWN on the bound interface; reading
-			// SO_ERROR clears it.
-			serr, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			if err != nil {
-				return opError("read", s.iface, os.NewSyscallError("getsockopt SO_ERROR", err))
-			}
-			if serr != 0 {
-				return opError("read", s.iface, os.NewSyscallError("poll", unix.Errno(serr)))
-			}
-		}
-		return nil
+	s.woken, s.waitErr = false, nil
+	err := s.rc.Read(s.readyFn)
+	switch {
+	case s.closed.Load():
+		return ErrClosed
+	case err != nil:
+		return opError("read", s.iface, err)
 	}
+	return s.waitErr
+}
+
+// ready is the poller's readiness check: true when block s.cur is ours,
+// when the socket has a pending error (in s.waitErr; e.g. ENETDOWN when
+// the bound interface goes down, cleared by reading it), or after Close.
+// False parks the reader until the socket is signalled again: the kernel
+// signals every block it closes, when full or when its timeout expires.
+func (s *Source) ready(fd uintptr) bool {
+	if s.closed.Load() || atomic.LoadUint32(s.status(s.cur*s.bsize))&unix.TP_STATUS_USER != 0 {
+		return true
+	}
+	if !s.woken {
+		s.woken = true // the first check, before any wake-up
+		return false
+	}
+	serr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+	switch {
+	case err != nil:
+		s.waitErr = opError("read", s.iface, os.NewSyscallError("getsockopt SO_ERROR", err))
+	case serr != 0:
+		s.waitErr = opError("read", s.iface, os.NewSyscallError("poll", unix.Errno(serr)))
+	default:
+		return false
+	}
+	return true
 }
 
 // Stats returns the counters since Open. It may be called concurrently with
@@ -463,39 +481,39 @@ func (s *Source) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	_, werr := unix.Write(s.efd, one[:])
+	err := s.closeSocket() // wakes a waiting ReadBatch
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	err := s.release()
-	if werr != nil && err == nil {
-		err = opError("close", s.iface, os.NewSyscallError("write eventfd", werr))
-	}
-	return err
-}
-
-// release closes the descriptors and unmaps the ring unless a batch is
-// outstanding. Called with readMu held, or before the Source is shared.
-func (s *Source) release() error {
-	s.statsMu.Lock()
-	s.updateStatsLocked()
-	var err error
-	if s.fd >= 0 {
-		if cerr := unix.Close(s.fd); cerr != nil {
-			err = opError("close", s.iface, os.NewSyscallError("close", cerr))
-		}
-		s.fd = -1
-	}
-	s.statsMu.Unlock()
-	if s.efd >= 0 {
-		unix.Close(s.efd)
-		s.efd = -1
-	}
 	if !s.lent {
 		s.unmapLocked()
 	}
 	return err
+}
+
+// release frees everything of a Source that failed to open.
+func (s *Source) release() {
+	s.closeSocket()
+	s.unmapLocked()
+}
+
+// closeSocket keeps the kernel's final counters and closes the socket.
+func (s *Source) closeSocket() error {
+	s.statsMu.Lock()
+	s.updateStatsLocked()
+	fd := s.fd
+	s.fd = -1
+	s.statsMu.Unlock()
+	var err error
+	switch {
+	case s.file != nil:
+		err = s.file.Close()
+	case fd >= 0:
+		err = os.NewSyscallError("close", unix.Close(fd))
+	}
+	if err != nil {
+		return opError("close", s.iface, err)
+	}
+	return nil
 }
 
 // unmapLocked unmaps the ring; the caller holds readMu.

@@ -435,6 +435,82 @@ func TestReadBatchAllocs(t *testing.T) {
 	}
 }
 
+// TestWaitAllocs covers the waiting path: each ReadBatch finds the ring
+// empty and parks in the runtime's poller until the kernel retires the
+// block with the one packet in it.
+func TestWaitAllocs(t *testing.T) {
+	p := newPair(t)
+	src := open(t, p.a, capture.Config{Interface: "vA", Filter: inbound(t, bpfgen.Match{Port: 80})})
+	in := newInjector(t, p.b, "vB")
+	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 8002, DPort: 80, Payload: 10}.Bytes()
+	pkts := make([]capture.Packet, 4)
+	read := 0
+	const runs = 50
+	allocs := testing.AllocsPerRun(runs, func() {
+		in.send(t, f)
+		n, err := src.ReadBatch(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += n
+	})
+	if read != runs+1 {
+		t.Errorf("read %d packets in %d calls, one injected before each", read, runs+1)
+	}
+	if allocs != 0 {
+		t.Errorf("ReadBatch that waits: %v allocs per call, want 0", allocs)
+	}
+}
+
+// TestInterfaceDown: a reader waiting on an interface that goes down gets
+// an error wrapping ENETDOWN, and reads on once the interface is back up.
+func TestInterfaceDown(t *testing.T) {
+	p := newPair(t)
+	src := open(t, p.a, capture.Config{Interface: "vA", Filter: inbound(t, bpfgen.Match{Port: 80})})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := src.ReadBatch(make([]capture.Packet, 4))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let the reader park
+	ip(t, "-n", p.a.name, "link", "set", "vA", "down")
+	select {
+	case err := <-errc:
+		if !errors.Is(err, unix.ENETDOWN) {
+			t.Fatalf("ReadBatch returned %v, want ENETDOWN", err)
+		}
+	case <-time.After(watchdog):
+		t.Fatal("ReadBatch did not return when the interface went down")
+	}
+	ip(t, "-n", p.a.name, "link", "set", "vA", "up")
+	in := newInjector(t, p.b, "vB")
+	go func() {
+		n, err := src.ReadBatch(make([]capture.Packet, 4))
+		if err == nil && n == 0 {
+			err = errors.New("ReadBatch returned no packet")
+		}
+		errc <- err
+	}()
+	// Frames sent before the carrier is back are lost: send until one
+	// arrives.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(watchdog)
+	for {
+		in.send(t, frame{Src: client4, Dst: server4, Proto: 6, SPort: 5003, DPort: 80}.Bytes())
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatalf("after the interface came back up: %v", err)
+			}
+			return
+		case <-tick.C:
+		case <-timeout:
+			t.Fatal("no packet read after the interface came back up")
+		}
+	}
+}
+
 func TestAnyInterface(t *testing.T) {
 	p := newPair(t)
 	// No filter: only the link-type guard decides what a tun device gets.
