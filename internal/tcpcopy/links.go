@@ -273,11 +273,15 @@ type linkConn struct {
 	spare []byte        // the writer's buffer, kept across connections
 
 	// Route messages are coalesced: Route only queues them and arms
-	// flush, which wakes the writer routeDelay later unless Flush (called
-	// by the workers after each batch of packets) does it first. So a burst
-	// of new sessions costs one write, not one per session.
+	// flush, which wakes the writer routeDelay later (routeDelDelay for
+	// deletes alone) unless Flush (called by the workers after each batch
+	// of packets) does it first for an add. So a burst of new sessions
+	// costs one write, not one per session, and deletes, which nobody
+	// waits for, ride along with the next adds.
 	flush      *time.Timer
-	flushArmed bool // under mu
+	flushArmed bool         // under mu
+	urgent     bool         // under mu: out holds an add
+	lastWrite  atomic.Int64 // the writer's last write, Unix ns
 
 	helloWait time.Duration // this slot's wait for a Hello (slot goroutine only)
 }
@@ -518,9 +522,14 @@ func (l *Links) sendRoute(s *linkServer, r wire.Route, need7 bool) (routeResult,
 			res = max(res, routeFull)
 		default:
 			c.out, _ = wire.AppendRoute(c.out, c.format, r) // r is valid; need7 was checked
-			if !c.flushArmed {
+			switch {
+			case r.Op == wire.RouteAdd && !c.urgent:
+				c.urgent = true
 				c.flushArmed = true
 				c.flush.Reset(routeDelay)
+			case !c.flushArmed:
+				c.flushArmed = true
+				c.flush.Reset(routeDelDelay)
 			}
 			c.mu.Unlock()
 			sent++
@@ -543,24 +552,38 @@ func (l *Links) warnRoute(s *linkServer, msg string) {
 	}
 }
 
-// routeDelay bounds how long a route message waits to be coalesced with
-// others when nobody calls Flush. Our intercept holds a SYN-ACK that beats
-// its route for seconds, so a little delay costs nothing.
-const routeDelay = 2 * time.Millisecond
+// Route messages wait to be coalesced with others: an add at most
+// routeDelay (our intercept holds a SYN-ACK that beats its route for
+// seconds, so a little delay costs nothing), and Flush writes adds at
+// once unless the last write is less than routeMinGap old; deletes wait
+// up to routeDelDelay for an add to ride along with.
+const (
+	routeDelay    = 2 * time.Millisecond
+	routeMinGap   = time.Millisecond
+	routeDelDelay = 100 * time.Millisecond
+)
 
-// Flush wakes the writers of the connections that have route messages
-// queued. Workers call it after each batch of packets; it does not block
-// and does not allocate.
+// Flush wakes the writers of the connections that have route adds
+// queued, unless they wrote less than routeMinGap ago (then the flush
+// timer writes them soon). Workers call it after each batch of packets; it
+// does not block and does not allocate.
 func (l *Links) Flush() {
+	now := int64(0)
 	for _, s := range l.servers {
 		for _, c := range s.conns {
 			if !c.upHint.Load() {
 				continue
 			}
 			c.mu.Lock()
-			pending := c.flushArmed
+			urgent := c.urgent
 			c.mu.Unlock()
-			if pending {
+			if !urgent {
+				continue
+			}
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if now-c.lastWrite.Load() >= int64(routeMinGap) {
 				c.kick()
 			}
 		}
@@ -804,6 +827,7 @@ func (l *Links) markDown(c *linkConn) {
 	c.upHint.Store(false)
 	c.out = c.out[:0]
 	c.exempt = 0
+	c.urgent = false
 	c.mu.Unlock()
 	if len(l.routes) > 0 {
 		for _, o := range c.srv.conns {
@@ -874,6 +898,7 @@ func (l *Links) writeLoop(c *linkConn, conn net.Conn, done <-chan struct{}) erro
 		c.mu.Lock()
 		buf, c.out = c.out, buf[:0]
 		c.exempt = 0
+		c.urgent = false
 		if c.flushArmed {
 			c.flushArmed = false
 			c.flush.Stop()
@@ -882,6 +907,7 @@ func (l *Links) writeLoop(c *linkConn, conn net.Conn, done <-chan struct{}) erro
 		if len(buf) == 0 {
 			continue
 		}
+		c.lastWrite.Store(time.Now().UnixNano())
 		_ = conn.SetWriteDeadline(time.Now().Add(l.writeTimeout))
 		n, err := conn.Write(buf)
 		l.c.bytesOut.Add(uint64(n))

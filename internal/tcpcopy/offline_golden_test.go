@@ -435,6 +435,7 @@ func (d *goldenDriver) drain() {
 				}
 				w.free <- it
 			}
+			w.tab.Flush(d.now)
 		}
 	}
 }

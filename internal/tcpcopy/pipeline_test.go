@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
@@ -59,6 +60,7 @@ func (pl *pipeline) drain() {
 			}
 			break
 		}
+		w.tab.Flush(time.Now().UnixNano())
 	}
 }
 

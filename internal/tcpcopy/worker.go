@@ -169,6 +169,7 @@ func (w *worker) run(ctx context.Context) {
 				}
 				break
 			}
+			w.tab.Flush(time.Now().UnixNano())
 		case <-timer.C:
 			armed = 0
 			w.tab.Tick(time.Now().UnixNano())
@@ -226,7 +227,9 @@ func (w *worker) drainAndClose() {
 		}
 		break
 	}
-	w.tab.CloseAll(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	w.tab.Flush(now)
+	w.tab.CloseAll(now)
 	w.publish()
 }
 

@@ -43,6 +43,7 @@ func newCycle(tb testing.TB) *cycle {
 	sa := build(ipmangle.Fields{Src: targetAP, Dst: clientAP, Seq: c.tseq, Ack: c.seq + 1, Flags: SA, Window: 65535, WScale: 7, MSS: 1460})
 	p.Decode(sa)
 	c.tab.Response(c.now, c.k, &p, 0)
+	c.tab.Flush(c.now)
 	c.seq++
 	c.tseq++
 	c.req = build(ipmangle.Fields{Src: clientAP, Dst: onlineAP, Flags: PA, Window: 100, WScale: -1, Payload: make([]byte, 300)})
@@ -63,6 +64,7 @@ func (c *cycle) run() {
 	c.oack += 1000
 	c.presp.Seq, c.presp.Ack = c.tseq, c.seq
 	c.tab.Response(c.now, c.k, &c.presp, 1000)
+	c.tab.Flush(c.now)
 	c.tseq += 1000
 	c.tab.Tick(c.now)
 }
@@ -111,6 +113,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 			m = f.Encode(buf)
 			p.Decode(buf[:m])
 			tab.Response(1, k, &p, 0)
+			tab.Flush(1)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -187,6 +190,7 @@ func feedClient(h *harness, flags ipmangle.TCPFlags, seq, ack uint32, payload st
 	var p ipmangle.Parsed
 	p.Decode(h.buf[:n])
 	h.tab.Client(h.now, key1, h.buf[:n], &p)
+	h.tab.Flush(h.now)
 }
 
 func feedTarget(h *harness, flags ipmangle.TCPFlags, seq, ack uint32, window uint16, payloadLen int) {
@@ -195,6 +199,7 @@ func feedTarget(h *harness, flags ipmangle.TCPFlags, seq, ack uint32, window uin
 	var p ipmangle.Parsed
 	p.Decode(h.buf[:n])
 	h.tab.Response(h.now, key1, &p, payloadLen)
+	h.tab.Flush(h.now)
 }
 
 // TestSessionSize guards the per-session memory: an idle session (struct,

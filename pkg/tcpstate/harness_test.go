@@ -82,6 +82,8 @@ type harness struct {
 	out *fakeOut
 	now int64
 	buf []byte
+	// batching defers Flush to the end of a batch call.
+	batching bool
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -100,6 +102,9 @@ func (h *harness) client(flags ipmangle.TCPFlags, seq, ack uint32, payload strin
 	var p ipmangle.Parsed
 	p.Decode(h.buf[:n])
 	h.tab.Client(h.now, key1, h.buf[:n], &p)
+	if !h.batching {
+		h.tab.Flush(h.now)
+	}
 }
 
 // target feeds a response header (target -> client) with the payload's
@@ -119,6 +124,17 @@ func (h *harness) targetOpts(flags ipmangle.TCPFlags, seq, ack uint32, window ui
 	var p ipmangle.Parsed
 	p.Decode(h.buf[:n])
 	h.tab.Response(h.now, key1, &p, payloadLen)
+	if !h.batching {
+		h.tab.Flush(h.now)
+	}
+}
+
+// batch feeds what fn feeds as one batch: Flush runs once, at the end.
+func (h *harness) batch(fn func()) {
+	h.batching = true
+	fn()
+	h.batching = false
+	h.tab.Flush(h.now)
 }
 
 // advance moves the clock and runs due timers.

@@ -43,7 +43,6 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 		t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
 		return
 	}
-	s.ackSent = false
 	if p.Flags&ipmangle.ACK != 0 {
 		t.ackReceived(s, now, p, ack, payloadLen)
 		if s.freed {
@@ -84,9 +83,10 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 	if s.targetFin {
 		switch {
 		case s.finAcked:
-			// Both sides closed: done.
+			// Both sides closed: done. The last ACK goes out from
+			// time-wait.
 			if owe {
-				t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+				t.oweAck(s)
 			}
 			t.finish(s, now, ReasonNone, false)
 			return
@@ -97,10 +97,10 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 			return
 		}
 	}
-	t.pump(s, now)
-	if owe && !s.ackSent && !s.freed {
-		t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+	if owe {
+		t.oweAck(s) // unless a segment pump sends now carries it
 	}
+	t.pump(s, now)
 }
 
 // responseSynSent handles the answer to our SYN.
@@ -136,7 +136,9 @@ func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, 
 	s.backoff = 0
 	s.rtoAt = 0
 	s.respBytes = 0
-	t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+	// The handshake's ACK rides on the first request segment if that is
+	// queued already; a pure ACK otherwise.
+	t.oweAck(s)
 	t.pump(s, now)
 }
 

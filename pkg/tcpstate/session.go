@@ -156,7 +156,7 @@ type session struct {
 	targetFin    bool
 	reqAckSet    bool
 	waiting      bool
-	ackSent      bool // a packet carrying our latest ack went out in this call
+	ackOwed      bool // a pure ACK is due at the end of the batch (Table.Flush)
 	reqCounted   bool // the current request's first data segment was counted
 	handshaking  bool // counted in Table.handshakes
 }
@@ -348,7 +348,7 @@ func (t *Table) emit(s *session, now int64, flags ipmangle.TCPFlags, seq seqnum.
 	}
 	if flags&ipmangle.ACK != 0 {
 		f.Ack = uint32(s.rcvNxt)
-		s.ackSent = true
+		s.ackOwed = false // this packet carries it
 	}
 	if s.tsOK {
 		f.HasTS, f.TSVal, f.TSEcr = true, tsClock(now), s.tsRecent

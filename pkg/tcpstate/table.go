@@ -141,7 +141,10 @@ type Table struct {
 	overload bool
 	// handshakes counts sessions waiting for their first SYN-ACK.
 	handshakes int
-	stats      Stats
+	// owed lists sessions that may owe a pure ACK (session.ackOwed) at
+	// the end of the batch.
+	owed  []*session
+	stats Stats
 }
 
 // New returns an empty table writing to out.
@@ -181,6 +184,35 @@ func (t *Table) Stats() Stats {
 	}
 	st.QueuedSegments = t.segs.used
 	return st
+}
+
+// oweAck makes s send a pure ACK at the end of the batch unless a
+// segment sent before then carries the acknowledgement: a target's data
+// and its FIN, or a SYN-ACK and the first request, then take one packet
+// instead of two, as with a real client's delayed acknowledgements, but
+// without delaying anything past the batch.
+func (t *Table) oweAck(s *session) {
+	if !s.ackOwed {
+		s.ackOwed = true
+		t.owed = append(t.owed, s)
+	}
+}
+
+// Flush ends a batch of Client and Response calls: it sends the pure
+// acknowledgements still owed. The caller must call it after every
+// batch, before waiting for more input; a batch may be a single call.
+func (t *Table) Flush(now int64) {
+	for i, s := range t.owed {
+		t.owed[i] = nil
+		// A session freed and reused in the batch starts with ackOwed
+		// clear; one in time-wait still acknowledges the target's FIN.
+		if !s.ackOwed || s.freed || s.tomb || (s.state != stateEstablished && s.state != stateTimeWait) {
+			s.ackOwed = false
+			continue
+		}
+		t.emit(s, now, ipmangle.ACK, s.sndNxt, nil)
+	}
+	t.owed = t.owed[:0]
 }
 
 // NextDeadline returns the earliest time at which Tick has work, or 0 if

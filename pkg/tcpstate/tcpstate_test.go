@@ -75,6 +75,57 @@ func TestKeepAliveSeveralRequests(t *testing.T) {
 	}
 }
 
+// TestBatchedAcks: what arrives in one batch is acknowledged once, at the
+// end, or by a segment sent in the batch. A short connection then costs
+// the target four packets: SYN, request, one ACK, FIN.
+func TestBatchedAcks(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(S, 1000, 0, "")
+	h.client(A, 1001, 9001, "")
+	h.client(PA, 1001, 9001, "GET /")
+	h.expect("S 1000")
+	h.advance(time.Millisecond)
+	h.target(SA, 5000, 1001, 65535, 0)
+	h.expect("PA 1001 5001 GET /")
+	h.batch(func() {
+		h.target(A, 5001, 1006, 65535, 0)
+		h.target(PA, 5001, 1006, 65535, 300)
+		h.target(FA, 5301, 1006, 65535, 0)
+		h.expect() // nothing before the batch ends
+	})
+	h.expect("A 1006 5302")
+	h.client(FA, 1006, 9301, "")
+	h.expect("FA 1006 5302")
+	h.target(A, 5302, 1007, 65535, 0)
+	h.expect()
+	if n := h.closed(Reproduced, ReasonNone); n != 1 {
+		t.Errorf("reproduced sessions = %d, want 1", n)
+	}
+
+	// The client's FIN in the same batch as the target's answer carries
+	// the acknowledgement: no pure ACK at all.
+	h = newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /")
+	h.expect("PA 1001 5001 GET /")
+	h.batch(func() {
+		h.target(PA, 5001, 1006, 65535, 300)
+		h.client(FA, 1006, 9301, "")
+	})
+	h.expect("FA 1006 5301")
+
+	// A session freed in the batch (its RST) owes nothing.
+	h = newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /")
+	h.expect("PA 1001 5001 GET /")
+	h.batch(func() {
+		h.target(PA, 5001, 1006, 65535, 300)
+		h.target(RA, 5301, 1006, 65535, 0)
+	})
+	h.expect()
+}
+
 func TestNoWaitSendsAtOnce(t *testing.T) {
 	h := newHarness(t, Config{NoWait: true})
 	h.handshake()
@@ -127,7 +178,7 @@ func TestMissingSYN(t *testing.T) {
 	// Pure ACKs and FINs of unknown connections open nothing.
 	h.tab.Client(h.now, Key{Client: clientAP, Target: onlineAP}, nil, &ipmangle.Parsed{Valid: true, Flags: A})
 	h.target(SA, 5000, 2001, 65535, 0)
-	h.expect("A 2001 5001", "PA 2001 5001 GET /")
+	h.expect("PA 2001 5001 GET /")
 	if st := h.tab.Stats(); st.OpenedNoSYN != 1 || st.Drops[DropNoSession] != 1 {
 		t.Errorf("stats = %+v", st)
 	}
@@ -249,7 +300,7 @@ func TestTargetRSTReconnects(t *testing.T) {
 	h.advance(time.Millisecond)
 	h.expect("S 1000")
 	h.target(SA, 6000, 1001, 65535, 0)
-	h.expect("A 1001 6001", "PA 1001 6001 GET /1")
+	h.expect("PA 1001 6001 GET /1")
 	if st := h.tab.Stats(); st.Reconnects != 1 {
 		t.Errorf("reconnects = %d", st.Reconnects)
 	}
@@ -269,7 +320,7 @@ func TestTargetEarlyFINReconnects(t *testing.T) {
 	h.advance(time.Millisecond)
 	h.expect("S 1006")
 	h.target(SA, 7000, 1007, 65535, 0)
-	h.expect("A 1007 7001", "PA 1007 7001 GET /2")
+	h.expect("PA 1007 7001 GET /2")
 	h.target(PA, 7001, 1013, 65535, 80)
 	h.client(FA, 1013, 9181, "")
 	h.expect("A 1013 7081", "FA 1013 7081")
@@ -326,7 +377,7 @@ func TestFailedSessionStaysDead(t *testing.T) {
 	h.client(PA, 1022, 9201, "GET /3")     // the next request: copied again
 	h.expect("S 1021")
 	h.target(SA, 5000, 1022, 65535, 0)
-	h.expect("A 1022 5001", "PA 1022 5001 GET /3")
+	h.expect("PA 1022 5001 GET /3")
 	if st := h.tab.Stats(); st.Opened != 2 || st.Drops[DropClosed] != 4 {
 		t.Errorf("stats = %+v", st)
 	}
@@ -375,7 +426,7 @@ func TestInterceptDownAndBack(t *testing.T) {
 	h.advance(50 * time.Millisecond)
 	h.expect("S 1000")
 	h.target(SA, 5000, 1001, 65535, 0)
-	h.expect("A 1001 5001", "PA 1001 5001 GET /")
+	h.expect("PA 1001 5001 GET /")
 }
 
 func TestInterceptUnavailableFails(t *testing.T) {
