@@ -92,25 +92,30 @@ var (
 	errEPERM   error = unix.EPERM
 )
 
+// sendto sends b without blocking first, as a raw system call: the
+// scheduler is not told, so a send that runs the kernel's whole output
+// path (on a veth, the receiver's stack too) for tens of microseconds does
+// not make the runtime hand this goroutine's processor to another thread.
+// Only when the socket buffer is full does it wait, as a blocking call the
+// scheduler knows about.
 func sendto(fd int, b []byte, sa unsafe.Pointer, salen uintptr) error {
-	for {
-		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(sa), salen)
-		switch e {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		case unix.EMSGSIZE:
-			return ErrTooBig
-		case unix.ENOBUFS:
-			return errENOBUFS
-		case unix.EAGAIN:
-			return errEAGAIN
-		case unix.EPERM:
-			return errEPERM
-		}
-		return e
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(sa), salen)
+	for e == unix.EAGAIN || e == unix.EINTR {
+		_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(sa), salen)
 	}
+	switch e {
+	case 0:
+		return nil
+	case unix.EMSGSIZE:
+		return ErrTooBig
+	case unix.ENOBUFS:
+		return errENOBUFS
+	case unix.EAGAIN:
+		return errEAGAIN
+	case unix.EPERM:
+		return errEPERM
+	}
+	return e
 }
 
 // Close closes the sockets.
