@@ -13,6 +13,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -94,7 +95,8 @@ func newCommand(run starter) *cli.Command {
 			&cli.StringFlag{Name: "wire-version", Value: "auto", DefaultText: "auto", Usage: "intercept protocol `version`: auto (7, else 6), 6 or 7"},
 			&cli.BoolFlag{Name: "no-combined", Usage: "version-6 intercept sends bare records (C intercept built with --disable-combined)"},
 			&cli.BoolFlag{Name: "resp-payload", Usage: "version-6 intercept sends 192-byte records (C intercept built with --with-resp-payload)"},
-			&cli.IntFlag{Name: "workers", Value: def.Workers, Usage: "session `workers`, 1..256"},
+			&cli.IntFlag{Name: "workers", Value: def.Workers, Usage: "session `workers` (and cores used), 1..256"},
+			&cli.DurationFlag{Name: "ack-delay", Value: def.AckDelay, Usage: "delay acknowledgements of the target's answers up to this long, so the next packet carries them (0: at once)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
@@ -134,6 +136,11 @@ func start(ctx context.Context, c *cli.Command, cfg tcpcopy.Config) error {
 	defer proc.Close()
 	if c.IsSet("U") {
 		proc.Log.Warn("option -U is ignored: session memory is managed by the Go runtime")
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// One core per worker: more threads than there is work for only
+		// wake each other up (docs/performance.md).
+		runtime.GOMAXPROCS(cfg.Workers)
 	}
 	return tcpcopy.Run(ctx, cfg, proc.Log)
 }
@@ -248,6 +255,7 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.Combined = !c.Bool("no-combined")
 	cfg.RespPayload = c.Bool("resp-payload")
 	cfg.Workers = int(c.Int("workers"))
+	cfg.AckDelay = c.Duration("ack-delay")
 	cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr"))
 	cfg.StatsInterval = c.Duration("stats-interval")
 	if err := checkLogOptions(c.String("log-format"), c.String("log-level")); err != nil {

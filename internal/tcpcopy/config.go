@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -39,13 +38,14 @@ const (
 	minAccel       = 0.01    // -a
 	maxAccel       = 1000    // -a
 	maxIdleSkipMS  = 86400000
-	maxRepeat      = 1000000 // -T
-	maxBufferMB    = 4096    // -B
-	minSnapLen     = 128     // -S
-	maxSnapLen     = 262144  // -S; libpcap MAXIMUM_SNAPLEN
-	maxWorkers     = 256     // --workers
-	defaultMTU     = 1500    // C DEFAULT_MTU
-	defaultMSS     = 1460    // C DEFAULT_MSS
+	maxRepeat      = 1000000                // -T
+	maxBufferMB    = 4096                   // -B
+	minSnapLen     = 128                    // -S
+	maxSnapLen     = 262144                 // -S; libpcap MAXIMUM_SNAPLEN
+	maxWorkers     = 256                    // --workers
+	maxAckDelay    = 500 * time.Millisecond // --ack-delay (RFC 9293's limit)
+	defaultMTU     = 1500                   // C DEFAULT_MTU
+	defaultMSS     = 1460                   // C DEFAULT_MSS
 	defaultTimeout = 600 * time.Second
 	keepaliveExtra = 120 * time.Second // C: -k defaults to -t + 120 s
 )
@@ -527,9 +527,18 @@ type Config struct {
 	// RespPayload expects 192-byte version-6 records (C intercept built
 	// with --with-resp-payload).
 	RespPayload bool
-	// Workers is the number of session workers, 1..256.
+	// Workers is the number of session workers, 1..256, and of the cores
+	// tcpcopy runs on.
 	Workers int
+	// AckDelay delays the acknowledgements of the target's answers so that
+	// the client's next packet carries them (--ack-delay, 0..500 ms; 0
+	// acknowledges at once).
+	AckDelay time.Duration
 }
+
+// DefaultAckDelay is the default of --ack-delay: short enough for any
+// client's pace, as Linux's 40 ms minimum is for real clients.
+const DefaultAckDelay = 20 * time.Millisecond
 
 // Default returns the configuration of C TCPCopy without options (the
 // required -x and -s left empty).
@@ -549,8 +558,9 @@ func Default() Config {
 		BufferMB:          16,
 		SnapLen:           maxSnapLen,
 		StatsInterval:     30 * time.Second,
+		AckDelay:          DefaultAckDelay,
 		Combined:          true,
-		Workers:           min(runtime.GOMAXPROCS(0), maxWorkers),
+		Workers:           1,
 	}
 }
 
@@ -674,6 +684,9 @@ func (c *Config) validateRanges() error {
 	}
 	if c.StatsInterval < 0 {
 		return errors.New("option --stats-interval: must not be negative")
+	}
+	if c.AckDelay < 0 || c.AckDelay > maxAckDelay {
+		return fmt.Errorf("option --ack-delay: %v is not between 0 and %v", c.AckDelay, maxAckDelay)
 	}
 	if c.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || !decimalDigits(port) {

@@ -7,7 +7,7 @@ package tcpcopy
 // the response records intercept sends back to the caller.
 //
 // Per connection there are two goroutines: a reader, which runs the
-// handshake and then decodes records and calls deliver, and a writer,
+// handshake and then decodes records and hands them to its Sink, and a writer,
 // which sends the route messages Route appended to the connection's bounded
 // buffer. A connection that fails for any reason (refused connect, missing
 // or broken Hello, malformed record stream, stuck writes, EOF) is closed
@@ -218,7 +218,7 @@ func makeRouteKey(r wire.Route) (routeKey, bool) {
 type Links struct {
 	cfg     LinkConfig
 	log     *slog.Logger
-	deliver func(*wire.Record)
+	newSink func() Sink
 	servers []*linkServer
 
 	// routeMu guards routes. Lock order: routeMu, then a linkConn's mu.
@@ -286,23 +286,40 @@ type linkConn struct {
 	helloWait time.Duration // this slot's wait for a Hello (slot goroutine only)
 }
 
+// A Sink takes the records of one intercept connection, on the
+// connection's reader goroutine: records of one connection arrive in
+// order, those of different connections concurrently, each connection
+// with a Sink of its own.
+type Sink interface {
+	// Record is called for every record. rec and the slices in it are
+	// valid only during the call; Record may modify them in place, must
+	// not keep them, and must be fast: while it runs, the connection's
+	// records wait in the socket.
+	Record(rec *wire.Record)
+	// Flush is called when the records read so far have all been
+	// delivered and the reader is about to wait for more.
+	Flush()
+}
+
+// sinkFunc is a Sink that calls f for every record and has nothing to
+// flush.
+type sinkFunc func(rec *wire.Record)
+
+func (f sinkFunc) Record(rec *wire.Record) { f(rec) }
+func (sinkFunc) Flush()                    {}
+
 // NewLinks returns links for cfg, not yet connected; Run connects them.
-// deliver is called for every record intercept sends, from the reader
-// goroutine of the connection it arrived on (so records of one connection
-// are delivered in order, and records of different connections
-// concurrently). rec and the slices in it are valid only during the call;
-// deliver may modify them in place, must not keep them, and must be fast:
-// while it runs, that connection's records wait in the socket. A nil
-// deliver discards records.
-func NewLinks(cfg LinkConfig, log *slog.Logger, deliver func(rec *wire.Record)) *Links {
+// newSink makes the Sink of each connection as it comes up; nil discards
+// records.
+func NewLinks(cfg LinkConfig, log *slog.Logger, newSink func() Sink) *Links {
 	cfg = cfg.withDefaults()
-	if deliver == nil {
-		deliver = func(*wire.Record) {}
+	if newSink == nil {
+		newSink = func() Sink { return sinkFunc(func(*wire.Record) {}) }
 	}
 	l := &Links{
 		cfg:          cfg,
 		log:          log,
-		deliver:      deliver,
+		newSink:      newSink,
 		routes:       make(map[routeKey]struct{}),
 		changed:      make(chan struct{}, 1),
 		closed:       make(chan struct{}),
@@ -339,10 +356,10 @@ var (
 // Run connects ConnsPerServer links to every server and keeps them up:
 // each failed connection is dialled again after a delay of 100 ms doubling
 // to 5 s, with jitter, reset once a connection has stayed up 5 s. Records
-// go to deliver; routes come from Route.
+// go to the connections' Sinks; routes come from Route.
 //
 // Run returns nil when ctx ends or Close is called, after every link
-// goroutine has ended (deliver is not called after Run returns). Without
+// goroutine has ended (no Sink is called after Run returns). Without
 // Lonely it returns an error, naming the servers and the last connection
 // error, when no link has been up for GiveUpAfter, counted from the start
 // of Run or from the moment the last link went down; with Lonely it never
@@ -711,9 +728,11 @@ func (l *Links) serve(ctx context.Context, c *linkConn) (time.Duration, error) {
 		}
 		werr <- err
 	}()
-	lr := linkReader{l: l, rr: hs.rr}
+	lr := linkReader{l: l, rr: hs.rr, sink: l.newSink()}
+	cr.flush = lr.sink.Flush // the record reader waits for more input
 	for lr.next() {
 	}
+	lr.sink.Flush()
 	lr.countSkipped()
 	err = hs.rr.Err()
 	if err == nil {
@@ -926,6 +945,7 @@ type linkReader struct {
 	l       *Links
 	rr      *wire.RecordReader
 	rec     wire.Record
+	sink    Sink
 	skipped uint64 // rr.Skipped already counted
 }
 
@@ -937,7 +957,7 @@ func (lr *linkReader) next() bool {
 	lr.rec = lr.rr.Record()
 	lr.l.c.records.Add(1)
 	lr.countSkipped()
-	lr.l.deliver(&lr.rec)
+	lr.sink.Record(&lr.rec)
 	return true
 }
 
@@ -952,12 +972,16 @@ func (lr *linkReader) countSkipped() {
 // few, to recognise a Hello that came too late.
 type countReader struct {
 	r     io.Reader
+	flush func() // if set, called before every read
 	n     *atomic.Uint64
 	head  [6]byte
 	nhead int
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
+	if c.flush != nil {
+		c.flush()
+	}
 	n, err := c.r.Read(p)
 	if c.nhead < len(c.head) {
 		c.nhead += copy(c.head[c.nhead:], p[:n])

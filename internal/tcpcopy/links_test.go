@@ -72,7 +72,7 @@ func startLinks(t *testing.T, cfg LinkConfig, deliver func(*wire.Record), tweak 
 	if deliver == nil {
 		deliver = func(*wire.Record) {}
 	}
-	r := &linkRun{l: NewLinks(cfg, linkTestLog, deliver), done: make(chan struct{})}
+	r := &linkRun{l: NewLinks(cfg, linkTestLog, func() Sink { return sinkFunc(deliver) }), done: make(chan struct{})}
 	if tweak != nil {
 		tweak(r.l)
 	}
@@ -1023,8 +1023,9 @@ func TestLinksReadAllocs(t *testing.T) {
 				b.Add(linkPacket(t, uint32(i), "hello"), 5, 1, []byte("hello"))
 			}
 			var got int
-			l := NewLinks(LinkConfig{}, linkTestLog, func(rec *wire.Record) { got += len(rec.Prefix) })
-			lr := &linkReader{l: l, rr: wire.NewRecordReader(&countReader{r: &cycleReader{b: b.Bytes()}, n: &l.c.bytesIn}, f)}
+			sink := sinkFunc(func(rec *wire.Record) { got += len(rec.Prefix) })
+			l := NewLinks(LinkConfig{}, linkTestLog, func() Sink { return sink })
+			lr := &linkReader{l: l, rr: wire.NewRecordReader(&countReader{r: &cycleReader{b: b.Bytes()}, n: &l.c.bytesIn, flush: sink.Flush}, f), sink: sink}
 			allocs := testing.AllocsPerRun(1000, func() {
 				if !lr.next() {
 					t.Fatal(lr.rr.Err())

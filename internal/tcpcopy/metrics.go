@@ -24,7 +24,7 @@ type snapshot struct {
 
 	captured, invalid, unmatched, sampledOut, truncated, segmented uint64
 
-	busy, badRecord, records         uint64
+	badRecord, records               uint64
 	sent, sendErrors, tooBig, resent uint64
 	ringDrops, overload              uint64
 	shedding                         bool
@@ -43,7 +43,6 @@ func (e *engine) snapshot() snapshot {
 		sampledOut: e.sampledOut.Load(),
 		truncated:  e.truncated.Load(),
 		segmented:  e.segmented.Load(),
-		busy:       e.disp.busy.Load(),
 		badRecord:  e.disp.badRecord.Load(),
 		records:    e.disp.records.Load(),
 		sent:       e.sc.sent.Load(),
@@ -64,7 +63,6 @@ func (s *snapshot) drops() []labelled {
 	d := []labelled{
 		{"invalid", s.invalid},
 		{"ring_full", s.ringDrops},
-		{"worker_busy", s.busy},
 		{"bad_record", s.badRecord},
 		{"record_malformed", s.links.Skipped},
 		{"send_error", s.sendErrors},
@@ -124,7 +122,7 @@ func newCollector(e *engine) *collector {
 	// Sessions.
 	counter("sessions_opened_total", "Sessions opened.", func(s *snapshot) uint64 { return s.st.Opened })
 	counter("sessions_opened_without_syn_total", "Sessions opened from data whose SYN was not captured.", func(s *snapshot) uint64 { return s.st.OpenedNoSYN })
-	counter("sessions_overload_total", "New sessions refused because their worker's queue was backed up (counted in sessions_closed_total as failed/overload).", func(s *snapshot) uint64 { return s.overload })
+	counter("sessions_overload_total", "New sessions refused because the capture had fallen behind by half its ring (counted in sessions_closed_total as failed/overload).", func(s *snapshot) uint64 { return s.overload })
 	counter("syns_sent_total", "Handshakes started with the target (SYNs sent, retransmissions excluded).", func(s *snapshot) uint64 { return s.st.SYNs })
 	counter("synacks_received_total", "SYN-ACKs received from the target through intercept: connections established.", func(s *snapshot) uint64 { return s.st.SYNAcks })
 	counter("requests_total", "Requests sent to the target.", func(s *snapshot) uint64 { return s.st.Requests })

@@ -108,7 +108,7 @@ func TestMetricsScrape(t *testing.T) {
 		{"tcpcopy_sessions_active", nil, 1},
 		{"tcpcopy_packets_captured_total", nil, 21},
 		{"tcpcopy_records_received_total", nil, 21},
-		{"tcpcopy_packets_dropped_total", []string{"reason", "worker_busy"}, 0},
+		{"tcpcopy_packets_dropped_total", []string{"reason", "ring_full"}, 0},
 		{"tcpcopy_packets_dropped_total", []string{"reason", "no_session"}, 0},
 		{"tcpcopy_retransmits_total", []string{"kind", "timeout"}, 0},
 		{"tcpcopy_intercept_links_up", []string{"intercept", "198.51.100.130:36524"}, 0},

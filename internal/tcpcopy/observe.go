@@ -84,7 +84,7 @@ func (e *engine) logStats(time.Time) {
 		"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial),
 		"failed", st.ClosedBy(tcpstate.Failed), "requests", st.Requests, "responses", st.Responses,
 		"retransmits", st.Retransmits+st.FastRetransmits, "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
-		"links_up", s.links.Up, "dropped_busy", s.busy, "ring_drops", s.ringDrops,
+		"links_up", s.links.Up, "ring_drops", s.ringDrops,
 		"send_errors", s.sendErrors)
 }
 
@@ -130,9 +130,9 @@ const (
 	msgRingFull = "the kernel dropped captured packets because the capture ring was full: raise -B, " +
 		"give tcpcopy more CPU, or copy a smaller share (-r)"
 	msgCaptureGap = "sessions failed on a capture gap: client data was never captured (capture loss: " +
-		"ring drops, busy workers, -S too small, or client packets arriving on an interface -i does not capture)"
-	msgBusy = "workers are backed up: packets and new sessions were dropped; give tcpcopy more CPU " +
-		"(--workers, fewer other processes) or copy a smaller share (-r)"
+		"ring drops, -S too small, or client packets arriving on an interface -i does not capture)"
+	msgBusy = "the capture fell behind: new sessions were refused (overload) so that those under way keep up; " +
+		"give tcpcopy more CPU (--workers, fewer other processes) or copy a smaller share (-r)"
 	msgTargetRST = "the target reset connections (target_rst): the port is closed, or the service is down or " +
 		"overloaded on the target; check that it listens on the -x target port (ss -ltn on the target)"
 	msgTargetTimeout = "the target stopped answering sessions with data outstanding (target_timeout): the target " +
@@ -178,16 +178,16 @@ func (e *engine) diagnose(prev, cur *snapshot) []logging.Warning {
 		add("no_intercept", msgNoIntercept, "intercepts", fmt.Sprint(e.cfg.Intercepts), "sessions_failed", n,
 			"connect_failures", cur.links.Failures-prev.links.Failures)
 	}
-	ring, busy, trunc := cur.ringDrops-prev.ringDrops, cur.busy-prev.busy, cur.truncated-prev.truncated
+	ring, trunc := cur.ringDrops-prev.ringDrops, cur.truncated-prev.truncated
 	if ring > 0 {
 		add("ring_full", msgRingFull, "ring_drops", ring, "buffer_mb", e.cfg.BufferMB)
 	}
 	if n := closed(tcpstate.ReasonCaptureGap); n > 0 {
-		add("capture_gap", msgCaptureGap, "sessions", n, "ring_drops", ring, "worker_busy", busy, "truncated", trunc)
+		add("capture_gap", msgCaptureGap, "sessions", n, "ring_drops", ring, "truncated", trunc)
 	}
 	overload := cur.overload - prev.overload
-	if busy > 0 || overload > 0 {
-		add("busy", msgBusy, "packets_dropped", busy, "sessions_refused", overload, "workers", len(e.disp.workers))
+	if overload > 0 {
+		add("busy", msgBusy, "sessions_refused", overload, "workers", len(e.disp.workers))
 	}
 	if n := closed(tcpstate.ReasonTargetRST); n > 0 {
 		add("target_rst", msgTargetRST, "sessions", n, "targets", e.targets())

@@ -35,7 +35,7 @@ func TestDiagnose(t *testing.T) {
 		{"intercept_unavailable", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonNoIntercept] = 3 }, []string{"no_intercept"}, "intercept"},
 		{"ring drops", func(s *snapshot) { s.ringDrops = 7 }, []string{"ring_full"}, "raise -B"},
 		{"capture gaps", func(s *snapshot) { s.st.Closed[P][tcpstate.ReasonCaptureGap] = 2 }, []string{"capture_gap"}, "capture loss"},
-		{"busy workers", func(s *snapshot) { s.busy, s.overload = 5, 1 }, []string{"busy"}, "more CPU"},
+		{"capture behind", func(s *snapshot) { s.overload = 1 }, []string{"busy"}, "more CPU"},
 		{"target refuses", func(s *snapshot) {
 			s.st.SYNs, s.st.SYNAcks, s.st.Closed[F][tcpstate.ReasonTargetRST] = 10, 0, 10
 		}, []string{"target_rst"}, "port is closed"},
@@ -44,7 +44,7 @@ func TestDiagnose(t *testing.T) {
 		{"send errors", func(s *snapshot) { s.sendErrors = 3 }, []string{"send_error"}, "EPERM"},
 		{"too big", func(s *snapshot) { s.tooBig = 3 }, []string{"too_big"}, "set -M"},
 		{"memory", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonShed] = 4 }, []string{"shed"}, "raise -m"},
-		{"queue overload is not memory", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonOverload], s.overload = 4, 4 }, []string{"busy"}, ""},
+		{"capture overload is not memory", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonOverload], s.overload = 4, 4 }, []string{"busy"}, ""},
 		{"handshake overload", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonOverload] = 5 }, []string{"overload"}, "copy a smaller share"},
 		{"buffer full", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonBufferFull] = 1 }, []string{"buffer_full"}, ""},
 		{"reconnects", func(s *snapshot) { s.st.Closed[P][tcpstate.ReasonReconnects] = 1 }, []string{"reconnects"}, ""},

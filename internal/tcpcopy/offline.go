@@ -333,6 +333,7 @@ func (e *engine) replayPasses(ctx context.Context, src *offlineSource) error {
 		segb  = make([]byte, e.cfg.MTU)
 		rp    = newReplayer(src, e.rw, e.cfg)
 		timer = time.NewTimer(time.Hour)
+		b     = e.disp.newBatch()
 	)
 	timer.Stop()
 	defer func() {
@@ -355,11 +356,10 @@ func (e *engine) replayPasses(ctx context.Context, src *offlineSource) error {
 			} else if lag := -wait; lag > time.Duration(e.replayed.maxLag.Load()) {
 				e.replayed.maxLag.Store(int64(lag))
 			}
-			if !e.waitBacklog(ctx, timer) {
-				return nil
-			}
 		}
-		e.handleParsed(ip, &p, &seg, segb, uint32(rp.pass), now)
+		// A file never falls behind: it waits while the workers work.
+		e.handleParsed(ip, &p, &seg, segb, b, uint32(rp.pass), now, false)
+		b.flush(now)
 	}
 }
 
@@ -373,41 +373,6 @@ func sleepCtx(ctx context.Context, t *time.Timer, d time.Duration) bool {
 		t.Stop()
 		return false
 	}
-}
-
-// offlineBacklog is the queue depth past which the replay waits for the
-// workers: well below where they drop packets or refuse new sessions
-// (overloadMark), leaving room for a split super-packet times -n.
-const offlineBacklog = itemsPerWorker / 4
-
-// waitBacklog holds the reader while a worker's queue is deeper than
-// offlineBacklog: unlike live capture, a file can wait, and the replay
-// never loses what the capture has because it read too fast.
-func (e *engine) waitBacklog(ctx context.Context, t *time.Timer) bool {
-	for {
-		full := false
-		for _, w := range e.disp.workers {
-			if len(w.in) > offlineBacklog {
-				full = true
-				break
-			}
-		}
-		if !full {
-			return true
-		}
-		if !sleepCtx(ctx, t, time.Millisecond) {
-			return false
-		}
-	}
-}
-
-// backlog returns the packets queued to the workers.
-func (e *engine) backlog() int {
-	n := 0
-	for _, w := range e.disp.workers {
-		n += len(w.in)
-	}
-	return n
 }
 
 // waitForIntercept waits until an intercept link is up, so that the first
@@ -466,7 +431,7 @@ func (e *engine) tail(ctx context.Context) {
 			prev, lastProgress = pr, now
 		}
 		switch {
-		case st.QueuedSegments == 0 && e.backlog() == 0:
+		case st.QueuedSegments == 0:
 			if settledSince.IsZero() {
 				settledSince = now
 			} else if now.Sub(settledSince) >= tailSettle {
@@ -521,7 +486,7 @@ func (e *engine) logOffline(src *offlineSource) {
 	attrs := []any{"file", src.path, "passes", src.passes, "records", src.records.Load(), "ip_packets", src.packets.Load(),
 		"relevant", r.relevant.Load(), "non_ip", src.nonIP.Load(), "filtered", src.filtered.Load(),
 		"unsupported_link", src.unlinked.Load(), "cut_records", src.cut.Load(), "invalid", e.invalid.Load(),
-		"truncated", e.truncated.Load(), "dropped_busy", e.disp.busy.Load(),
+		"truncated", e.truncated.Load(),
 		"gaps_skipped", r.gaps.Load(), "time_skipped", time.Duration(r.skipped.Load()),
 		"max_lag", time.Duration(r.maxLag.Load()).Round(time.Microsecond), "elapsed", time.Duration(r.elapsed.Load()).Round(time.Millisecond),
 		"sessions", st.Opened, "requests", st.Requests,

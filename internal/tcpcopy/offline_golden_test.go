@@ -345,6 +345,7 @@ func goldenRunEngine(t *testing.T, path string, edit func(*Config), checkBytes b
 	log := slog.New(slog.DiscardHandler)
 	e := newEngine(&cfg, d.sim, log)
 	d.e = e
+	d.b = e.disp.newBatch()
 	e.now = func() int64 { return d.now }
 	for _, w := range e.disp.workers {
 		w.links = routeRecorder{new([]wire.Route)}
@@ -371,7 +372,7 @@ func goldenRunEngine(t *testing.T, path string, edit func(*Config), checkBytes b
 		if relevant {
 			d.runUntil(due)
 		}
-		e.handleParsed(ip, &p, &seg, segb, uint32(rp.pass), d.now)
+		e.handleParsed(ip, &p, &seg, segb, d.b, uint32(rp.pass), d.now, false)
 		d.drain()
 	}
 	// The tail, then what the shutdown resets (in a fixed order: CloseAll
@@ -380,6 +381,7 @@ func goldenRunEngine(t *testing.T, path string, edit func(*Config), checkBytes b
 	n := len(d.sim.lines)
 	for _, w := range e.disp.workers {
 		w.tab.CloseAll(d.now)
+		w.tab.Flush(d.now)
 	}
 	slices.Sort(d.sim.lines[n:])
 	var st tcpstate.Stats
@@ -413,30 +415,14 @@ type goldenDriver struct {
 	e   *engine
 	sim *simTarget
 	now int64
-	p   ipmangle.Parsed
+	b   *batch
 }
 
-// drain processes every queued item, as worker.handle does, at d.now.
+// drain ends the batch in every worker at d.now, as the reading
+// goroutines and the timer do.
 func (d *goldenDriver) drain() {
-	for busy := true; busy; {
-		busy = false
-		for _, w := range d.e.disp.workers {
-			for len(w.in) > 0 {
-				busy = true
-				it := <-w.in
-				pkt := it.buf[:it.n]
-				d.p.Decode(pkt)
-				switch {
-				case !d.p.Valid:
-				case it.record:
-					w.tab.Response(d.now, it.key, &d.p, it.payloadLen)
-				default:
-					w.tab.Client(d.now, it.key, pkt, &d.p)
-				}
-				w.free <- it
-			}
-			w.tab.Flush(d.now)
-		}
+	for _, w := range d.e.disp.workers {
+		w.endBatch(d.now)
 	}
 }
 
@@ -461,7 +447,7 @@ func (d *goldenDriver) runUntil(t int64) {
 		for len(d.sim.queue) > 0 && d.sim.queue[0].due <= d.now {
 			r := d.sim.queue[0]
 			d.sim.queue = d.sim.queue[1:]
-			d.e.disp.record(&wire.Record{Header: r.hdr, PayloadLen: r.payloadLen})
+			d.b.record(d.now, &wire.Record{Header: r.hdr, PayloadLen: r.payloadLen})
 		}
 		d.drain()
 		for _, w := range d.e.disp.workers {

@@ -1,7 +1,6 @@
 package tcpcopy
 
 import (
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -137,15 +136,26 @@ type nopSender struct{}
 
 func (nopSender) Send([]byte) error { return nil }
 
-// queued takes the packets the dispatcher queued, as session keys.
-func queued(e *engine) []tcpstate.Key {
+// captureOne runs pkt through handleCaptured as a batch of its own.
+func captureOne(e *engine, pkt []byte) {
+	var (
+		p   ipmangle.Parsed
+		seg ipmangle.Segmenter
+	)
+	b := e.disp.newBatch()
+	e.handleCaptured(pkt, &p, &seg, make([]byte, 1500), b, 1, false)
+	b.flush(1)
+}
+
+// routed returns the sessions the engine announced since the last call.
+func routed(e *engine) []tcpstate.Key {
 	var ks []tcpstate.Key
 	for _, w := range e.disp.workers {
-		for len(w.in) > 0 {
-			it := <-w.in
-			ks = append(ks, it.key)
-			w.free <- it
+		r := w.links.(trackedRouter).router.(routeRecorder)
+		for _, rt := range *r.routes {
+			ks = append(ks, tcpstate.Key{Client: rt.Client, Target: rt.Target})
 		}
+		*r.routes = (*r.routes)[:0]
 	}
 	return ks
 }
@@ -156,18 +166,10 @@ func TestHandleCapturedCopies(t *testing.T) {
 		c.ClientPool = []netip.Addr{netip.MustParseAddr("192.0.2.201"), netip.MustParseAddr("192.0.2.202")}
 	})
 	client := netip.MustParseAddrPort("203.0.113.7:40000")
-	pkt := buildPkt(ipmangle.Fields{Src: client, Dst: testOnline, Seq: 1, Flags: ipmangle.SYN, Window: 100, WScale: -1})
-	var (
-		p   ipmangle.Parsed
-		seg ipmangle.Segmenter
-	)
-	segb := make([]byte, 1500)
-	e.handleCaptured(pkt, &p, &seg, segb)
-	first := queued(e)
-	e.handleCaptured(pkt, &p, &seg, segb)
-	again := queued(e)
-	if len(first) != 3 || fmt.Sprint(first) != fmt.Sprint(again) {
-		t.Fatalf("copies %v, then %v", first, again)
+	captureOne(e, buildPkt(ipmangle.Fields{Src: client, Dst: testOnline, Seq: 1, Flags: ipmangle.SYN, Window: 100, WScale: -1}))
+	first := routed(e)
+	if len(first) != 3 {
+		t.Fatalf("sessions %v, want 3 copies", first)
 	}
 	seen := map[tcpstate.Key]bool{}
 	for _, k := range first {
@@ -175,6 +177,20 @@ func TestHandleCapturedCopies(t *testing.T) {
 			t.Errorf("bad copy key %v in %v", k, first)
 		}
 		seen[k] = true
+	}
+	// The connection's data goes to the same three sessions: none is
+	// opened, and each holds the data.
+	captureOne(e, buildPkt(ipmangle.Fields{Src: client, Dst: testOnline, Seq: 2, Ack: 1, Flags: ipmangle.ACK | ipmangle.PSH, Window: 100, WScale: -1, Payload: []byte("GET /")}))
+	if again := routed(e); len(again) != 0 {
+		t.Errorf("the data opened sessions %v", again)
+	}
+	var st tcpstate.Stats
+	for _, w := range e.disp.workers {
+		ws := w.tab.Stats()
+		st.Add(&ws)
+	}
+	if st.Opened != 3 || st.CapturedBytes != 15 {
+		t.Errorf("opened %d sessions with %d bytes, want 3 with 15", st.Opened, st.CapturedBytes)
 	}
 }
 
@@ -195,12 +211,10 @@ func TestHandleCapturedAllocs(t *testing.T) {
 				seg ipmangle.Segmenter
 			)
 			segb := make([]byte, 1500)
-			w := e.disp.workers[0]
+			b := e.disp.newBatch()
 			run := func() {
-				e.handleCaptured(pkt, &p, &seg, segb)
-				for len(w.in) > 0 {
-					w.free <- <-w.in
-				}
+				e.handleCaptured(pkt, &p, &seg, segb, b, 1, false)
+				b.flush(1)
 			}
 			run()
 			if n := testing.AllocsPerRun(200, run); n != 0 {

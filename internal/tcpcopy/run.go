@@ -217,7 +217,7 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		WireVersion:    cfg.WireVersion,
 		Fallback:       wire.Format{Version: wire.Version6, Combined: cfg.Combined, Payload: cfg.RespPayload},
 		Lonely:         cfg.Lonely,
-	}, log, e.disp.record)
+	}, log, func() Sink { return e.disp.newBatch() })
 	e.linksUp = e.links.Up
 	tc := tcpstate.Config{
 		MTU:              cfg.MTU,
@@ -226,6 +226,7 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		SessionTimeout:   cfg.SessionTimeout,
 		IdleTimeout:      cfg.KeepaliveTimeout,
 		NoWait:           cfg.NoWait,
+		AckDelay:         cfg.AckDelay,
 		OnlyFullSessions: cfg.OnlyFullSessions,
 	}
 	for i := range max(cfg.Workers, 1) {
@@ -268,11 +269,17 @@ func (e *engine) captureLoop(src *capture.Source) error {
 		p    ipmangle.Parsed
 		seg  ipmangle.Segmenter
 		segb = make([]byte, e.cfg.MTU)
+		b    = e.disp.newBatch()
 	)
 	for {
 		n, err := src.ReadBatch(pkts)
-		for i := range n {
-			e.handleCaptured(pkts[i].Data, &p, &seg, segb)
+		if n > 0 {
+			now := e.now()
+			behind := src.Behind()
+			for i := range n {
+				e.handleCaptured(pkts[i].Data, &p, &seg, segb, b, now, behind)
+			}
+			b.flush(now)
 		}
 		if err != nil {
 			if errors.Is(err, capture.ErrClosed) {
@@ -283,16 +290,18 @@ func (e *engine) captureLoop(src *capture.Source) error {
 	}
 }
 
-// handleCaptured decides what one captured packet becomes. It allocates
-// nothing for packets of known connections.
-func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte) {
+// handleCaptured decides what one captured packet, read at now, becomes,
+// as part of batch b; behind says the capture has fallen behind (new
+// sessions are refused). It allocates nothing for packets of known
+// connections.
+func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, b *batch, now int64, behind bool) {
 	p.Decode(data)
-	e.handleParsed(data, p, seg, segb, 0, e.now())
+	e.handleParsed(data, p, seg, segb, b, 0, now, behind)
 }
 
 // handleParsed is handleCaptured for a packet already decoded into p, of
-// offline pass pass (0 for live capture), at time now.
-func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, pass uint32, now int64) {
+// offline pass pass (0 for live capture).
+func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, b *batch, pass uint32, now int64, behind bool) {
 	e.captured.Add(1)
 	if !p.Valid {
 		e.invalid.Add(1)
@@ -307,16 +316,19 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 		e.sampledOut.Add(1)
 		return
 	}
+	dp := p // the decoding of data as the worker sees it; nil: decode again
 	if p.Truncated {
 		// The snap length cut the packet: its payload cannot be copied.
 		// The session's gap logic deals with the hole.
 		e.truncated.Add(1)
 		data = data[:p.PayloadOffset]
+		dp = nil
 	} else if p.TotalLen < len(data) {
 		data = data[:p.TotalLen]
 	}
+	d := delivery{b: b, now: now, behind: behind, p: dp}
 	if e.rw.eps == nil {
-		e.dispatch(tcpstate.Key{Client: p.Src, Target: m.Target}, data, p, seg, segb)
+		e.dispatch(&d, tcpstate.Key{Client: p.Src, Target: m.Target}, data, p, seg, segb)
 		return
 	}
 	l := e.rw.eps.lease(connKey{client: p.Src, server: p.Dst, pass: pass}, m.Target, now)
@@ -325,18 +337,26 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 			e.noEndpoint.Add(1)
 			continue
 		}
-		if !e.dispatch(tcpstate.Key{Client: fake, Target: m.Target}, data, p, seg, segb) {
+		if !e.dispatch(&d, tcpstate.Key{Client: fake, Target: m.Target}, data, p, seg, segb) {
 			return
 		}
 	}
 }
 
-// dispatch queues one client packet of session k to its worker, split to
-// the MTU first if it is a GRO/LRO super-packet. It reports false when the
-// packet cannot be split (counted invalid).
-func (e *engine) dispatch(k tcpstate.Key, data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte) bool {
+// delivery is where and how a captured packet goes to the workers.
+type delivery struct {
+	b      *batch
+	now    int64
+	behind bool
+	p      *ipmangle.Parsed // the packet's decoding, nil if it must be decoded again
+}
+
+// dispatch runs one client packet of session k through its worker, split
+// to the MTU first if it is a GRO/LRO super-packet. It reports false when
+// the packet cannot be split (counted invalid).
+func (e *engine) dispatch(d *delivery, k tcpstate.Key, data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte) bool {
 	if len(data) <= e.cfg.MTU || p.Truncated {
-		e.disp.client(k, data)
+		d.b.client(d.now, k, data, d.p, d.behind)
 		return true
 	}
 	if !seg.Reset(data, p, e.cfg.MTU) {
@@ -345,7 +365,7 @@ func (e *engine) dispatch(k tcpstate.Key, data []byte, p *ipmangle.Parsed, seg *
 	}
 	for s := seg.Next(segb); s != nil; s = seg.Next(segb) {
 		e.segmented.Add(1)
-		e.disp.client(k, s)
+		d.b.client(d.now, k, s, nil, d.behind)
 	}
 	return true
 }

@@ -17,21 +17,6 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
-// itemsPerWorker bounds the packets queued for one worker; past it the
-// capture or link side drops and counts.
-const itemsPerWorker = 2048
-
-// item carries one captured client packet or one response record to a
-// worker. Items are recycled through the worker's free list, so the hot
-// path allocates nothing.
-type item struct {
-	record     bool
-	key        tcpstate.Key
-	payloadLen int // record: the response's real payload length
-	n          int
-	buf        []byte
-}
-
 // sender is what workers send with; *inject.Sender in production.
 type sender interface {
 	Send(pkt []byte) error
@@ -49,12 +34,21 @@ type sendCounters struct {
 	sent, errors, tooBig, resegmented atomic.Uint64
 }
 
-// worker owns one tcpstate.Table and the sessions hashed to it.
+// timerSlack is the granularity of the session timers: a worker's timer
+// fires at most once per timerSlack and runs every session due by then.
+// The engine's timers are retransmission timeouts (200 ms and more),
+// pacing waits and time-outs, none of which a millisecond changes.
+const timerSlack = time.Millisecond
+
+// worker owns one tcpstate.Table and the sessions hashed to it. Nothing
+// queues in front of it: the goroutine that read a packet (a capture loop,
+// the offline replay) or a response record (an intercept link's reader)
+// runs it through the table itself, under the worker's lock, and ends its
+// batch of input with endBatch. So a packet costs no hand-off between
+// goroutines, no copy and no thread wake-up. The worker's own goroutine
+// (run) only fires the session timers.
 type worker struct {
 	id    int
-	tab   *tcpstate.Table
-	in    chan *item
-	free  chan *item
 	snd   sender
 	links router
 	mtu   int
@@ -62,13 +56,17 @@ type worker struct {
 	sc    *sendCounters
 	warn  *logging.Limiter
 	shed  *atomic.Bool
-	// overload counts SYNs refused because the worker's queue was backed
-	// up.
+	// overload counts SYNs refused because the capture had fallen behind.
 	overload atomic.Uint64
-	seg      ipmangle.Segmenter
-	routed   bool // a route message was queued since the last Flush
-	segb     []byte
-	p        ipmangle.Parsed
+
+	mu     sync.Mutex // guards everything below
+	tab    *tcpstate.Table
+	seg    ipmangle.Segmenter
+	segb   []byte
+	p      ipmangle.Parsed
+	routed bool        // a route message was queued since the last Flush
+	timer  *time.Timer // fires run's Tick
+	armed  int64       // when timer fires, Unix ns; 0 when stopped
 
 	statsMu sync.Mutex
 	stats   tcpstate.Stats
@@ -77,15 +75,11 @@ type worker struct {
 func newWorker(id int, cfg *Config, tc tcpstate.Config, snd sender, links router, sc *sendCounters, shed *atomic.Bool, log *slog.Logger) *worker {
 	w := &worker{
 		id: id, snd: snd, links: links, mtu: cfg.MTU, log: log, sc: sc, shed: shed,
-		in:   make(chan *item, itemsPerWorker),
-		free: make(chan *item, itemsPerWorker),
-		warn: logging.NewLimiter(10 * time.Second),
-		segb: make([]byte, cfg.MTU),
+		warn:  logging.NewLimiter(10 * time.Second),
+		segb:  make([]byte, cfg.MTU),
+		timer: time.NewTimer(time.Hour),
 	}
-	size := max(cfg.MTU, 512)
-	for range itemsPerWorker {
-		w.free <- &item{buf: make([]byte, size)}
-	}
+	w.timer.Stop()
 	w.tab = tcpstate.New(tc, w)
 	return w
 }
@@ -137,102 +131,107 @@ func (w *worker) Route(k tcpstate.Key, add bool) bool {
 	return w.links.Route(wire.Route{Client: k.Client, Target: k.Target, Op: op})
 }
 
-// get returns a free item, or nil when the worker is saturated.
-func (w *worker) get() *item {
-	select {
-	case it := <-w.free:
-		return it
+// client runs one captured client packet of session k, at most MTU bytes,
+// through the table. p is its decoding, or nil. backedUp says the capture
+// has fallen behind: a new session is then refused (counted as overload),
+// since taking it would make every session late; packets of the sessions
+// we have are still taken.
+func (w *worker) client(now int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parsed, backedUp bool) {
+	w.mu.Lock()
+	if p == nil {
+		w.p.Decode(pkt)
+		p = &w.p
+	}
+	switch {
+	case !p.Valid:
+	case backedUp && p.Flags&ipmangle.SYN != 0 && p.Flags&ipmangle.ACK == 0:
+		w.overload.Add(1)
+		w.tab.Overload(true)
+		w.tab.Client(now, k, pkt, p)
+		w.tab.Overload(false)
 	default:
-		return nil
+		w.tab.Client(now, k, pkt, p)
+	}
+	w.mu.Unlock()
+}
+
+// response runs one response record of session k (p is its header's
+// decoding) through the table.
+func (w *worker) response(now int64, k tcpstate.Key, p *ipmangle.Parsed, payloadLen int) {
+	w.mu.Lock()
+	w.tab.Response(now, k, p, payloadLen)
+	w.mu.Unlock()
+}
+
+// endBatch ends a batch of input: the owed acknowledgements and the route
+// messages go out, and the timer is brought forward if a session needs it
+// sooner.
+func (w *worker) endBatch(now int64) {
+	w.mu.Lock()
+	w.endBatchLocked(now)
+	w.mu.Unlock()
+}
+
+func (w *worker) endBatchLocked(now int64) {
+	w.tab.Flush(now)
+	if w.routed {
+		w.routed = false
+		w.links.Flush()
+	}
+	d := w.tab.NextDeadline()
+	if d == 0 {
+		return
+	}
+	// Round up to the slack, so that sessions due close together share a
+	// wake-up.
+	if r := d % int64(timerSlack); r != 0 {
+		d += int64(timerSlack) - r
+	}
+	if w.armed == 0 || d < w.armed {
+		w.armed = d
+		w.timer.Reset(time.Duration(d - now))
 	}
 }
 
-// run processes items and timers until ctx ends, then closes every
-// session with RST.
+// run fires the session timers and publishes the statistics until ctx
+// ends, then closes every session with RST.
 func (w *worker) run(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	armed := int64(0)
 	publish := time.NewTicker(500 * time.Millisecond)
 	defer publish.Stop()
 	for {
 		select {
-		case it := <-w.in:
-			w.handle(it)
-			// Drain what else is queued before looking at timers.
-			for n := 0; n < 256; n++ {
-				select {
-				case it := <-w.in:
-					w.handle(it)
-					continue
-				default:
-				}
-				break
-			}
-			w.tab.Flush(time.Now().UnixNano())
-		case <-timer.C:
-			armed = 0
-			w.tab.Tick(time.Now().UnixNano())
+		case <-w.timer.C:
+			w.mu.Lock()
+			now := time.Now().UnixNano()
+			w.armed = 0
+			w.tab.Tick(now)
+			w.endBatchLocked(now)
+			w.mu.Unlock()
 		case <-publish.C:
+			w.mu.Lock()
 			w.tab.Shed(w.shed.Load())
 			w.publish()
+			w.mu.Unlock()
 		case <-ctx.Done():
-			w.drainAndClose()
+			w.closeAll()
 			return
 		}
-		if w.routed {
-			w.routed = false
-			w.links.Flush()
-		}
-		if d := w.tab.NextDeadline(); d != 0 && (armed == 0 || d < armed) {
-			armed = d
-			timer.Reset(time.Duration(d - time.Now().UnixNano()))
-		}
 	}
 }
 
-// overloadMark is the queue depth past which a worker refuses new
-// sessions: a backlog means the sessions it has are already late, and
-// taking more would make every one of them fail together (the C TCPCopy
-// collapse). Packets of existing sessions are still taken.
-const overloadMark = itemsPerWorker / 2
-
-func (w *worker) handle(it *item) {
-	now := time.Now().UnixNano()
-	pkt := it.buf[:it.n]
-	w.p.Decode(pkt)
-	switch {
-	case !w.p.Valid:
-	case it.record:
-		w.tab.Response(now, it.key, &w.p, it.payloadLen)
-	case w.p.Flags&ipmangle.SYN != 0 && w.p.Flags&ipmangle.ACK == 0 && len(w.in) > overloadMark:
-		w.overload.Add(1)
-		w.tab.Overload(true)
-		w.tab.Client(now, it.key, pkt, &w.p)
-		w.tab.Overload(false)
-	default:
-		w.tab.Client(now, it.key, pkt, &w.p)
-	}
-	w.free <- it
-}
-
-// drainAndClose ends every session (RST to the target) at shutdown.
-func (w *worker) drainAndClose() {
-	for {
-		select {
-		case it := <-w.in:
-			w.free <- it
-			continue
-		default:
-		}
-		break
-	}
+// closeAll ends every session (RST to the target) at shutdown.
+func (w *worker) closeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer.Stop()
 	now := time.Now().UnixNano()
 	w.tab.Flush(now)
 	w.tab.CloseAll(now)
+	w.tab.Flush(now)
 	w.publish()
 }
 
+// publish copies the table's statistics for snapshot; mu is held.
 func (w *worker) publish() {
 	st := w.tab.Stats()
 	w.statsMu.Lock()
@@ -252,56 +251,80 @@ func (w *worker) snapshot() tcpstate.Stats {
 type dispatcher struct {
 	workers []*worker
 	seed    maphash.Seed
-	// Drops, by cause.
-	busy, badRecord atomic.Uint64
-	records         atomic.Uint64
+	// Records received, and those dropped as undecodable.
+	records, badRecord atomic.Uint64
 }
 
 func (d *dispatcher) workerFor(client netip.AddrPort) *worker {
 	return d.workers[maphash.Comparable(d.seed, client)%uint64(len(d.workers))]
 }
 
-// client queues one captured client packet (at most MTU bytes) of session
-// k. pkt is copied.
-func (d *dispatcher) client(k tcpstate.Key, pkt []byte) {
-	w := d.workerFor(k.Client)
-	it := w.get()
-	if it == nil || len(pkt) > len(it.buf) {
-		if it != nil {
-			w.free <- it
-		}
-		d.busy.Add(1)
-		return
-	}
-	it.record = false
-	it.key = k
-	it.n = copy(it.buf, pkt)
-	w.in <- it
+// batch is what one reading goroutine (a capture loop, a link reader, the
+// offline replay) gave the workers since it last flushed: the workers
+// whose batch must be ended before that goroutine waits for more input.
+type batch struct {
+	d       *dispatcher
+	touched []bool // by worker id
+	list    []*worker
+	p       ipmangle.Parsed // a record's decoding
+	now     int64           // a link batch's time, 0 when empty
 }
 
-// record queues one response record from intercept. It runs on a link's
-// reader goroutine; rec is copied.
-func (d *dispatcher) record(rec *wire.Record) {
-	d.records.Add(1)
-	var p ipmangle.Parsed
-	p.Decode(rec.Header)
-	if !p.Valid {
-		d.badRecord.Add(1)
+func (d *dispatcher) newBatch() *batch {
+	return &batch{d: d, touched: make([]bool, len(d.workers)), list: make([]*worker, 0, len(d.workers))}
+}
+
+func (b *batch) worker(client netip.AddrPort) *worker {
+	w := b.d.workerFor(client)
+	if !b.touched[w.id] {
+		b.touched[w.id] = true
+		b.list = append(b.list, w)
+	}
+	return w
+}
+
+// client runs one captured client packet (at most MTU bytes) of session k
+// through its worker; p is its decoding, or nil.
+func (b *batch) client(now int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parsed, backedUp bool) {
+	b.worker(k.Client).client(now, k, pkt, p, backedUp)
+}
+
+// Record runs one response record from intercept through its session's
+// worker: a Sink for Links. The records of a batch share the time of the
+// first.
+func (b *batch) Record(rec *wire.Record) {
+	if b.now == 0 {
+		b.now = time.Now().UnixNano()
+	}
+	b.record(b.now, rec)
+}
+
+// record runs rec through its session's worker at now.
+func (b *batch) record(now int64, rec *wire.Record) {
+	b.d.records.Add(1)
+	b.p.Decode(rec.Header)
+	if !b.p.Valid {
+		b.d.badRecord.Add(1)
 		return
 	}
-	k := tcpstate.Key{Client: p.Dst, Target: p.Src}
-	w := d.workerFor(k.Client)
-	it := w.get()
-	if it == nil || len(rec.Header) > len(it.buf) {
-		if it != nil {
-			w.free <- it
-		}
-		d.busy.Add(1)
-		return
+	k := tcpstate.Key{Client: b.p.Dst, Target: b.p.Src}
+	b.worker(k.Client).response(now, k, &b.p, rec.PayloadLen)
+}
+
+// Flush ends the batch, at the time of its records.
+func (b *batch) Flush() {
+	if b.now != 0 {
+		b.flush(b.now)
+		b.now = 0
 	}
-	it.record = true
-	it.key = k
-	it.payloadLen = rec.PayloadLen
-	it.n = copy(it.buf, rec.Header)
-	w.in <- it
+}
+
+// flush ends the batch at now in every worker it touched.
+func (b *batch) flush(now int64) {
+	for i, w := range b.list {
+		w.endBatch(now)
+		b.touched[w.id] = false
+		b.list[i] = nil
+	}
+	b.list = b.list[:0]
 }

@@ -337,6 +337,36 @@ func (s *Source) ReadBatch(pkts []Packet) (int, error) {
 	return n, nil
 }
 
+// Behind reports whether the reader has fallen behind the kernel: half
+// the ring or more, from the block being read on, is filled and waiting.
+// The caller may then shed work (tcpcopy refuses new sessions) before the
+// ring fills and the kernel drops packets at random. Call it from the
+// reading goroutine, after a ReadBatch that returned packets.
+func (s *Source) Behind() bool {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	if s.ring == nil {
+		return false
+	}
+	half := max(s.nblocks/2, 1)
+	b := s.cur
+	if s.left == 0 {
+		// cur is not opened yet: it counts only if it is ready.
+		if atomic.LoadUint32(s.status(b*s.bsize))&unix.TP_STATUS_USER == 0 {
+			return false
+		}
+	}
+	for n := 1; n < half; n++ {
+		if b++; b == s.nblocks {
+			b = 0
+		}
+		if atomic.LoadUint32(s.status(b*s.bsize))&unix.TP_STATUS_USER == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // status returns the block_status word of the block at ring offset base.
 func (s *Source) status(base int) *uint32 {
 	return (*uint32)(unsafe.Pointer(&s.ring[base+blockStatusOff]))

@@ -24,3 +24,6 @@ func (s *Source) Stats() Stats { return Stats{} }
 
 // Close does nothing.
 func (s *Source) Close() error { return nil }
+
+// Behind reports false.
+func (s *Source) Behind() bool { return false }

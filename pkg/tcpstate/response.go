@@ -52,7 +52,7 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 	if s.tsOK && p.HasTS() {
 		s.tsRecent = p.TSVal
 	}
-	owe := false
+	owe, quick := false, false
 	if payloadLen > 0 || p.Flags&ipmangle.FIN != 0 {
 		end := seq.Add(seqnum.Size(payloadLen))
 		if p.Flags&ipmangle.FIN != 0 {
@@ -74,8 +74,10 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 				t.targetAnswered(s, now) // latency.go
 			}
 			s.rcvNxt = end
+		} else {
+			quick = true // a retransmission: our ACK was lost
 		}
-		owe = true // a retransmission is acknowledged again too
+		owe = true
 		if p.Flags&ipmangle.FIN != 0 {
 			s.targetFin = true
 		}
@@ -98,7 +100,12 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 		}
 	}
 	if owe {
-		t.oweAck(s) // unless a segment pump sends now carries it
+		switch {
+		case quick || t.cfg.AckDelay <= 0 || s.rcvNxt.Sub(s.rcvAcked) >= 2*seqnum.Size(t.cfg.MSS):
+			t.oweAck(s) // unless a segment pump sends now carries it
+		case s.ackAt == 0:
+			s.ackAt = now + int64(t.cfg.AckDelay)
+		}
 	}
 	t.pump(s, now)
 }
@@ -122,6 +129,7 @@ func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, 
 	t.handshakeDone(s)
 	t.stats.SYNAcks++
 	s.rcvNxt = seq + 1
+	s.rcvAcked = s.rcvNxt
 	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
 	s.wscale = 0
 	if p.WScale >= 0 {
@@ -257,7 +265,7 @@ func (t *Table) reconnect(s *session, now int64, rst bool) {
 	s.recover = s.sndUna
 	s.waiting = false
 	s.lat.tgAt = 0 // the request is sent again: no response time (latency.go)
-	s.paceAt, s.gapAt, s.rtoAt = 0, 0, 0
+	s.paceAt, s.gapAt, s.rtoAt, s.ackAt = 0, 0, 0, 0
 	s.state = stateReconnect
 	s.stateAt = now + max(s.srtt, ms)
 }
@@ -343,6 +351,9 @@ func (t *Table) onTimer(s *session, now int64) {
 		s.paceAt = 0
 	}
 	t.pump(s, now)
+	if s.ackAt != 0 && now >= s.ackAt && !s.freed && s.state == stateEstablished {
+		t.emit(s, now, ipmangle.ACK, s.sndNxt, nil) // nothing carried it
+	}
 }
 
 // finish ends s with reason, sending RST to the target if rst is set, and
@@ -382,7 +393,7 @@ func (t *Table) finish(s *session, now int64, reason Reason, rst bool) {
 	clear(s.queue)
 	s.queue = s.queue[:0]
 	s.next, s.queueBytes = 0, 0
-	s.rtoAt, s.paceAt, s.gapAt, s.stateAt = 0, 0, 0, 0
+	s.rtoAt, s.paceAt, s.gapAt, s.stateAt, s.ackAt = 0, 0, 0, 0, 0
 	switch reason {
 	case ReasonNone, ReasonClientRST:
 		s.state = stateTimeWait

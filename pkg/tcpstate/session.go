@@ -111,6 +111,7 @@ type session struct {
 	// stateAt is the timer of the waiting states: the next route attempt
 	// (wait-route), the new SYN (reconnect), the end of time-wait.
 	stateAt    int64
+	ackAt      int64 // a delayed ACK is due (Config.AckDelay)
 	reqSentAt  int64
 	lastRespAt int64
 	respBytes  int64
@@ -129,6 +130,7 @@ type session struct {
 	finSeq     seqnum.Value
 	onlineBase seqnum.Value // online server's ISN+1, from the client's handshake ACK
 	rcvNxt     seqnum.Value
+	rcvAcked   seqnum.Value // the last acknowledgement sent
 	recover    seqnum.Value // fast retransmit done up to here
 	reqAck     seqnum.Value
 	sndWnd     uint32
@@ -188,6 +190,7 @@ func (s *session) nextDeadline(cfg *Config) int64 {
 	at(s.paceAt)
 	at(s.gapAt)
 	at(s.stateAt)
+	at(s.ackAt)
 	switch s.state {
 	case stateSynSent:
 		at(s.synSentAt + int64(cfg.HandshakeTimeout))
@@ -349,6 +352,8 @@ func (t *Table) emit(s *session, now int64, flags ipmangle.TCPFlags, seq seqnum.
 	if flags&ipmangle.ACK != 0 {
 		f.Ack = uint32(s.rcvNxt)
 		s.ackOwed = false // this packet carries it
+		s.ackAt = 0
+		s.rcvAcked = s.rcvNxt
 	}
 	if s.tsOK {
 		f.HasTS, f.TSVal, f.TSEcr = true, tsClock(now), s.tsRecent

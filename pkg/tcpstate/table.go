@@ -77,6 +77,13 @@ type Config struct {
 	// TimeWait is how long a closed session lingers to acknowledge the
 	// target's retransmitted FIN. Default 2 s.
 	TimeWait time.Duration
+	// AckDelay delays the acknowledgement of the target's data and FIN,
+	// as a real client's delayed ACKs do (RFC 9293 §3.8.6.3), so that the
+	// next packet we send carries it: the client's next request or its
+	// FIN. Two full segments unacknowledged, a retransmission, or the end
+	// of both directions are acknowledged at once. 0: no delay (each batch
+	// of responses is acknowledged when it ends).
+	AckDelay time.Duration
 	// NoWait sends requests without waiting for responses (-W).
 	NoWait bool
 	// OnlyFullSessions ignores connections whose SYN was not captured (-O).

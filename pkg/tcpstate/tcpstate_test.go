@@ -126,6 +126,51 @@ func TestBatchedAcks(t *testing.T) {
 	h.expect()
 }
 
+// TestDelayedAck: with AckDelay the target's answer is acknowledged by
+// the client's next packet if it comes in time, else when the delay ends;
+// two full segments, a retransmission or the end of both directions are
+// acknowledged at once.
+func TestDelayedAck(t *testing.T) {
+	cfg := Config{AckDelay: 40 * time.Millisecond}
+	h := newHarness(t, cfg)
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.expect("PA 1001 5001 GET /1")
+	h.target(PA, 5001, 1007, 65535, 100)
+	h.expect() // delayed
+	h.advance(10 * time.Millisecond)
+	h.client(PA, 1007, 9101, "GET /2")
+	h.expect("PA 1007 5101 GET /2") // the next request carries it
+	h.target(PA, 5101, 1013, 65535, 50)
+	h.advance(39 * time.Millisecond)
+	h.expect()
+	h.advance(2 * time.Millisecond)
+	h.expect("A 1013 5151") // nothing came: the delay ends
+	h.target(PA, 5151, 1013, 65535, 2920)
+	h.expect("A 1013 8071") // two full segments: at once
+	h.target(PA, 5151, 1013, 65535, 100)
+	h.expect("A 1013 8071") // a retransmission: at once
+	h.target(FA, 8071, 1013, 65535, 0)
+	h.expect()
+	h.client(FA, 1013, 9151, "")
+	h.expect("FA 1013 8072") // the client's FIN carries it
+	h.target(A, 8072, 1014, 65535, 0)
+	h.expect()
+	if n := h.closed(Reproduced, ReasonNone); n != 1 {
+		t.Errorf("reproduced sessions = %d, want 1", n)
+	}
+
+	// Our FIN acknowledged, the target's FIN ends both directions: at
+	// once.
+	h = newHarness(t, cfg)
+	h.handshake()
+	h.client(FA, 1001, 9001, "")
+	h.expect("FA 1001 5001")
+	h.target(A, 5001, 1002, 65535, 0)
+	h.target(FA, 5001, 1002, 65535, 0)
+	h.expect("A 1002 5002")
+}
+
 func TestNoWaitSendsAtOnce(t *testing.T) {
 	h := newHarness(t, Config{NoWait: true})
 	h.handshake()
