@@ -572,8 +572,10 @@ func (t *Table) pump(s *session, now int64) {
 // If not, it arms the pacing timer.
 func (t *Table) responseDone(s *session, ack seqnum.Value, now int64) bool {
 	// The online server sent expected bytes between the two requests; a
-	// target running the same code sends as many.
-	if expected := int64(ack.Sub(s.reqAck)); s.respBytes >= expected {
+	// target running the same code sends as many. (expected counts the
+	// online server's FIN if the client acknowledged it; a target that
+	// closed has sent all it will.)
+	if expected := int64(ack.Sub(s.reqAck)); s.respBytes >= expected || s.targetFin {
 		return true
 	}
 	quiet := max(2*s.srtt, minQuiet)

@@ -114,6 +114,21 @@ func TestBatchedAcks(t *testing.T) {
 	})
 	h.expect("FA 1006 5301")
 
+	// The server closed first and the client's FIN acknowledges its FIN
+	// too (one byte more than the target answered): the target's FIN
+	// ends the response, the FIN goes at once.
+	h = newHarness(t, Config{})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /")
+	h.expect("PA 1001 5001 GET /")
+	h.batch(func() {
+		h.target(PA, 5001, 1006, 65535, 300)
+		h.target(FA, 5301, 1006, 65535, 0)
+	})
+	h.expect("A 1006 5302")
+	h.client(FA, 1006, 9302, "")
+	h.expect("FA 1006 5302")
+
 	// A session freed in the batch (its RST) owes nothing.
 	h = newHarness(t, Config{})
 	h.handshake()
