@@ -708,7 +708,11 @@ func (l *Links) serve(ctx context.Context, c *linkConn) (time.Duration, error) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	cr := &countReader{r: conn, n: &l.c.bytesIn}
+	var rw io.ReadWriter = conn
+	if rio := newRawIO(conn); rio != nil {
+		rw = rio
+	}
+	cr := &countReader{r: rw, n: &l.c.bytesIn}
 	hs, err := l.handshake(conn, cr, c.helloWait)
 	if err != nil {
 		return 0, fmt.Errorf("handshake: %w", err)
@@ -722,7 +726,7 @@ func (l *Links) serve(ctx context.Context, c *linkConn) (time.Duration, error) {
 	done := make(chan struct{})
 	werr := make(chan error, 1)
 	go func() {
-		err := l.writeLoop(c, conn, done)
+		err := l.writeLoop(c, conn, rw, done)
 		if err != nil {
 			conn.Close() // stops the reader
 		}
@@ -905,7 +909,7 @@ func (l *Links) signalChange() {
 // until done is closed or a write fails (a write that blocks writeTimeout
 // means intercept stopped reading: the connection is closed and dialled
 // again). Buffers are swapped, not copied.
-func (l *Links) writeLoop(c *linkConn, conn net.Conn, done <-chan struct{}) error {
+func (l *Links) writeLoop(c *linkConn, conn net.Conn, w io.Writer, done <-chan struct{}) error {
 	buf := c.spare
 	defer func() { c.spare = buf[:0] }()
 	for {
@@ -928,7 +932,7 @@ func (l *Links) writeLoop(c *linkConn, conn net.Conn, done <-chan struct{}) erro
 		}
 		c.lastWrite.Store(time.Now().UnixNano())
 		_ = conn.SetWriteDeadline(time.Now().Add(l.writeTimeout))
-		n, err := conn.Write(buf)
+		n, err := w.Write(buf)
 		l.c.bytesOut.Add(uint64(n))
 		if err != nil {
 			return fmt.Errorf("write: %w", err)

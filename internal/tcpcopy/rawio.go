@@ -1,0 +1,124 @@
+package tcpcopy
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawIO reads and writes a TCP connection with raw system calls, waiting
+// in the runtime's network poller (with the connection's deadlines) only
+// when the socket is not ready. A read or write through the net package
+// tells the scheduler it enters a system call, and the first one after an
+// idle spell wakes the runtime's monitor thread, which then polls every
+// 20 µs for a while: on the links' hot path, where every batch of records
+// follows an idle spell, that cost more than the reads themselves. The
+// socket is non-blocking, so a raw call never blocks.
+//
+// One goroutine may read while another writes.
+type rawIO struct {
+	rc syscall.RawConn
+	// The reading side's call, for its callback.
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(fd uintptr) bool
+	// The writing side's.
+	wbuf    []byte
+	wn      int
+	werrno  syscall.Errno
+	writeFn func(fd uintptr) bool
+}
+
+// newRawIO returns raw I/O on conn, or nil if conn is not a TCP connection
+// (tests use other kinds; they go through the net package).
+func newRawIO(conn net.Conn) *rawIO {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &rawIO{rc: rc}
+	r.readFn, r.writeFn = r.read, r.write
+	return r
+}
+
+// Read reads what the socket holds, up to len(p), waiting for at least
+// one byte. It returns io.EOF at the end of the stream, and the poller's
+// error (os.ErrDeadlineExceeded, net.ErrClosed) when waiting fails.
+func (r *rawIO) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.rbuf, r.rn, r.rerrno = p, 0, 0
+	err := r.rc.Read(r.readFn)
+	r.rbuf = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case r.rerrno != 0:
+		return 0, r.rerrno
+	case r.rn == 0:
+		return 0, io.EOF
+	}
+	return r.rn, nil
+}
+
+func (r *rawIO) read(fd uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
+		switch e {
+		case 0:
+			r.rn = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait in the poller
+		}
+		r.rerrno = e
+		return true
+	}
+}
+
+// Write writes all of p, waiting in the poller while the socket buffer
+// is full.
+func (r *rawIO) Write(p []byte) (int, error) {
+	r.wbuf, r.wn, r.werrno = p, 0, 0
+	var err error
+	if len(p) > 0 {
+		err = r.rc.Write(r.writeFn)
+	}
+	n := r.wn
+	r.wbuf = nil
+	switch {
+	case err != nil:
+		return n, err
+	case r.werrno != 0:
+		return n, r.werrno
+	}
+	return n, nil
+}
+
+func (r *rawIO) write(fd uintptr) bool {
+	for r.wn < len(r.wbuf) {
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&r.wbuf[r.wn])), uintptr(len(r.wbuf)-r.wn), unix.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			r.wn += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			r.werrno = e
+			return true
+		}
+	}
+	return true
+}
