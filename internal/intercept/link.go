@@ -1,12 +1,14 @@
 package intercept
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/rawio"
 	"github.com/tcpcopy-go/tcpcopy/pkg/router"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
@@ -19,6 +21,7 @@ const writeTimeout = 10 * time.Second
 type link struct {
 	id     router.Owner
 	conn   net.Conn
+	rw     io.ReadWriter // conn, or raw I/O on it (rawio)
 	remote netip.AddrPort
 	since  time.Time
 
@@ -41,9 +44,14 @@ type link struct {
 
 func newLink(id router.Owner, conn net.Conn, maxOut int) *link {
 	ap, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
+	var rw io.ReadWriter = conn
+	if r := rawio.New(conn); r != nil {
+		rw = r
+	}
 	return &link{
 		id:     id,
 		conn:   conn,
+		rw:     rw,
 		remote: ap,
 		since:  time.Now(),
 		maxOut: maxOut,
@@ -133,7 +141,7 @@ func (l *link) writeLoop(onErr func(error)) {
 			continue
 		}
 		_ = l.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := l.conn.Write(buf); err != nil {
+		if _, err := l.rw.Write(buf); err != nil {
 			onErr(err)
 			return
 		}

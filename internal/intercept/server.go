@@ -216,7 +216,7 @@ func (s *Server) closeAll() {
 
 // readLoop runs the handshake and then applies route messages.
 func (s *Server) readLoop(l *link) {
-	rr := wire.NewRouteReader(l.conn)
+	rr := wire.NewRouteReader(l.rw)
 	_ = l.conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	offer, err := rr.ReadOffer()
 	if err != nil {

@@ -441,7 +441,8 @@ type Config struct {
 	// InterceptPort is the port of -s entries written without one (-p).
 	InterceptPort uint16
 	// ConnsPerIntercept is the number of connections to each intercept
-	// (-C), 1..16.
+	// (-C), 1..16. One (C TCPCopy: 2): a connection carries everything,
+	// and each one more costs both ends a wake-up per batch of records.
 	ConnsPerIntercept int
 	// ClientPool, when not empty, replaces the client addresses of the
 	// copies (-c), sticky per client address; at most 4096, none equal to
@@ -545,7 +546,7 @@ const DefaultAckDelay = 20 * time.Millisecond
 func Default() Config {
 	return Config{
 		InterceptPort:     wire.DefaultPort,
-		ConnsPerIntercept: 2,
+		ConnsPerIntercept: 1,
 		Copies:            1,
 		Percent:           100,
 		MemoryMB:          2048,

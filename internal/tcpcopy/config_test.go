@@ -392,10 +392,11 @@ func TestValidate(t *testing.T) {
 
 func TestDefault(t *testing.T) {
 	c := Default()
-	if c.InterceptPort != 36524 || c.ConnsPerIntercept != 2 || c.Copies != 1 || c.Percent != 100 ||
+	// C TCPCopy's defaults, except -C (2 in C) and the options of our own.
+	if c.InterceptPort != 36524 || c.ConnsPerIntercept != 1 || c.Copies != 1 || c.Percent != 100 ||
 		c.MemoryMB != 2048 || c.MTU != 1500 || c.MSS != 1460 || c.SessionTimeout != 600*time.Second ||
-		c.KeepaliveTimeout != 720*time.Second || !c.Combined || c.Workers < 1 {
-		t.Errorf("Default() = %+v, does not match C TCPCopy's defaults", c)
+		c.KeepaliveTimeout != 720*time.Second || !c.Combined || c.Workers != 1 || c.AckDelay != DefaultAckDelay {
+		t.Errorf("Default() = %+v, does not match the documented defaults", c)
 	}
 }
 

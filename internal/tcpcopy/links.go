@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
+	"github.com/tcpcopy-go/tcpcopy/internal/rawio"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
@@ -709,7 +710,7 @@ func (l *Links) serve(ctx context.Context, c *linkConn) (time.Duration, error) {
 		_ = tc.SetNoDelay(true)
 	}
 	var rw io.ReadWriter = conn
-	if rio := newRawIO(conn); rio != nil {
+	if rio := rawio.New(conn); rio != nil {
 		rw = rio
 	}
 	cr := &countReader{r: rw, n: &l.c.bytesIn}

@@ -1,4 +1,6 @@
-package tcpcopy
+// Package rawio reads and writes TCP connections with raw system calls,
+// for the control links between tcpcopy and intercept.
+package rawio
 
 import (
 	"io"
@@ -9,17 +11,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawIO reads and writes a TCP connection with raw system calls, waiting
+// Conn reads and writes a TCP connection with raw system calls, waiting
 // in the runtime's network poller (with the connection's deadlines) only
 // when the socket is not ready. A read or write through the net package
 // tells the scheduler it enters a system call, and the first one after an
 // idle spell wakes the runtime's monitor thread, which then polls every
 // 20 µs for a while: on the links' hot path, where every batch of records
 // follows an idle spell, that cost more than the reads themselves. The
-// socket is non-blocking, so a raw call never blocks.
+// socket is non-blocking (the net package makes it so), so a raw call
+// never blocks.
 //
 // One goroutine may read while another writes.
-type rawIO struct {
+type Conn struct {
 	rc syscall.RawConn
 	// The reading side's call, for its callback.
 	rbuf   []byte
@@ -33,9 +36,10 @@ type rawIO struct {
 	writeFn func(fd uintptr) bool
 }
 
-// newRawIO returns raw I/O on conn, or nil if conn is not a TCP connection
-// (tests use other kinds; they go through the net package).
-func newRawIO(conn net.Conn) *rawIO {
+// New returns raw I/O on conn, or nil if conn is not a TCP connection
+// (tests use other kinds; callers then use conn itself). The connection's
+// deadlines and Close apply to the waits.
+func New(conn net.Conn) *Conn {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
 		return nil
@@ -44,7 +48,7 @@ func newRawIO(conn net.Conn) *rawIO {
 	if err != nil {
 		return nil
 	}
-	r := &rawIO{rc: rc}
+	r := &Conn{rc: rc}
 	r.readFn, r.writeFn = r.read, r.write
 	return r
 }
@@ -52,7 +56,7 @@ func newRawIO(conn net.Conn) *rawIO {
 // Read reads what the socket holds, up to len(p), waiting for at least
 // one byte. It returns io.EOF at the end of the stream, and the poller's
 // error (os.ErrDeadlineExceeded, net.ErrClosed) when waiting fails.
-func (r *rawIO) Read(p []byte) (int, error) {
+func (r *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -70,7 +74,7 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	return r.rn, nil
 }
 
-func (r *rawIO) read(fd uintptr) bool {
+func (r *Conn) read(fd uintptr) bool {
 	for {
 		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
 		switch e {
@@ -89,7 +93,7 @@ func (r *rawIO) read(fd uintptr) bool {
 
 // Write writes all of p, waiting in the poller while the socket buffer
 // is full.
-func (r *rawIO) Write(p []byte) (int, error) {
+func (r *Conn) Write(p []byte) (int, error) {
 	r.wbuf, r.wn, r.werrno = p, 0, 0
 	var err error
 	if len(p) > 0 {
@@ -106,7 +110,7 @@ func (r *rawIO) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *rawIO) write(fd uintptr) bool {
+func (r *Conn) write(fd uintptr) bool {
 	for r.wn < len(r.wbuf) {
 		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&r.wbuf[r.wn])), uintptr(len(r.wbuf)-r.wn), unix.MSG_NOSIGNAL, 0, 0)
 		switch e {

@@ -1,4 +1,4 @@
-package tcpcopy
+package rawio
 
 import (
 	"bytes"
@@ -38,9 +38,9 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 	return a, b
 }
 
-func TestRawIO(t *testing.T) {
+func TestConn(t *testing.T) {
 	a, b := tcpPair(t)
-	ra, rb := newRawIO(a), newRawIO(b)
+	ra, rb := New(a), New(b)
 	if ra == nil || rb == nil {
 		t.Fatal("no raw I/O on a TCP connection")
 	}
@@ -90,14 +90,14 @@ func TestRawIO(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not wake the reader")
 	}
-	if newRawIO(&net.UnixConn{}) != nil {
+	if New(&net.UnixConn{}) != nil {
 		t.Error("raw I/O on a connection that is not TCP")
 	}
 }
 
-func TestRawIOAllocs(t *testing.T) {
+func TestConnAllocs(t *testing.T) {
 	a, b := tcpPair(t)
-	ra, rb := newRawIO(a), newRawIO(b)
+	ra, rb := New(a), New(b)
 	msg := make([]byte, 100)
 	buf := make([]byte, 100)
 	allocs := testing.AllocsPerRun(200, func() {
