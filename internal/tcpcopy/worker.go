@@ -173,6 +173,11 @@ func (w *worker) endBatch(now int64) {
 }
 
 func (w *worker) endBatchLocked(now int64) {
+	if d := w.tab.NextDeadline(); d != 0 && d <= now {
+		// Timers that are due ride along with the batch instead of waking
+		// the worker's goroutine.
+		w.tab.Tick(now)
+	}
 	w.tab.Flush(now)
 	if w.routed {
 		w.routed = false
@@ -187,7 +192,7 @@ func (w *worker) endBatchLocked(now int64) {
 	if r := d % int64(timerSlack); r != 0 {
 		d += int64(timerSlack) - r
 	}
-	if w.armed == 0 || d < w.armed {
+	if w.armed == 0 || d < w.armed || w.armed <= now {
 		w.armed = d
 		w.timer.Reset(time.Duration(d - now))
 	}
