@@ -57,8 +57,10 @@
 // each call ends the previous batch. Close and Stats may be called from any
 // goroutine at any time, also while ReadBatch is blocked. ReadBatch makes
 // no system call while packets are waiting in the ring and otherwise
-// blocks in poll(2) (occupying one OS thread); steady-state reads do not
-// allocate. A ring costs BlockSize*NumBlocks bytes of unswappable kernel memory.
+// parks the goroutine in the Go runtime's network poller (no OS thread is
+// held while it waits); reads, waiting included, do not allocate. Behind
+// tells the reader it has fallen behind the kernel. A ring costs
+// BlockSize*NumBlocks bytes of unswappable kernel memory.
 //
 // Only Linux is supported; elsewhere Open returns an error wrapping
 // errors.ErrUnsupported.
