@@ -261,6 +261,9 @@ type dispatcher struct {
 }
 
 func (d *dispatcher) workerFor(client netip.AddrPort) *worker {
+	if len(d.workers) == 1 {
+		return d.workers[0]
+	}
 	return d.workers[maphash.Comparable(d.seed, client)%uint64(len(d.workers))]
 }
 

@@ -195,16 +195,26 @@ func (s *session) nextDeadline(cfg *Config) int64 {
 	case stateSynSent:
 		at(s.synSentAt + int64(cfg.HandshakeTimeout))
 	case stateEstablished:
+		// The time-outs move with every packet: rounded up to a second,
+		// they rarely move the session in the timer heap.
 		if s.pending() {
-			at(max(s.lastTarget, s.lastClient) + int64(cfg.SessionTimeout))
+			at(roundUp(max(s.lastTarget, s.lastClient)+int64(cfg.SessionTimeout), 1000*ms))
 		} else {
-			at(max(s.lastTarget, s.lastClient) + int64(cfg.IdleTimeout))
+			at(roundUp(max(s.lastTarget, s.lastClient)+int64(cfg.IdleTimeout), 1000*ms))
 		}
 		if s.finAcked && !s.targetFin {
 			at(s.finAckedAt + 2*int64(cfg.TimeWait))
 		}
 	}
 	return d
+}
+
+// roundUp rounds t up to a multiple of unit.
+func roundUp(t, unit int64) int64 {
+	if r := t % unit; r != 0 {
+		t += unit - r
+	}
+	return t
 }
 
 // open creates the session of k for packet p and starts its handshake

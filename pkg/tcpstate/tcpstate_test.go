@@ -531,7 +531,9 @@ func TestSessionAndIdleTimeouts(t *testing.T) {
 		h.client(PA, 1001, 9001, "GET /")
 		h.target(PA, 5001, 1006, 65535, 10)
 		h.out.take()
-		h.advance(10 * time.Second)
+		h.advance(9 * time.Second)
+		h.expect()
+		h.advance(2 * time.Second) // time-outs are kept to the second
 		h.expect("RA 1006 5011")
 		if h.closed(Reproduced, ReasonIdle) != 1 {
 			t.Errorf("stats = %+v", h.tab.Stats())
