@@ -1,5 +1,13 @@
-// Package labbench finds the highest request rate the lab copies with a
-// given fidelity: for each connection mode (short connections, keep-alive
+// Package labbench checks the project's performance goals and finds the
+// highest request rate the lab copies with a given fidelity.
+//
+// First the goals: each goal is a connection mode, a fixed rate and the
+// most CPU seconds per 10,000 requests tcpcopy may use there; each goal
+// runs Repeat times, the goals interleaved so that noise from the shared
+// machine falls evenly on them, and is met when every repetition passes
+// and the median CPU figure is within the target.
+//
+// Then the climb: for each connection mode (short connections, keep-alive
 // connections) it runs short lab experiments (package labrun) at rising
 // rates, stops at the first rate that fails, narrows down between the last
 // passing and the first failing rate, and reports the figures of the best
@@ -12,9 +20,9 @@
 // is the limit, and the step says so) and no request of the load failed.
 //
 // The figures go to a file in benchstat's format (one "BenchmarkLab..."
-// line per step and per mode's best, custom units), so that two runs
-// compare with "benchstat old.txt new.txt", and every step as a JSON line
-// beside it.
+// line per step, per goal repetition and per mode's best, custom units),
+// so that two runs compare with "benchstat old.txt new.txt", and every
+// step and goal as a JSON line beside it.
 package labbench
 
 import (
@@ -32,6 +40,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,13 +55,24 @@ import (
 var (
 	DefaultRates     = []float64{200, 400, 800, 1600, 3200, 6400}
 	DefaultBodySizes = []int{0, 64, 512, 1460, 4096}
+	// DefaultGoals are the project's performance goals: tcpcopy's CPU
+	// seconds per 10,000 requests at a fixed rate of short and of
+	// keep-alive connections.
+	DefaultGoals = []Goal{
+		{Mode: load.Short, Rate: 2000, MaxTcpcopyCPU10k: 0.75},
+		{Mode: load.KeepAlive, Rate: 4000, MaxTcpcopyCPU10k: 0.20},
+	}
 )
 
 // Defaults for Config.
 const (
 	DefaultStep        = 5 * time.Second
 	DefaultMinFidelity = 99.9
-	DefaultBudget      = 3 * time.Minute
+	// DefaultBudget fits the default goals (6 steps) and a climb of up to
+	// 7 steps per mode (6 rates and a refine), at about Step + Tail +
+	// 2-3 s a step.
+	DefaultBudget      = 5 * time.Minute
+	DefaultRepeat      = 3
 	DefaultRefine      = 1
 	DefaultConcurrency = 32
 	DefaultPerConn     = 50
@@ -76,6 +97,11 @@ type Config struct {
 	// Refine is how many steps narrow down between the best passing and
 	// the first failing rate; DefaultRefine. Negative means none.
 	Refine int
+	// Goals are checked before the climb; DefaultGoals when nil, none
+	// when empty but not nil.
+	Goals []Goal
+	// Repeat is how many times each goal runs; DefaultRepeat.
+	Repeat int
 	// Budget bounds the whole run: no step starts that would end after it;
 	// DefaultBudget.
 	Budget time.Duration
@@ -93,6 +119,8 @@ type Step struct {
 	Fidelity float64 `json:"fidelity"` // percent
 	Pass     bool    `json:"pass"`
 	Why      string  `json:"why,omitempty"` // why it did not pass
+	// Goal: the step is a repetition of a goal, not part of the climb.
+	Goal bool `json:"goal,omitempty"`
 	// LabLimited: the step failed only because the load client did not
 	// reach the rate or the online server failed requests, not because of
 	// the copy.
@@ -132,6 +160,8 @@ type Result struct {
 	// a lower bound), "cap" (the highest rate tried passed: a lower bound
 	// too), "budget" or "error".
 	Limit map[string]string `json:"limit"`
+	// Goals are the goals checked, in Config.Goals order.
+	Goals []GoalResult `json:"goals,omitempty"`
 	// Files are the result files written.
 	Files []string `json:"files,omitempty"`
 	// Ceiling is the raw-send ceiling measured before the steps: packets
@@ -183,6 +213,12 @@ func (c *Config) setDefaults() {
 	if c.Refine == 0 {
 		c.Refine = DefaultRefine
 	}
+	if c.Goals == nil {
+		c.Goals = DefaultGoals
+	}
+	if c.Repeat <= 0 {
+		c.Repeat = DefaultRepeat
+	}
 	if c.Budget <= 0 {
 		c.Budget = DefaultBudget
 	}
@@ -205,8 +241,9 @@ func (c *Config) setDefaults() {
 // building and tearing down the lab, starting and stopping programs.
 const stepOverhead = 2 * time.Second
 
-// Run runs the bench, printing a line per step to w. It stops early, with
-// what it has, when ctx ends or the budget is spent.
+// Run runs the bench, the goals and then the climb, printing a line per
+// step and per goal to w. It stops early, with what it has, when ctx ends
+// or the budget is spent.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Result, error) {
 	cfg.setDefaults()
 	if cfg.Lab.TcpcopyBin == "" || cfg.Lab.InterceptBin == "" {
@@ -226,7 +263,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 	}
 
 	var runErr error
-	try := func(mode load.Mode, rate float64) (Step, bool) {
+	try := func(mode load.Mode, rate float64, goal bool) (Step, bool) {
 		if time.Now().Add(stepTime).After(deadline) {
 			fmt.Fprintf(w, "%-9s %6.0f/s  skipped: the budget of %s is spent\n", mode, rate, cfg.Budget)
 			return Step{}, false
@@ -236,17 +273,45 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 			runErr = err
 			return st, false
 		}
+		st.Goal = goal
 		res.Steps = append(res.Steps, st)
 		fmt.Fprintln(w, st.line())
 		return st, true
 	}
 
+	// The goals first, each repetition going through all of them in turn,
+	// so that the shared machine's noise falls evenly on them.
+	if len(cfg.Goals) > 0 {
+		fmt.Fprintf(w, "goals (mode:rate:max tcpcopy cpu-s/10k): %s, repeat %d, interleaved\n", FormatGoals(cfg.Goals), cfg.Repeat)
+		runs := make([][]Step, len(cfg.Goals))
+	repeat:
+		for range cfg.Repeat {
+			for i, g := range cfg.Goals {
+				st, ok := try(g.Mode, g.Rate, true)
+				if !ok {
+					break repeat // the budget is spent, or a step failed to run
+				}
+				runs[i] = append(runs[i], st)
+			}
+		}
+		for i, g := range cfg.Goals {
+			gr := summarize(g, runs[i], cfg.Repeat)
+			res.Goals = append(res.Goals, gr)
+			fmt.Fprint(w, gr.lines())
+		}
+		fmt.Fprintf(w, "climb: rates %v/s\n", cfg.Rates)
+	}
+
 modes:
 	for _, mode := range cfg.Modes {
+		if runErr != nil { // a goal step failed to run: no climb
+			res.Limit[mode.String()] = "error"
+			continue
+		}
 		var best, fail *Step
 		limit := "cap"
 		for _, rate := range cfg.Rates {
-			st, ok := try(mode, rate)
+			st, ok := try(mode, rate, false)
 			if !ok {
 				limit = "budget"
 				if runErr != nil {
@@ -273,7 +338,7 @@ modes:
 			if rate <= lo || rate >= fail.Rate {
 				break
 			}
-			st, ok := try(mode, rate)
+			st, ok := try(mode, rate, false)
 			if !ok {
 				break
 			}
@@ -335,6 +400,163 @@ var limitText = map[string]string{
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// Goal is a performance goal: at Rate requests per second of Mode
+// connections, tcpcopy uses at most MaxTcpcopyCPU10k CPU seconds per
+// 10,000 requests.
+type Goal struct {
+	Mode             load.Mode
+	Rate             float64
+	MaxTcpcopyCPU10k float64
+}
+
+// FormatGoals formats goals as ParseGoals reads them:
+// "short:2000:0.75,keepalive:4000:0.2".
+func FormatGoals(goals []Goal) string {
+	parts := make([]string, len(goals))
+	for i, g := range goals {
+		parts[i] = g.Mode.String() + ":" + strconv.FormatFloat(g.Rate, 'f', -1, 64) + ":" +
+			strconv.FormatFloat(g.MaxTcpcopyCPU10k, 'f', -1, 64)
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseGoals parses a comma-separated list of mode:rate:max goals, max
+// being tcpcopy's CPU seconds per 10,000 requests. "" and "none" give no
+// goals: an empty slice that is not nil, so that Config does not take the
+// defaults.
+func ParseGoals(s string) ([]Goal, error) {
+	goals := []Goal{}
+	if s = strings.TrimSpace(s); s == "" || s == "none" {
+		return goals, nil
+	}
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		f := strings.Split(item, ":")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("goal %q: want mode:rate:max-cpu-s-per-10k, e.g. short:2000:0.75", item)
+		}
+		mode, err := load.ParseMode(f[0])
+		if err != nil {
+			return nil, fmt.Errorf("goal %q: %w", item, err)
+		}
+		rate, err := strconv.ParseFloat(f[1], 64)
+		if err != nil || !(rate > 0) || math.IsInf(rate, 0) {
+			return nil, fmt.Errorf("goal %q: bad rate %q: want requests per second above 0", item, f[1])
+		}
+		maxCPU, err := strconv.ParseFloat(f[2], 64)
+		if err != nil || !(maxCPU > 0) || math.IsInf(maxCPU, 0) {
+			return nil, fmt.Errorf("goal %q: bad maximum %q: want tcpcopy's cpu seconds per 10,000 requests, above 0", item, f[2])
+		}
+		g := Goal{Mode: mode, Rate: rate, MaxTcpcopyCPU10k: maxCPU}
+		if slices.ContainsFunc(goals, func(o Goal) bool { return o.Mode == g.Mode && o.Rate == g.Rate }) {
+			return nil, fmt.Errorf("goal %q: %s at %v/s given twice", item, mode, rate)
+		}
+		goals = append(goals, g)
+	}
+	return goals, nil
+}
+
+// GoalResult is a goal's outcome over its repetitions.
+type GoalResult struct {
+	Goal Goal `json:"-"` // written flat beside these fields by Result.write
+	// TcpcopyCPU10k holds tcpcopy's CPU seconds per 10,000 requests of
+	// each repetition that ran, in order.
+	TcpcopyCPU10k []float64 `json:"tcpcopy_cpu_s_per_10k"`
+	Median        float64   `json:"tcpcopy_cpu_s_per_10k_median"`
+	// Spread is (max - min) / 2 of TcpcopyCPU10k, in percent of Median.
+	Spread float64 `json:"spread_pct"`
+	// Medians over the repetitions of intercept's CPU seconds per 10,000
+	// requests and of the copy latency, in milliseconds.
+	InterceptCPU10k float64 `json:"intercept_cpu_s_per_10k_median"`
+	LatencyP50      float64 `json:"copy_latency_p50_ms_median"`
+	LatencyP99      float64 `json:"copy_latency_p99_ms_median"`
+	Repeat          int     `json:"repeat"` // repetitions asked
+	// Met: all Repeat repetitions ran and passed and Median is at most
+	// Goal.MaxTcpcopyCPU10k.
+	Met bool `json:"met"`
+	// Why says why the goal is not met besides the median: a failed
+	// repetition, or repetitions that did not run.
+	Why string `json:"why,omitempty"`
+}
+
+// summarize sums up the repetitions of g that ran, out of repeat asked.
+func summarize(g Goal, runs []Step, repeat int) GoalResult {
+	r := GoalResult{Goal: g, Repeat: repeat}
+	var icpu, p50, p99 []float64
+	failed := 0
+	for _, s := range runs {
+		r.TcpcopyCPU10k = append(r.TcpcopyCPU10k, s.TcpcopyCPU10k)
+		icpu = append(icpu, s.InterceptCPU10k)
+		p50 = append(p50, s.LatencyP50)
+		p99 = append(p99, s.LatencyP99)
+		if !s.Pass {
+			failed++
+			if failed == 1 {
+				r.Why = s.Why
+			}
+		}
+	}
+	switch {
+	case failed == 1:
+		r.Why = "a step failed: " + r.Why
+	case failed > 1:
+		r.Why = fmt.Sprintf("%d steps failed, the first: %s", failed, r.Why)
+	case len(runs) == 0:
+		r.Why = "no repetition ran"
+	case len(runs) < repeat:
+		r.Why = fmt.Sprintf("only %d of %d repetitions ran", len(runs), repeat)
+	}
+	r.Median = median(r.TcpcopyCPU10k)
+	if r.Median > 0 {
+		r.Spread = 100 * (slices.Max(r.TcpcopyCPU10k) - slices.Min(r.TcpcopyCPU10k)) / 2 / r.Median
+	}
+	r.InterceptCPU10k, r.LatencyP50, r.LatencyP99 = median(icpu), median(p50), median(p99)
+	r.Met = r.Why == "" && r.Median <= g.MaxTcpcopyCPU10k
+	return r
+}
+
+// median returns the median of v, the mean of the middle two for an even
+// count, 0 for none. It does not modify v.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// lines returns the goal's summary: a verdict line and, if a repetition
+// ran, a line of the other figures.
+func (r GoalResult) lines() string {
+	var b strings.Builder
+	g := r.Goal
+	fmt.Fprintf(&b, "goal %-9s %6.0f/s: ", g.Mode, g.Rate)
+	if len(r.TcpcopyCPU10k) > 0 {
+		b.WriteString("tcpcopy cpu-s/10k")
+		for _, v := range r.TcpcopyCPU10k {
+			fmt.Fprintf(&b, " %.2f", v)
+		}
+		fmt.Fprintf(&b, " (median %.2f, spread ±%.1f%%), ", r.Median, r.Spread)
+	}
+	verdict := "met"
+	if !r.Met {
+		verdict = "MISSED"
+	}
+	fmt.Fprintf(&b, "target <= %.2f: %s", g.MaxTcpcopyCPU10k, verdict)
+	if r.Why != "" {
+		fmt.Fprintf(&b, " (%s)", r.Why)
+	}
+	b.WriteString("\n")
+	if len(r.TcpcopyCPU10k) > 0 {
+		fmt.Fprintf(&b, "     %-9s %6.0f/s: medians: intercept cpu-s/10k %.2f, copy latency p50 %.1f ms, p99 %.1f ms\n",
+			g.Mode, g.Rate, r.InterceptCPU10k, r.LatencyP50, r.LatencyP99)
+	}
+	return b.String()
+}
 
 func (s Step) line() string {
 	verdict := "pass"
@@ -465,8 +687,16 @@ func (r *Result) write(cfg Config) ([]string, error) {
 		}
 	}
 	for _, s := range r.Steps {
-		if s.Pass {
+		if s.Pass && !s.Goal {
 			bench(fmt.Sprintf("BenchmarkLabStep/mode=%s/rate=%.0f", s.Mode, s.Rate), s, "req/s")
+		}
+	}
+	// One line per passing goal repetition under the same name: benchstat
+	// takes their median and spread. Failed ones are left out, as from
+	// BenchmarkLabStep: their figures are not comparable.
+	for _, s := range r.Steps {
+		if s.Pass && s.Goal {
+			bench(fmt.Sprintf("BenchmarkLabGoal/mode=%s/rate=%.0f", s.Mode, s.Rate), s, "req/s")
 		}
 	}
 	txt := base + ".txt"
@@ -493,6 +723,15 @@ func (r *Result) write(cfg Config) ([]string, error) {
 				Step
 			}{"best", s})
 		}
+	}
+	for _, g := range r.Goals {
+		enc.Encode(struct {
+			Kind   string  `json:"kind"`
+			Mode   string  `json:"mode"`
+			Rate   float64 `json:"rate"`
+			Target float64 `json:"max_tcpcopy_cpu_s_per_10k"`
+			GoalResult
+		}{"goal", g.Goal.Mode.String(), g.Goal.Rate, g.Goal.MaxTcpcopyCPU10k, g})
 	}
 	werr := bw.Flush()
 	if cerr := f.Close(); werr == nil {

@@ -20,7 +20,8 @@ import (
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name: "bench",
-		Usage: "find the highest request rate copied with fidelity >= --min-fidelity, for short and for keep-alive connections; " +
+		Usage: "check the performance goals (--goals: tcpcopy's CPU seconds per 10,000 requests at fixed rates, --repeat times each), " +
+			"then find the highest request rate copied with fidelity >= --min-fidelity, for short and for keep-alive connections; " +
 			"prints CPU seconds per 10,000 requests and peak memory, and writes them to --out",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "tcpcopy-bin", Usage: "tcpcopy binary (default: next to this executable)"},
@@ -30,6 +31,9 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "step", Value: labbench.DefaultStep, Usage: "load duration of each step"},
 			&cli.FloatFlag{Name: "min-fidelity", Value: labbench.DefaultMinFidelity, Usage: "fidelity (percent) a step needs to pass"},
 			&cli.IntFlag{Name: "refine", Value: labbench.DefaultRefine, Usage: "steps narrowing down between the best passing and the first failing rate"},
+			&cli.StringFlag{Name: "goals", Value: labbench.FormatGoals(labbench.DefaultGoals),
+				Usage: "goals checked before the climb, as mode:rate:max, max being tcpcopy's CPU seconds per 10,000 requests; \"none\" for none"},
+			&cli.IntFlag{Name: "repeat", Value: labbench.DefaultRepeat, Usage: "times each goal runs; the goals take turns"},
 			&cli.DurationFlag{Name: "budget", Value: labbench.DefaultBudget, Usage: "no step starts that would end after this"},
 			&cli.IntFlag{Name: "concurrency", Value: labbench.DefaultConcurrency, Usage: "load client requests in flight"},
 			&cli.IntFlag{Name: "per-conn", Value: labbench.DefaultPerConn, Usage: "requests per keep-alive connection"},
@@ -58,6 +62,13 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return &exitError{ExitSetup, fmt.Errorf("--rates: %w", err)}
 			}
+			goals, err := labbench.ParseGoals(cmd.String("goals"))
+			if err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--goals: %w", err)}
+			}
+			if n := cmd.Int("repeat"); n < 1 {
+				return &exitError{ExitSetup, fmt.Errorf("--repeat: %d: want at least 1 (--goals none skips the goals)", n)}
+			}
 			cfg := labbench.Config{
 				Lab: labrun.Config{
 					Prefix:       cmd.String("prefix"),
@@ -75,6 +86,8 @@ func benchCommand() *cli.Command {
 				Step:        cmd.Duration("step"),
 				MinFidelity: cmd.Float("min-fidelity"),
 				Refine:      cmd.Int("refine"),
+				Goals:       goals,
+				Repeat:      cmd.Int("repeat"),
 				Budget:      cmd.Duration("budget"),
 				OutDir:      cmd.String("out"),
 			}
