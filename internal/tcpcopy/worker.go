@@ -67,6 +67,14 @@ type worker struct {
 	routed bool        // a route message was queued since the last Flush
 	timer  *time.Timer // fires run's Tick
 	armed  int64       // when timer fires, Unix ns; 0 when stopped
+	// With a raw-socket sender, the packets the table sends in a batch
+	// are copied into slots of outBuf and sent together at its end, with
+	// one sendmmsg per run of the same IP version.
+	batcher *inject.Batcher
+	out     [][]byte
+	outBuf  []byte
+	slot    int // bytes per slot
+	failFn  func(pkt []byte, err error)
 
 	statsMu sync.Mutex
 	stats   tcpstate.Stats
@@ -80,19 +88,59 @@ func newWorker(id int, cfg *Config, tc tcpstate.Config, snd sender, links router
 		timer: time.NewTimer(time.Hour),
 	}
 	w.timer.Stop()
+	if s, ok := snd.(*inject.Sender); ok {
+		n := min(max(sendBatchBytes/cfg.MTU, 4), 64)
+		w.batcher = s.NewBatcher(n)
+		w.out = make([][]byte, 0, n)
+		w.slot = cfg.MTU
+		w.outBuf = make([]byte, n*cfg.MTU)
+		w.failFn = w.sendFailed
+	}
 	w.tab = tcpstate.New(tc, w)
 	return w
 }
 
-// Send implements tcpstate.Output: a send error never stops anything; it
-// is counted and logged at a limited rate. A packet over the path MTU is
-// split and sent again.
+// sendBatchBytes bounds the memory of a worker's batch of packets to send.
+const sendBatchBytes = 256 << 10
+
+// Send implements tcpstate.Output. With a batcher the packet waits for the
+// end of the batch (endBatch): copied, since the table reuses its buffer.
 func (w *worker) Send(pkt []byte) {
-	err := w.snd.Send(pkt)
-	if err == nil {
-		w.sc.sent.Add(1)
+	if w.batcher == nil || len(pkt) > w.slot {
+		w.sendNow(pkt)
 		return
 	}
+	if len(w.out) == cap(w.out) {
+		w.flushSends()
+	}
+	i := len(w.out) * w.slot
+	w.out = append(w.out, w.outBuf[i:i+copy(w.outBuf[i:i+w.slot], pkt)])
+}
+
+// flushSends sends the packets of the batch.
+func (w *worker) flushSends() {
+	if len(w.out) == 0 {
+		return
+	}
+	n := w.batcher.Send(w.out, w.failFn)
+	w.sc.sent.Add(uint64(n))
+	clear(w.out)
+	w.out = w.out[:0]
+}
+
+// sendNow sends one packet at once.
+func (w *worker) sendNow(pkt []byte) {
+	if err := w.snd.Send(pkt); err != nil {
+		w.sendFailed(pkt, err)
+		return
+	}
+	w.sc.sent.Add(1)
+}
+
+// sendFailed handles a packet the sender refused: a send error never stops
+// anything; it is counted and logged at a limited rate. A packet over the
+// path MTU is split and sent again.
+func (w *worker) sendFailed(pkt []byte, err error) {
 	if errors.Is(err, inject.ErrTooBig) {
 		w.sc.tooBig.Add(1)
 		if w.resend(pkt) {
@@ -179,6 +227,7 @@ func (w *worker) endBatchLocked(now int64) {
 		w.tab.Tick(now)
 	}
 	w.tab.Flush(now)
+	w.flushSends()
 	if w.routed {
 		w.routed = false
 		w.links.Flush()
@@ -233,6 +282,7 @@ func (w *worker) closeAll() {
 	w.tab.Flush(now)
 	w.tab.CloseAll(now)
 	w.tab.Flush(now)
+	w.flushSends()
 	w.publish()
 }
 

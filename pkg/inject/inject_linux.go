@@ -58,31 +58,40 @@ func Open() (*Sender, error) {
 // address. It does not allocate. A full socket buffer (ENOBUFS, EAGAIN) is
 // returned as is, for the caller to count.
 func (s *Sender) Send(pkt []byte) error {
-	if len(pkt) < 20 {
-		return ErrMalformed
+	v, err := s.version(pkt)
+	if err != nil {
+		return err
 	}
-	var err error
-	switch pkt[0] >> 4 {
-	case 4:
+	if v == 4 {
 		var sa unix.RawSockaddrInet4
 		sa.Family = unix.AF_INET
 		copy(sa.Addr[:], pkt[16:20])
-		err = sendto(s.fd4, pkt, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
+		return sendto(s.fd4, pkt, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
+	}
+	var sa unix.RawSockaddrInet6
+	sa.Family = unix.AF_INET6
+	copy(sa.Addr[:], pkt[24:40])
+	return sendto(s.fd6, pkt, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
+}
+
+// version returns the IP version of pkt, 4 or 6, or why it cannot be sent.
+func (s *Sender) version(pkt []byte) (int, error) {
+	if len(pkt) < 20 {
+		return 0, ErrMalformed
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		return 4, nil
 	case 6:
 		if len(pkt) < 40 {
-			return ErrMalformed
+			return 0, ErrMalformed
 		}
 		if s.fd6 < 0 {
-			return ErrNoFamily
+			return 0, ErrNoFamily
 		}
-		var sa unix.RawSockaddrInet6
-		sa.Family = unix.AF_INET6
-		copy(sa.Addr[:], pkt[24:40])
-		err = sendto(s.fd6, pkt, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
-	default:
-		return ErrMalformed
+		return 6, nil
 	}
-	return err
+	return 0, ErrMalformed
 }
 
 // errno values returned without boxing a new error each time.
@@ -103,6 +112,12 @@ func sendto(fd int, b []byte, sa unsafe.Pointer, salen uintptr) error {
 	for e == unix.EAGAIN || e == unix.EINTR {
 		_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(sa), salen)
 	}
+	return sendError(e)
+}
+
+// sendError returns the error a send reports for errno e (nil for 0),
+// without boxing a new error each time.
+func sendError(e unix.Errno) error {
 	switch e {
 	case 0:
 		return nil

@@ -179,3 +179,93 @@ func TestLinkSender(t *testing.T) {
 		t.Errorf("LinkSender.Send allocates %v times", a)
 	}
 }
+
+// TestBatcher sends a batch mixing IPv4, IPv6 and packets that cannot go
+// (too big, malformed): those are reported with their error, every other
+// one arrives, in order.
+func TestBatcher(t *testing.T) {
+	topo := lab(t)
+	src := listen(t, topo)
+	var s *Sender
+	if err := nsdo.Do(topo.Online.Name, func() (err error) { s, err = Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dst4 := netip.AddrPortFrom(topo.Target.OnlineV4, 8080).String()
+	dst6 := netip.AddrPortFrom(topo.Target.OnlineV6, 8080).String()
+	big := ipmangle.Fields{
+		Src: netip.MustParseAddrPort("192.0.2.10:41000"), Dst: netip.AddrPortFrom(topo.Target.OnlineV4, 8080),
+		Flags: ipmangle.ACK, WScale: -1, DontFragment: true, Payload: make([]byte, 3000),
+	}
+	bigPkt := make([]byte, big.Len())
+	big.Encode(bigPkt)
+	good := [][]byte{
+		synPacket(t, "192.0.2.10:41001", dst4),
+		synPacket(t, "192.0.2.10:41002", dst4),
+		synPacket(t, "[2001:db8:1::10]:41003", dst6),
+		synPacket(t, "192.0.2.10:41004", dst4),
+		synPacket(t, "192.0.2.10:41005", dst4),
+	}
+	batch := [][]byte{good[0], good[1], bigPkt, good[2], {0x45, 1, 2}, good[3], good[4]}
+	type failure struct {
+		n   int
+		err error
+	}
+	var failed []failure
+	b := s.NewBatcher(3) // smaller than the batch: several system calls
+	sent := b.Send(batch, func(pkt []byte, err error) { failed = append(failed, failure{len(pkt), err}) })
+	if sent != len(good) {
+		t.Errorf("sent %d, want %d", sent, len(good))
+	}
+	if len(failed) != 2 || !errors.Is(failed[0].err, ErrTooBig) || failed[0].n != len(bigPkt) ||
+		!errors.Is(failed[1].err, ErrMalformed) || failed[1].n != 3 {
+		t.Errorf("failures %+v, want the big packet (ErrTooBig), then the malformed one", failed)
+	}
+	expectAll(t, src, good)
+	pkts := [][]byte{synPacket(t, "192.0.2.10:41006", dst4), synPacket(t, "[2001:db8:1::10]:41007", dst6)}
+	fail := func([]byte, error) { t.Error("send failed") }
+	if a := testing.AllocsPerRun(100, func() { b.Send(pkts, fail) }); a != 0 {
+		t.Errorf("Batcher.Send allocates %v times", a)
+	}
+}
+
+// expectAll reads from src until every packet of want (by source) has
+// arrived, and checks they came in order and unchanged.
+func expectAll(t *testing.T, src *capture.Source, want [][]byte) {
+	t.Helper()
+	bySrc := map[netip.AddrPort]int{}
+	for i, w := range want {
+		var p ipmangle.Parsed
+		p.Decode(w)
+		bySrc[p.Src] = i
+	}
+	next := 0
+	pkts := make([]capture.Packet, 16)
+	deadline := time.Now().Add(5 * time.Second)
+	for next < len(want) && time.Now().Before(deadline) {
+		n, err := src.ReadBatch(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pkts[:n] {
+			var gp ipmangle.Parsed
+			gp.Decode(p.Data)
+			i, ok := bySrc[gp.Src]
+			if !gp.Valid || !ok {
+				continue
+			}
+			if i != next {
+				t.Fatalf("packet %d from %v arrived when %d was due", i, gp.Src, next)
+			}
+			var wp ipmangle.Parsed
+			wp.Decode(want[i])
+			if !bytes.Equal(p.Data[gp.TCPOffset:gp.TotalLen], want[i][wp.TCPOffset:wp.TotalLen]) {
+				t.Fatalf("packet %d: received % x\nwant     % x", i, p.Data, want[i])
+			}
+			next++
+		}
+	}
+	if next < len(want) {
+		t.Fatalf("received %d of %d packets", next, len(want))
+	}
+}

@@ -40,3 +40,17 @@ func (s *LinkSender) Send([]byte) error { return errUnsupported }
 
 // Close does nothing.
 func (s *LinkSender) Close() error { return nil }
+
+// Batcher sends packets in batches; only Linux is supported.
+type Batcher struct{}
+
+// NewBatcher returns a Batcher whose sends fail on this platform.
+func (s *Sender) NewBatcher(int) *Batcher { return &Batcher{} }
+
+// Send reports every packet to fail with an error on this platform.
+func (b *Batcher) Send(pkts [][]byte, fail func(pkt []byte, err error)) int {
+	for _, p := range pkts {
+		fail(p, errUnsupported)
+	}
+	return 0
+}

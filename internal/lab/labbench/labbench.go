@@ -168,10 +168,17 @@ type Result struct {
 	// per second a bare raw-socket sender gets through online's stack and
 	// the veth to the target (internal/lab/sendbench); 0 if it failed.
 	Ceiling float64 `json:"raw_send_ceiling_pps"`
+	// CeilingBatch is the same with sendmmsg(2), ceilingBatch packets per
+	// call, as tcpcopy's workers send.
+	CeilingBatch float64 `json:"raw_send_ceiling_sendmmsg_pps"`
 }
 
-// ceiling measures the raw-send ceiling in a topology of its own.
-func ceiling(ctx context.Context, cfg Config) (sendbench.Result, error) {
+// ceilingBatch is the batch size of the sendmmsg ceiling.
+const ceilingBatch = 32
+
+// ceiling measures the raw-send ceiling in a topology of its own, sending
+// batch packets per system call.
+func ceiling(ctx context.Context, cfg Config, batch int) (sendbench.Result, error) {
 	var r sendbench.Result
 	self := cfg.Lab.Self
 	if self == "" {
@@ -187,7 +194,7 @@ func ceiling(ctx context.Context, cfg Config) (sendbench.Result, error) {
 	}
 	defer topo.Close()
 	cmd := topo.Command(ctx, netlab.Online, self, "sendbench", "--src", topo.Client.V4.String(),
-		"--dst", netip.AddrPortFrom(topo.Target.OnlineV4, 9).String(), "--duration", "1s")
+		"--dst", netip.AddrPortFrom(topo.Target.OnlineV4, 9).String(), "--duration", "1s", "--batch", fmt.Sprint(batch))
 	cmd.Env = append(os.Environ(), labrun.ChildEnv+"=1")
 	out, err := cmd.Output()
 	if err != nil {
@@ -254,12 +261,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 	stepTime := cfg.Step + cfg.Lab.Tail + stepOverhead
 	fmt.Fprintf(w, "bench: rates %v/s, %s per step, pass at fidelity >= %.1f%%, budget %s\n",
 		cfg.Rates, cfg.Step, cfg.MinFidelity, cfg.Budget)
-	if c, err := ceiling(ctx, cfg); err != nil {
+	if c, err := ceiling(ctx, cfg, 1); err != nil {
 		fmt.Fprintf(w, "raw-send ceiling: not measured: %v\n", err)
 	} else {
 		res.Ceiling = c.PPS
 		fmt.Fprintf(w, "raw-send ceiling: %.0f packets/s (%d packets of 140 bytes in %s, %d refused)\n",
 			c.PPS, c.Packets, c.Elapsed.Round(time.Millisecond), c.Errors)
+	}
+	if c, err := ceiling(ctx, cfg, ceilingBatch); err != nil {
+		fmt.Fprintf(w, "raw-send ceiling with sendmmsg: not measured: %v\n", err)
+	} else {
+		res.CeilingBatch = c.PPS
+		fmt.Fprintf(w, "raw-send ceiling with sendmmsg, %d per call: %.0f packets/s (%d refused)\n", ceilingBatch, c.PPS, c.Errors)
 	}
 
 	var runErr error
@@ -680,6 +693,9 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	}
 	if r.Ceiling > 0 {
 		fmt.Fprintf(&b, "BenchmarkLabRawSendCeiling 1 %.0f packets/s\n", r.Ceiling)
+	}
+	if r.CeilingBatch > 0 {
+		fmt.Fprintf(&b, "BenchmarkLabRawSendCeiling/sendmmsg 1 %.0f packets/s\n", r.CeilingBatch)
 	}
 	for _, mode := range cfg.Modes {
 		if s, ok := r.Best[mode.String()]; ok {

@@ -460,6 +460,7 @@ func sendbenchCommand() *cli.Command {
 			&cli.StringFlag{Name: "dst", Required: true, Usage: "destination ADDR:PORT (a closed port on the target)"},
 			&cli.DurationFlag{Name: "duration", Value: time.Second, Usage: "send for this long at most"},
 			&cli.IntFlag{Name: "max", Value: 2_000_000, Usage: "send this many packets at most"},
+			&cli.IntFlag{Name: "batch", Value: 1, Usage: "packets per system call: 1 sends with sendto(2), more (up to 64) with sendmmsg(2)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			src, err := netip.ParseAddr(cmd.String("src"))
@@ -470,7 +471,7 @@ func sendbenchCommand() *cli.Command {
 			if err != nil {
 				return &exitError{ExitSetup, err}
 			}
-			r, err := sendbench.Run(src, dst, cmd.Duration("duration"), int(cmd.Int("max")))
+			r, err := sendbench.Run(src, dst, cmd.Duration("duration"), int(cmd.Int("max")), int(cmd.Int("batch")))
 			if err != nil {
 				return &exitError{ExitFailure, err}
 			}

@@ -24,12 +24,14 @@ type Result struct {
 
 // Run sends TCP ACK segments with a 100-byte payload like a copied request
 // segment, from src with a different source port for every 64 packets, to
-// dst, as fast as the socket takes them, for at most d and at most max
+// dst, as fast as the socket takes them, for at most d and at most count
 // packets (both bounds always apply). The target answers each with a RST,
-// which its route sends to the assistant, where it dies. It needs
+// which its route sends to the assistant, where it dies. With batch > 1
+// the packets go batch at a time through one sendmmsg(2) (inject.Batcher,
+// as tcpcopy's workers send), else one sendto(2) each. It needs
 // CAP_NET_RAW and runs in the caller's network namespace.
-func Run(src netip.Addr, dst netip.AddrPort, d time.Duration, max int) (Result, error) {
-	if d <= 0 || max <= 0 {
+func Run(src netip.Addr, dst netip.AddrPort, d time.Duration, count, batch int) (Result, error) {
+	if d <= 0 || count <= 0 {
 		return Result{}, errors.New("sendbench: duration and count must be positive")
 	}
 	s, err := inject.Open()
@@ -44,9 +46,18 @@ func Run(src netip.Addr, dst netip.AddrPort, d time.Duration, max int) (Result, 
 	}
 	buf := make([]byte, f.Len())
 	var r Result
+	batch = min(max(batch, 1), 64)
+	var (
+		b    *inject.Batcher
+		pkts [][]byte
+		fail = func([]byte, error) { r.Errors++ }
+	)
+	if batch > 1 {
+		b = s.NewBatcher(batch)
+	}
 	start := time.Now()
 	deadline := start.Add(d)
-	for i := 0; i < max; i++ {
+	for i := 0; i < count; {
 		if i%64 == 0 {
 			if time.Now().After(deadline) {
 				break
@@ -55,11 +66,23 @@ func Run(src netip.Addr, dst netip.AddrPort, d time.Duration, max int) (Result, 
 			f.Seq += 1000
 			f.Encode(buf)
 		}
-		if s.Send(buf) != nil {
-			r.Errors++
+		if b == nil {
+			if s.Send(buf) != nil {
+				r.Errors++
+			} else {
+				r.Packets++
+			}
+			i++
 			continue
 		}
-		r.Packets++
+		// A batch never crosses a change of source port.
+		n := min(batch, 64-i%64, count-i)
+		pkts = pkts[:0]
+		for range n {
+			pkts = append(pkts, buf)
+		}
+		r.Packets += b.Send(pkts, fail)
+		i += n
 	}
 	r.Elapsed = time.Since(start)
 	if r.Elapsed > 0 {
