@@ -53,14 +53,14 @@ func opError(op, iface string, err error) error {
 // Create it with Open; see the package documentation for ownership of
 // packet data and concurrency.
 type Source struct {
-	iface    string // for errors: the name, or "any"
+	iface    string   // for errors: the name, or "any"
 	fd       int      // the packet socket; -1 once closed
 	file     *os.File // owns fd once set up; waits for blocks in the runtime's poller
 	rc       syscall.RawConn
 	readyFn  func(fd uintptr) bool // s.ready, made once so that waiting allocates nothing
 	woken    bool                  // ready ran after a wake-up in this wait
 	waitErr  error                 // set by ready: the socket's pending error
-	ring     []byte // the mmapped ring; nil once unmapped
+	ring     []byte                // the mmapped ring; nil once unmapped
 	nblocks  int
 	bsize    int
 	dropOut  bool // drop outgoing packets after the ring (no PACKET_IGNORE_OUTGOING)

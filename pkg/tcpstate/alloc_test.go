@@ -204,9 +204,10 @@ func feedTarget(h *harness, flags ipmangle.TCPFlags, seq, ack uint32, window uin
 
 // TestSessionSize guards the per-session memory: an idle session (struct,
 // map slot and heap slot, measured by BenchmarkIdleSessionMemory) must stay
-// within 512 bytes, of which the struct may take 400.
+// within 512 bytes. The struct is allocated in a malloc size class: at
+// 384 bytes it takes 384, one byte more takes 416 and the total passes 512.
 func TestSessionSize(t *testing.T) {
-	if n := unsafe.Sizeof(session{}); n > 400 {
-		t.Errorf("session is %d bytes, want at most 400", n)
+	if n := unsafe.Sizeof(session{}); n > 384 {
+		t.Errorf("session is %d bytes, want at most 384 (a malloc size class)", n)
 	}
 }

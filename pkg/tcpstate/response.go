@@ -101,7 +101,10 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 	}
 	if owe {
 		switch {
-		case quick || t.cfg.AckDelay <= 0 || s.rcvNxt.Sub(s.rcvAcked) >= 2*seqnum.Size(t.cfg.MSS):
+		case quick || t.cfg.AckDelay <= 0 || payloadLen >= 2*int(t.cfg.MSS) || s.ackAt != 0 && payloadLen >= int(t.cfg.MSS):
+			// At once: a retransmission, two full segments in one, or a
+			// full segment after one already waiting (RFC 9293 §3.8.6.3:
+			// an ACK at least every second full-sized segment).
 			t.oweAck(s) // unless a segment pump sends now carries it
 		case s.ackAt == 0:
 			s.ackAt = now + int64(t.cfg.AckDelay)
@@ -129,7 +132,6 @@ func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, 
 	t.handshakeDone(s)
 	t.stats.SYNAcks++
 	s.rcvNxt = seq + 1
-	s.rcvAcked = s.rcvNxt
 	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
 	s.wscale = 0
 	if p.WScale >= 0 {

@@ -93,6 +93,11 @@ func (p *segPool) put(g *segment) {
 // session is one copied client connection.
 type session struct {
 	key skey
+	// Small fields fill the padding after key (the struct must stay within
+	// 384 bytes, a malloc size class: TestSessionSize).
+	ipID   uint16
+	state  state
+	wscale uint8
 	// The client stream toward the target: sorted by seq, not
 	// overlapping, from the first unacked segment on.
 	queue []*segment
@@ -130,7 +135,6 @@ type session struct {
 	finSeq     seqnum.Value
 	onlineBase seqnum.Value // online server's ISN+1, from the client's handshake ACK
 	rcvNxt     seqnum.Value
-	rcvAcked   seqnum.Value // the last acknowledgement sent
 	recover    seqnum.Value // fast retransmit done up to here
 	reqAck     seqnum.Value
 	sndWnd     uint32
@@ -138,29 +142,25 @@ type session struct {
 	heapIdx    int32
 	next       int32 // index in queue of the first unsent segment
 	queueBytes int32
-	ipID       uint16
 
-	state      state
-	wscale     uint8
 	dupAcks    uint8
 	backoff    uint8
 	reconnects uint8
 
-	freed        bool
-	tomb         bool // finished unsuccessfully: the client's packets are dropped
-	synCaptured  bool
-	haveBase     bool
-	capturedData bool
-	finQueued    bool
-	finAcked     bool
-	rstPending   bool
-	tsOK         bool
-	targetFin    bool
-	reqAckSet    bool
-	waiting      bool
-	ackOwed      bool // a pure ACK is due at the end of the batch (Table.Flush)
-	reqCounted   bool // the current request's first data segment was counted
-	handshaking  bool // counted in Table.handshakes
+	freed       bool
+	tomb        bool // finished unsuccessfully: the client's packets are dropped
+	synCaptured bool
+	haveBase    bool
+	finQueued   bool
+	finAcked    bool
+	rstPending  bool
+	tsOK        bool
+	targetFin   bool
+	reqAckSet   bool
+	waiting     bool
+	ackOwed     bool // a pure ACK is due at the end of the batch (Table.Flush)
+	reqCounted  bool // the current request's first data segment was counted
+	handshaking bool // counted in Table.handshakes
 }
 
 // pending reports captured data or a FIN not yet acknowledged.
@@ -363,7 +363,6 @@ func (t *Table) emit(s *session, now int64, flags ipmangle.TCPFlags, seq seqnum.
 		f.Ack = uint32(s.rcvNxt)
 		s.ackOwed = false // this packet carries it
 		s.ackAt = 0
-		s.rcvAcked = s.rcvNxt
 	}
 	if s.tsOK {
 		f.HasTS, f.TSVal, f.TSEcr = true, tsClock(now), s.tsRecent
@@ -484,7 +483,6 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 		s.queueBytes += int32(n)
 		s.capturedBytes += uint64(n)
 		t.stats.CapturedBytes += uint64(n)
-		s.capturedData = true
 		added = true
 		payload = payload[n:]
 		seq = seq.Add(seqnum.Size(n))
