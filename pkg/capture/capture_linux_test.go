@@ -408,57 +408,45 @@ func waitPackets(t testing.TB, src *capture.Source, n uint64) capture.Stats {
 	}
 }
 
+// TestReadBatchAllocs: reading allocates nothing, whether the packets
+// wait in the ring or ReadBatch finds it empty and parks in the runtime's
+// poller until the kernel retires the block with the one packet in it.
 func TestReadBatchAllocs(t *testing.T) {
-	p := newPair(t)
-	src := open(t, p.a, capture.Config{Interface: "vA", Filter: inbound(t, bpfgen.Match{Port: 80})})
-	in := newInjector(t, p.b, "vB")
-	const runs = 200
-	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 8001, DPort: 80, Payload: 100}.Bytes()
-	for range runs + 10 {
-		in.send(t, f)
-	}
-	waitPackets(t, src, runs+10)
-	pkts := make([]capture.Packet, 1)
-	read := 0
-	allocs := testing.AllocsPerRun(runs, func() {
-		n, err := src.ReadBatch(pkts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		read += n
-	})
-	if read != runs+1 {
-		t.Errorf("read %d packets in %d calls", read, runs+1)
-	}
-	if allocs != 0 {
-		t.Errorf("ReadBatch: %v allocs per packet, want 0", allocs)
-	}
-}
-
-// TestWaitAllocs covers the waiting path: each ReadBatch finds the ring
-// empty and parks in the runtime's poller until the kernel retires the
-// block with the one packet in it.
-func TestWaitAllocs(t *testing.T) {
-	p := newPair(t)
-	src := open(t, p.a, capture.Config{Interface: "vA", Filter: inbound(t, bpfgen.Match{Port: 80})})
-	in := newInjector(t, p.b, "vB")
-	f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 8002, DPort: 80, Payload: 10}.Bytes()
-	pkts := make([]capture.Packet, 4)
-	read := 0
-	const runs = 50
-	allocs := testing.AllocsPerRun(runs, func() {
-		in.send(t, f)
-		n, err := src.ReadBatch(pkts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		read += n
-	})
-	if read != runs+1 {
-		t.Errorf("read %d packets in %d calls, one injected before each", read, runs+1)
-	}
-	if allocs != 0 {
-		t.Errorf("ReadBatch that waits: %v allocs per call, want 0", allocs)
+	for _, tc := range []struct {
+		name    string
+		waiting bool // inject one packet before each call, else all before
+	}{{"ready", false}, {"waiting", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t)
+			src := open(t, p.a, capture.Config{Interface: "vA", Filter: inbound(t, bpfgen.Match{Port: 80})})
+			in := newInjector(t, p.b, "vB")
+			const runs = 50
+			f := frame{Src: client4, Dst: server4, Proto: 6, SPort: 8001, DPort: 80, Payload: 100}.Bytes()
+			if !tc.waiting {
+				for range runs + 10 {
+					in.send(t, f)
+				}
+				waitPackets(t, src, runs+10)
+			}
+			pkts := make([]capture.Packet, 1)
+			read := 0
+			allocs := testing.AllocsPerRun(runs, func() {
+				if tc.waiting {
+					in.send(t, f)
+				}
+				n, err := src.ReadBatch(pkts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				read += n
+			})
+			if read != runs+1 {
+				t.Errorf("read %d packets in %d calls", read, runs+1)
+			}
+			if allocs != 0 {
+				t.Errorf("ReadBatch: %v allocs per call, want 0", allocs)
+			}
+		})
 	}
 }
 
@@ -645,7 +633,7 @@ func BenchmarkReadBatch(b *testing.B) {
 	// stays small (each round waits 10 ms for the kernel to hand the block
 	// over); the figure is ns/pkt, the time spent in ReadBatch alone.
 	// allocs/op counts the round's injection and waiting too; ReadBatch's
-	// own are asserted by TestReadBatchAllocs and TestWaitAllocs (none).
+	// own are asserted by TestReadBatchAllocs (none).
 	for b.Loop() {
 		for range chunk {
 			in.send(b, f)
