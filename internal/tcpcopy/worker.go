@@ -68,12 +68,11 @@ type worker struct {
 	timer  *time.Timer // fires run's Tick
 	armed  int64       // when timer fires, Unix ns; 0 when stopped
 	// With a raw-socket sender, the packets the table sends in a batch
-	// are copied into slots of outBuf and sent together at its end, with
-	// one sendmmsg per run of the same IP version.
+	// are copied into MTU-sized slots of outBuf and sent together at its
+	// end, with one sendmmsg per run of the same IP version.
 	batcher *inject.Batcher
 	out     [][]byte
 	outBuf  []byte
-	slot    int // bytes per slot
 	failFn  func(pkt []byte, err error)
 
 	statsMu sync.Mutex
@@ -92,7 +91,6 @@ func newWorker(id int, cfg *Config, tc tcpstate.Config, snd sender, links router
 		n := min(max(sendBatchBytes/cfg.MTU, 4), 64)
 		w.batcher = s.NewBatcher(n)
 		w.out = make([][]byte, 0, n)
-		w.slot = cfg.MTU
 		w.outBuf = make([]byte, n*cfg.MTU)
 		w.failFn = w.sendFailed
 	}
@@ -106,15 +104,15 @@ const sendBatchBytes = 256 << 10
 // Send implements tcpstate.Output. With a batcher the packet waits for the
 // end of the batch (endBatch): copied, since the table reuses its buffer.
 func (w *worker) Send(pkt []byte) {
-	if w.batcher == nil || len(pkt) > w.slot {
+	if w.batcher == nil || len(pkt) > w.mtu {
 		w.sendNow(pkt)
 		return
 	}
 	if len(w.out) == cap(w.out) {
 		w.flushSends()
 	}
-	i := len(w.out) * w.slot
-	w.out = append(w.out, w.outBuf[i:i+copy(w.outBuf[i:i+w.slot], pkt)])
+	i := len(w.out) * w.mtu
+	w.out = append(w.out, w.outBuf[i:i+copy(w.outBuf[i:i+w.mtu], pkt)])
 }
 
 // flushSends sends the packets of the batch.
