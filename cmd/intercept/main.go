@@ -57,6 +57,7 @@ func newCommand() *cli.Command {
 			&cli.StringFlag{Name: "allow", Usage: "accept tcpcopy links only from these `CIDRs` (comma-separated)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
+			&cli.DurationFlag{Name: "capture-timeout", Value: def.CaptureTimeout, Usage: "longest wait before captured responses are handed over, whole ms, 1ms..1s: longer wakes intercept less often and delays every handshake more"},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
@@ -129,6 +130,7 @@ func configFrom(c *cli.Command) (intercept.Config, error) {
 		cfg.Allow = append(cfg.Allow, p)
 	}
 	cfg.MetricsAddr = c.String("metrics-addr")
+	cfg.CaptureTimeout = c.Duration("capture-timeout")
 	cfg.StatsInterval = c.Duration("stats-interval")
 	if cfg.StatsInterval < 0 {
 		return cfg, fmt.Errorf("option --stats-interval: must not be negative")

@@ -96,6 +96,7 @@ func newCommand(run starter) *cli.Command {
 			&cli.BoolFlag{Name: "no-combined", Usage: "version-6 intercept sends bare records (C intercept built with --disable-combined)"},
 			&cli.BoolFlag{Name: "resp-payload", Usage: "version-6 intercept sends 192-byte records (C intercept built with --with-resp-payload)"},
 			&cli.IntFlag{Name: "workers", Value: def.Workers, Usage: "session `workers` (and cores used), 1..256"},
+			&cli.DurationFlag{Name: "capture-timeout", Value: def.CaptureTimeout, Usage: "longest wait before captured packets are handed over, whole ms, 1ms..1s (live capture): longer wakes tcpcopy less often and delays copies more"},
 			&cli.DurationFlag{Name: "ack-delay", Value: def.AckDelay, Usage: "delay acknowledgements of the target's answers up to this long, so the next packet carries them (0: at once)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
@@ -238,9 +239,13 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 			return cfg, fmt.Errorf("option -%s: only with an offline file (-i FILE)", name)
 		}
 	}
-	for _, name := range []string{"B", "S"} {
+	for _, name := range []string{"B", "S", "capture-timeout"} {
 		if c.IsSet(name) && cfg.OfflineFile != "" {
-			return cfg, fmt.Errorf("option -%s: only with live capture, not with an offline file", name)
+			dash := "-"
+			if len(name) > 1 {
+				dash = "--"
+			}
+			return cfg, fmt.Errorf("option %s%s: only with live capture, not with an offline file", dash, name)
 		}
 	}
 	cfg.Filter = strings.TrimSpace(c.String("F"))
@@ -256,6 +261,7 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.RespPayload = c.Bool("resp-payload")
 	cfg.Workers = int(c.Int("workers"))
 	cfg.AckDelay = c.Duration("ack-delay")
+	cfg.CaptureTimeout = c.Duration("capture-timeout")
 	cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr"))
 	cfg.StatsInterval = c.Duration("stats-interval")
 	if err := checkLogOptions(c.String("log-format"), c.String("log-level")); err != nil {

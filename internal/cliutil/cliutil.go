@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Normalize rewrites getopt-style short options into the separate form that
@@ -97,6 +98,18 @@ func IntInRange(opt, s string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("option %s: %d is out of range %d..%d", opt, v, lo, hi)
 	}
 	return v, nil
+}
+
+// MillisInRange checks that d is a whole number of milliseconds with
+// lo <= d <= hi, with an error that names the option.
+func MillisInRange(opt string, d, lo, hi time.Duration) error {
+	if d < lo || d > hi {
+		return fmt.Errorf("option %s: %v is out of range %v..%v", opt, d, lo, hi)
+	}
+	if d%time.Millisecond != 0 {
+		return fmt.Errorf("option %s: %v is not a whole number of milliseconds", opt, d)
+	}
+	return nil
 }
 
 // SplitList splits a comma-separated option value, dropping empty items

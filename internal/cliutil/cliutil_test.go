@@ -3,6 +3,7 @@ package cliutil
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestNormalize(t *testing.T) {
@@ -55,6 +56,27 @@ func TestIntInRange(t *testing.T) {
 		}
 		if err != nil || got != tt.want {
 			t.Errorf("IntInRange(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestMillisInRange(t *testing.T) {
+	tests := []struct {
+		in      time.Duration
+		wantErr string
+	}{
+		{time.Millisecond, ""},
+		{250 * time.Millisecond, ""},
+		{time.Second, ""},
+		{0, "option --x: 0s is out of range 1ms..1s"},
+		{-time.Millisecond, "option --x: -1ms is out of range 1ms..1s"},
+		{1001 * time.Millisecond, "option --x: 1.001s is out of range 1ms..1s"},
+		{2500 * time.Microsecond, "option --x: 2.5ms is not a whole number of milliseconds"},
+	}
+	for _, tt := range tests {
+		err := MillisInRange("--x", tt.in, time.Millisecond, time.Second)
+		if (tt.wantErr == "" && err != nil) || (tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr)) {
+			t.Errorf("MillisInRange(%v) = %v, want %q", tt.in, err, tt.wantErr)
 		}
 	}
 }

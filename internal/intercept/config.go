@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
+	"github.com/tcpcopy-go/tcpcopy/pkg/capture"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
@@ -47,20 +49,26 @@ type Config struct {
 	StatsInterval time.Duration
 	// MetricsAddr is where /metrics is served; empty disables it.
 	MetricsAddr string
+	// CaptureTimeout is the longest time the kernel keeps captured
+	// responses in a partly filled ring block (--capture-timeout, whole
+	// milliseconds, 1 ms..1 s). Every handshake of a copied session waits
+	// for its SYN-ACK to come through here: the default stays at 1 ms.
+	CaptureTimeout time.Duration
 }
 
 // Default returns the configuration of a plain `intercept -F ...`.
 func Default() Config {
 	return Config{
-		Listen:        netip.AddrPortFrom(netip.IPv4Unspecified(), wire.DefaultPort),
-		Combined:      true,
-		MaxCombined:   wire.MaxCombined,
-		MaxPrefix:     256,
-		HeldMax:       65536,
-		RouteIdle:     15 * time.Minute,
-		QueueBytes:    8 << 20,
-		MaxLinks:      256,
-		StatsInterval: 30 * time.Second,
+		Listen:         netip.AddrPortFrom(netip.IPv4Unspecified(), wire.DefaultPort),
+		Combined:       true,
+		MaxCombined:    wire.MaxCombined,
+		MaxPrefix:      256,
+		HeldMax:        65536,
+		RouteIdle:      15 * time.Minute,
+		QueueBytes:     8 << 20,
+		MaxLinks:       256,
+		StatsInterval:  30 * time.Second,
+		CaptureTimeout: capture.DefaultBlockTimeout,
 	}
 }
 
@@ -74,6 +82,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RespPayload && c.MaxCombined > wire.MaxCombinedPayload {
 		c.MaxCombined = wire.MaxCombinedPayload
+	}
+	if err := cliutil.MillisInRange("--capture-timeout", c.CaptureTimeout, time.Millisecond, time.Second); err != nil {
+		return err
 	}
 	return nil
 }

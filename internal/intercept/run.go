@@ -64,6 +64,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			SnapLen:        cfg.snapLen(),
 			Filter:         prog,
 			IgnoreOutgoing: true,
+			BlockTimeout:   cfg.CaptureTimeout,
 		})
 		if err != nil {
 			closeAll()

@@ -367,6 +367,10 @@ func TestValidate(t *testing.T) {
 		{"wire 5", func(c *Config) { c.WireVersion = 5 }, "option --wire-version: 5 is not auto, 6 or 7"},
 		{"metrics addr", func(c *Config) { c.MetricsAddr = "9100" }, `option --metrics-addr: "9100" is not host:port`},
 		{"negative stats", func(c *Config) { c.StatsInterval = -time.Second }, "option --stats-interval: must not be negative"},
+		{"capture timeout 1s", func(c *Config) { c.CaptureTimeout = time.Second }, ""},
+		{"capture timeout 0", func(c *Config) { c.CaptureTimeout = 0 }, "option --capture-timeout: 0s is out of range 1ms..1s"},
+		{"capture timeout 2s", func(c *Config) { c.CaptureTimeout = 2 * time.Second }, "option --capture-timeout: 2s is out of range 1ms..1s"},
+		{"capture timeout 1.5ms", func(c *Config) { c.CaptureTimeout = 1500 * time.Microsecond }, "option --capture-timeout: 1.5ms is not a whole number of milliseconds"},
 		{"loopback target", func(c *Config) { c.Mappings[0].Target = netip.MustParseAddrPort("127.0.0.1:8080") },
 			`option -x: "80-127.0.0.1:8080": target 127.0.0.1 is a loopback address: copies must go to another address (C target_localhost mode is not supported)`},
 	}
@@ -395,7 +399,8 @@ func TestDefault(t *testing.T) {
 	// C TCPCopy's defaults, except -C (2 in C) and the options of our own.
 	if c.InterceptPort != 36524 || c.ConnsPerIntercept != 1 || c.Copies != 1 || c.Percent != 100 ||
 		c.MemoryMB != 2048 || c.MTU != 1500 || c.MSS != 1460 || c.SessionTimeout != 600*time.Second ||
-		c.KeepaliveTimeout != 720*time.Second || !c.Combined || c.Workers != 1 || c.AckDelay != DefaultAckDelay {
+		c.KeepaliveTimeout != 720*time.Second || !c.Combined || c.Workers != 1 || c.AckDelay != DefaultAckDelay ||
+		c.CaptureTimeout != 2*time.Millisecond {
 		t.Errorf("Default() = %+v, does not match the documented defaults", c)
 	}
 }

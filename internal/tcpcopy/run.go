@@ -68,6 +68,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				NumBlocks:      max(cfg.BufferMB<<20/capture.DefaultBlockSize, 2),
 				Filter:         prog,
 				IgnoreOutgoing: true,
+				BlockTimeout:   cfg.CaptureTimeout,
 			})
 			if err != nil {
 				return err

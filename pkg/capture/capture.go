@@ -22,6 +22,8 @@ const (
 	// measured holding lone packets for up to ~50 ms: long enough to
 	// disturb intercept and tcpcopy's pacing.
 	DefaultBlockTimeout = time.Millisecond
+	// MaxBlockTimeout is the longest BlockTimeout Open accepts.
+	MaxBlockTimeout = time.Hour
 )
 
 // Config describes the capture to open. The zero value captures every IP

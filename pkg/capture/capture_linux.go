@@ -142,7 +142,7 @@ func applyDefaults(cfg *Config) error {
 		return fmt.Errorf("negative number of blocks %d", cfg.NumBlocks)
 	case int64(cfg.BlockSize)*int64(cfg.NumBlocks) > 1<<32-1:
 		return fmt.Errorf("ring of %d blocks of %d bytes is larger than 4 GiB", cfg.NumBlocks, cfg.BlockSize)
-	case cfg.BlockTimeout < 0 || cfg.BlockTimeout > time.Hour:
+	case cfg.BlockTimeout < 0 || cfg.BlockTimeout > MaxBlockTimeout:
 		return fmt.Errorf("block timeout %v out of range", cfg.BlockTimeout)
 	}
 	return nil
