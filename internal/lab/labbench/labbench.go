@@ -68,11 +68,13 @@ var (
 const (
 	DefaultStep        = 5 * time.Second
 	DefaultMinFidelity = 99.9
-	// DefaultBudget fits the default goals (6 steps) and a climb of up to
+	// DefaultBudget fits the default goals (10 steps) and a climb of up to
 	// 7 steps per mode (6 rates and a refine), at about Step + Tail +
 	// 2-3 s a step.
-	DefaultBudget      = 5 * time.Minute
-	DefaultRepeat      = 3
+	DefaultBudget = 7 * time.Minute
+	// DefaultRepeat: the machine's noise moves single runs by 10 % and
+	// more; the median of five is steadier than that of three.
+	DefaultRepeat      = 5
 	DefaultRefine      = 1
 	DefaultConcurrency = 32
 	DefaultPerConn     = 50
