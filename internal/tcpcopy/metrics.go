@@ -129,6 +129,7 @@ func newCollector(e *engine) *collector {
 	counter("segments_sent_total", "Data segments sent to the target, retransmissions excluded.", func(s *snapshot) uint64 { return s.st.SegmentsSent })
 	counter("reconnects_total", "New handshakes after the target closed a connection with requests pending.", func(s *snapshot) uint64 { return s.st.Reconnects })
 	counter("port_reuses_total", "Client SYNs that replaced a live session on the same address and port.", func(s *snapshot) uint64 { return s.st.PortReuse })
+	counter("port_reuse_waits_total", "Port reuses whose new connection waited for the live session's copy to be delivered.", func(s *snapshot) uint64 { return s.st.PortReuseWaits })
 	counter("captured_bytes_total", "Client request payload bytes captured and queued for the target.", func(s *snapshot) uint64 { return s.st.CapturedBytes })
 	counter("acked_bytes_total", "Captured request bytes the target acknowledged.", func(s *snapshot) uint64 { return s.st.AckedBytes })
 	counter("response_bytes_total", "Payload bytes the target sent (seen through intercept).", func(s *snapshot) uint64 { return s.st.ResponseBytes })

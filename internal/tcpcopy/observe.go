@@ -241,8 +241,8 @@ func (e *engine) logSummary() {
 
 // summaryAttrs describes the run so far: sessions by outcome, fidelity,
 // requests, the most frequent failure reasons, response times and the
-// intercept links. Counts by outcome and reason follow as
-// <outcome>_<reason> for the sessions not reproduced.
+// intercept links, and port reuses if any. Counts by outcome and reason
+// follow as <outcome>_<reason> for the sessions not reproduced.
 func (e *engine) summaryAttrs(s *snapshot) []any {
 	st := &s.st
 	attrs := []any{
@@ -268,6 +268,9 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 		dropped += d.n
 	}
 	attrs = append(attrs, "dropped", dropped, "links_up", s.links.Up, "intercepts", linkSummary(&s.links))
+	if st.PortReuse > 0 {
+		attrs = append(attrs, "port_reuses", st.PortReuse, "port_reuse_waits", st.PortReuseWaits)
+	}
 	for o := range tcpstate.NumOutcomes {
 		if tcpstate.Outcome(o) == tcpstate.Reproduced {
 			continue

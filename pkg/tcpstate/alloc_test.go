@@ -132,6 +132,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 func FuzzEvents(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 2, 1, 3, 2, 4, 0, 5, 1, 6, 3, 7})
 	f.Add([]byte{4, 0, 0, 1, 1, 1, 2, 200, 0, 2, 0, 3, 1, 4, 5, 0})
+	f.Add([]byte{0, 0, 1, 2, 0, 0, 1, 200, 0, 40, 2, 4, 4, 100}) // a new SYN while a request is pending
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		out := &fakeOut{t: t, routeUp: true}
 		h := &harness{t: &testing.T{}, tab: New(Config{GapTimeout: time.Second}, out), out: out, now: 1e18, buf: make([]byte, 70000)}
@@ -169,6 +170,13 @@ func FuzzEvents(f *testing.F) {
 			if n != h.tab.handshakes {
 				t.Fatalf("handshakes = %d, sessions handshaking = %d", h.tab.handshakes, n)
 			}
+			if op%6 < 4 { // after a Flush: every waiting connection waits for a live session
+				for k := range h.tab.successors {
+					if s := h.tab.sessions[k]; s == nil || s.freed || s.state == stateTimeWait {
+						t.Fatalf("a connection waits for a session that has ended")
+					}
+				}
+			}
 			for _, s := range h.tab.sessions {
 				for j := 1; j < len(s.queue); j++ {
 					if !s.queue[j-1].seq.LessThan(s.queue[j].seq) {
@@ -178,8 +186,8 @@ func FuzzEvents(f *testing.F) {
 			}
 		}
 		h.tab.CloseAll(h.now)
-		if h.tab.Len() != 0 {
-			t.Fatalf("%d sessions left after CloseAll", h.tab.Len())
+		if h.tab.Len() != 0 || len(h.tab.successors) != 0 {
+			t.Fatalf("%d sessions and %d waiting connections left after CloseAll", h.tab.Len(), len(h.tab.successors))
 		}
 	})
 }

@@ -131,6 +131,7 @@ type Stats struct {
 	SYNAcks         uint64 // SYN-ACKs accepted: connections established
 	Reconnects      uint64 // new handshakes after the target closed early
 	PortReuse       uint64 // SYNs that replaced a live session
+	PortReuseWaits  uint64 // ... of which waited for the live session's stream to be delivered
 	CapturedBytes   uint64 // client payload bytes queued
 	AckedBytes      uint64 // ... of which the target acknowledged
 	ResponseBytes   uint64 // payload bytes the target sent
@@ -160,6 +161,7 @@ func (s *Stats) Add(o *Stats) {
 	s.SYNAcks += o.SYNAcks
 	s.Reconnects += o.Reconnects
 	s.PortReuse += o.PortReuse
+	s.PortReuseWaits += o.PortReuseWaits
 	s.CapturedBytes += o.CapturedBytes
 	s.AckedBytes += o.AckedBytes
 	s.ResponseBytes += o.ResponseBytes

@@ -86,8 +86,9 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 		switch {
 		case s.finAcked:
 			// Both sides closed: done. The last ACK goes out from
-			// time-wait.
-			if owe {
+			// time-wait, also when the target's FIN came before the
+			// acknowledgement of ours and its ACK was being delayed.
+			if owe || s.ackAt != 0 {
 				t.oweAck(s)
 			}
 			t.finish(s, now, ReasonNone, false)
@@ -101,10 +102,12 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 	}
 	if owe {
 		switch {
-		case quick || t.cfg.AckDelay <= 0 || payloadLen >= 2*int(t.cfg.MSS) || s.ackAt != 0 && payloadLen >= int(t.cfg.MSS):
-			// At once: a retransmission, two full segments in one, or a
+		case quick || t.cfg.AckDelay <= 0 || payloadLen >= 2*int(t.cfg.MSS) || s.ackAt != 0 && payloadLen >= int(t.cfg.MSS) ||
+			s.targetFin && s.finSent():
+			// At once: a retransmission, two full segments in one, a
 			// full segment after one already waiting (RFC 9293 §3.8.6.3:
-			// an ACK at least every second full-sized segment).
+			// an ACK at least every second full-sized segment), or the
+			// target's FIN after ours (as Linux does in FIN-WAIT).
 			t.oweAck(s) // unless a segment pump sends now carries it
 		case s.ackAt == 0:
 			s.ackAt = now + int64(t.cfg.AckDelay)
@@ -115,7 +118,25 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 
 // responseSynSent handles the answer to our SYN.
 func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, ack seqnum.Value) {
-	if p.Flags&ipmangle.ACK == 0 || ack != s.isn+1 {
+	if p.Flags&ipmangle.ACK == 0 {
+		t.stats.Drops[DropResponseIgnored]++
+		return
+	}
+	if ack != s.isn+1 {
+		if p.Flags&ipmangle.RST == 0 {
+			// An acknowledgement of an earlier connection on the
+			// 4-tuple: the target still holds it (our last ACK was
+			// lost, or it never got one) and answered our SYN with a
+			// challenge ACK. Reset it, as RFC 9293 §3.10.7.3 says
+			// (<SEQ=SEG.ACK><CTL=RST>), and send the SYN again at once,
+			// the first time, rather than after a second.
+			t.emit(s, now, ipmangle.RST, ack, nil)
+			if !s.staleReset {
+				s.staleReset = true
+				t.stats.SYNRetransmits++
+				t.emitSYN(s, now)
+			}
+		}
 		t.stats.Drops[DropResponseIgnored]++
 		return
 	}
@@ -262,6 +283,7 @@ func (t *Table) reconnect(s *session, now int64, rst bool) {
 	}
 	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
 	s.targetFin = false
+	s.staleReset = false
 	s.tsOK = false
 	s.dupAcks = 0
 	s.recover = s.sndUna

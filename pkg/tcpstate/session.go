@@ -161,6 +161,20 @@ type session struct {
 	ackOwed     bool // a pure ACK is due at the end of the batch (Table.Flush)
 	reqCounted  bool // the current request's first data segment was counted
 	handshaking bool // counted in Table.handshakes
+	staleReset  bool // a stale ACK to our SYN was reset and the SYN sent again
+}
+
+// finSent reports whether our FIN has gone out.
+func (s *session) finSent() bool {
+	if s.finAcked {
+		return true
+	}
+	for _, g := range s.queue {
+		if g.fin && g.sentAt != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // pending reports captured data or a FIN not yet acknowledged.

@@ -150,8 +150,11 @@ type Table struct {
 	handshakes int
 	// owed lists sessions that may owe a pure ACK (session.ackOwed) at
 	// the end of the batch.
-	owed  []*session
-	stats Stats
+	owed []*session
+	// successors holds new connections waiting for the session of their
+	// 4-tuple to finish (successor.go).
+	successors map[skey]*successor
+	stats      Stats
 }
 
 // New returns an empty table writing to out.
@@ -209,6 +212,14 @@ func (t *Table) oweAck(s *session) {
 // acknowledgements still owed. The caller must call it after every
 // batch, before waiting for more input; a batch may be a single call.
 func (t *Table) Flush(now int64) {
+	t.flushOwed(now)
+	if len(t.successors) > 0 {
+		t.startSuccessors(now)
+		t.flushOwed(now)
+	}
+}
+
+func (t *Table) flushOwed(now int64) {
 	for i, s := range t.owed {
 		t.owed[i] = nil
 		// A session freed and reused in the batch starts with ackOwed
@@ -225,10 +236,16 @@ func (t *Table) Flush(now int64) {
 // NextDeadline returns the earliest time at which Tick has work, or 0 if
 // no session has a timer.
 func (t *Table) NextDeadline() int64 {
-	if len(t.timers) == 0 {
-		return 0
+	d := int64(0)
+	if len(t.timers) > 0 {
+		d = t.timers[0].deadline
 	}
-	return t.timers[0].deadline
+	if len(t.successors) > 0 {
+		if w := t.successorDeadline(); d == 0 || w < d {
+			d = w
+		}
+	}
+	return d
 }
 
 // Tick runs every timer due at now.
@@ -262,6 +279,7 @@ func (t *Table) Tick(now int64) {
 // those still open (tcpcopy exiting). Their outcome reason is
 // ReasonStopped.
 func (t *Table) CloseAll(now int64) {
+	clear(t.successors) // connections still waiting for their 4-tuple are not started
 	for _, s := range t.sessions {
 		if s.state == stateTimeWait {
 			t.free1(s, true)
@@ -279,6 +297,11 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 	t.stats.ClientPackets++
 	sk := packKey(k)
 	s := t.sessions[sk]
+	if len(t.successors) > 0 {
+		if c := t.successors[sk]; c != nil && t.toSuccessor(c, pkt, p) {
+			return
+		}
+	}
 	if s == nil && len(t.dead) > 0 {
 		if until, ok := t.dead[sk]; ok {
 			if now < until && (p.Flags&ipmangle.SYN == 0 || p.Flags&ipmangle.ACK != 0) {
@@ -302,6 +325,12 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 			// stays: the new session announces it again at once.
 			if s.state != stateTimeWait {
 				t.stats.PortReuse++
+				if s.pending() {
+					// The old one still owes the target part of its
+					// stream: the new one waits (successor.go).
+					t.wait(s, now, k, pkt, p)
+					return
+				}
 				t.finish(s, now, ReasonReplaced, true)
 			}
 			t.free1(s, false)

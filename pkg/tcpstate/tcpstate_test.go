@@ -453,9 +453,16 @@ func TestTombstoneForgotten(t *testing.T) {
 	}
 	h.client(PA, 1001, 9001, "GET /") // the client goes on: a new session
 	h.expect("S 1000", "S 1000")
-	// A new connection on the 4-tuple replaces a session at once.
+	// A new connection on the 4-tuple waits for the session, whose
+	// request is pending, at most a second.
 	h.client(S, 5000, 0, "")
-	h.expect("RA 1001 0", "S 5000")
+	h.expect()
+	h.advance(time.Second)
+	h.tab.Flush(h.now)
+	pkts := h.out.take()
+	if n := len(pkts); n < 2 || pkts[n-2].flags != RA || pkts[n-1].flags != S || pkts[n-1].seq != 5000 {
+		t.Errorf("after a second: sent %v", pkts)
+	}
 }
 
 func TestSequenceWrap(t *testing.T) {
@@ -559,6 +566,161 @@ func TestPortReuseStartsNewSession(t *testing.T) {
 		if r[:3] == "del" {
 			t.Errorf("route withdrawn on port reuse: %q", h.out.routes)
 		}
+	}
+}
+
+// A client that closed after its server opens its next connection from
+// the same port before the previous request's copy was acknowledged: the
+// new connection waits for it instead of cutting it short.
+func TestPortReuseWaitsForPreviousSession(t *testing.T) {
+	newConn := func(h *harness) {
+		h.t.Helper()
+		h.handshake()
+		h.client(PA, 1001, 9001, "GET /")
+		h.expect("PA 1001 5001 GET /")
+		h.client(S, 4000, 0, "") // the next connection, 0.2 ms later
+		h.client(A, 4001, 7001, "")
+		h.client(PA, 4001, 7001, "GET /2")
+		h.expect() // all held
+	}
+	t.Run("previous request acknowledged", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		newConn(h)
+		h.client(A, 1006, 9101, "") // a late packet of the old connection: its own
+		h.target(FPA, 5001, 1006, 65535, 100)
+		// The old stream is delivered: the old session acknowledges the
+		// answer and ends, the new one starts with its held packets.
+		h.expect("A 1006 5102", "RA 1006 5102", "S 4000")
+		h.advance(time.Millisecond)
+		h.target(SA, 8000, 4001, 65535, 0)
+		h.expect("PA 4001 8001 GET /2")
+		st := h.tab.Stats()
+		if st.PortReuse != 1 || st.PortReuseWaits != 1 || h.closed(Reproduced, ReasonReplaced) != 1 || st.Opened != 2 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
+	t.Run("repeated SYN held once", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		newConn(h)
+		h.client(S, 4000, 0, "")
+		h.target(A, 5001, 1006, 65535, 0)
+		h.expect("RA 1006 5001", "S 4000")
+		if st := h.tab.Stats(); st.Drops[DropDuplicateSYN] != 1 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
+	t.Run("previous session stalls", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		newConn(h)
+		h.out.take() // the old request's retransmissions
+		h.advance(999 * time.Millisecond)
+		h.out.take()
+		h.advance(time.Millisecond)
+		h.tab.Flush(h.now)
+		pkts := h.out.take()
+		if len(pkts) < 2 || pkts[len(pkts)-2].flags != RA || pkts[len(pkts)-1].flags != S || pkts[len(pkts)-1].seq != 4000 {
+			t.Fatalf("after a second: sent %v", pkts)
+		}
+		if h.closed(Failed, ReasonReplaced) != 1 {
+			t.Errorf("stats = %+v", h.tab.Stats())
+		}
+	})
+	t.Run("new connection runs ahead", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		newConn(h)
+		h.batch(func() {
+			for i := range successorMaxPackets {
+				h.client(PA, uint32(4007+i), 7001, "x")
+			}
+		})
+		pkts := h.out.take()
+		if len(pkts) != 2 || pkts[0].flags != RA || pkts[1].flags != S {
+			t.Fatalf("sent %v", pkts)
+		}
+		if h.closed(Failed, ReasonReplaced) != 1 {
+			t.Errorf("stats = %+v", h.tab.Stats())
+		}
+	})
+	t.Run("previous connection closes", func(t *testing.T) {
+		// HTTP with Connection: close: the server closes first, the
+		// client's FIN follows, and its next connection comes at once.
+		h := newHarness(t, Config{})
+		h.handshake()
+		h.client(PA, 1001, 9001, "GET /")
+		h.client(FA, 1006, 9102, "")
+		h.client(S, 4000, 0, "")
+		h.expect("PA 1001 5001 GET /")
+		h.target(FPA, 5001, 1006, 65535, 100)
+		h.expect("FA 1006 5102")
+		h.target(A, 5102, 1007, 65535, 0)
+		h.expect("S 4000") // the old session ended normally: no RST
+		if st := h.tab.Stats(); h.closed(Reproduced, ReasonNone) != 1 || st.PortReuseWaits != 1 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
+}
+
+// The response is complete when the target has sent as many bytes as the
+// online server did, so the client's FIN may leave before the target's FIN
+// arrives; intercept then often delivers the target's FIN and its
+// acknowledgement of ours together. The FIN must still be acknowledged, or
+// the target keeps the connection in FIN-WAIT and answers the next
+// connection on the 4-tuple with a challenge ACK.
+func TestTargetFinAfterOurs(t *testing.T) {
+	start := func(h *harness) {
+		h.t.Helper()
+		h.handshake()
+		h.client(PA, 1001, 9001, "GET /")
+		h.expect("PA 1001 5001 GET /")
+		// The client's FIN leaves before the online server's FIN reached
+		// it, so it acknowledges the 279 bytes of the answer only.
+		h.client(FA, 1006, 9280, "")
+		h.client(A, 1007, 9281, "")
+		h.expect()
+		h.target(PA, 5001, 1006, 65535, 279) // complete: our FIN goes, with the ACK
+		h.expect("FA 1006 5280")
+	}
+	t.Run("separate", func(t *testing.T) {
+		h := newHarness(t, Config{AckDelay: 20 * time.Millisecond})
+		start(h)
+		h.target(FA, 5280, 1006, 65535, 0)
+		h.expect("A 1007 5281") // at once, not after --ack-delay
+		h.target(A, 5281, 1007, 65535, 0)
+		h.expect()
+		if h.closed(Reproduced, ReasonNone) != 1 {
+			t.Errorf("stats = %+v", h.tab.Stats())
+		}
+	})
+	t.Run("one batch", func(t *testing.T) {
+		h := newHarness(t, Config{AckDelay: 20 * time.Millisecond})
+		start(h)
+		h.batch(func() {
+			h.target(FA, 5280, 1006, 65535, 0)
+			h.target(A, 5281, 1007, 65535, 0)
+		})
+		h.expect("A 1007 5281")
+		if h.closed(Reproduced, ReasonNone) != 1 {
+			t.Errorf("stats = %+v", h.tab.Stats())
+		}
+	})
+}
+
+// A target that still holds an earlier connection on the 4-tuple answers
+// our SYN with an ACK of that connection: we reset it and send the SYN
+// again at once, once.
+func TestStaleAckToSYN(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.client(S, 1000, 0, "")
+	h.expect("S 1000")
+	h.target(A, 7000, 555, 64, 0) // acknowledges the old connection's FIN
+	h.expect("R 555 0", "S 1000")
+	h.target(A, 7000, 555, 64, 0)
+	h.expect("R 555 0") // no second SYN: the retransmission timer goes on
+	h.advance(time.Millisecond)
+	h.target(SA, 5000, 1001, 65535, 0)
+	h.expect("A 1001 5001")
+	if st := h.tab.Stats(); st.SYNAcks != 1 || st.SYNRetransmits != 1 {
+		t.Errorf("stats = %+v", st)
 	}
 }
 

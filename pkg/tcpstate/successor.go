@@ -1,0 +1,139 @@
+package tcpstate
+
+import (
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
+	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
+)
+
+// Port reuse.
+//
+// A client that closes after its server (HTTP with "Connection: close")
+// has no TIME_WAIT and may open its next connection from the same port at
+// once: in the lab 0.2 ms after the previous request. By then the previous
+// session has usually not finished its copy (its request waits for the
+// target's acknowledgement through intercept), and both connections have
+// the same 4-tuple toward the target. The new connection is therefore held
+// back, its packets kept in capture order, until the previous session's
+// client stream (data and FIN) is acknowledged or the session ends, and
+// then started. Unthrottled in the lab, a whole short connection (SYN,
+// request, FIN) and the SYN of the next one often pass before the first
+// SYN-ACK has come back.
+// It waits at most successorWait, and at most successorMaxPackets packets
+// or successorMaxBytes bytes; past that the previous session is cut short
+// (port_reused) as before.
+const (
+	successorWait       = 1000 * ms
+	successorMaxPackets = 64
+	successorMaxBytes   = 256 << 10
+)
+
+// successor is a new connection waiting for the session of its 4-tuple to
+// end.
+type successor struct {
+	k      Key
+	isn    seqnum.Value // its SYN's sequence number
+	oldEnd seqnum.Value // the end of the previous connection's captured stream
+	since  int64
+	pkts   [][]byte // copies, in capture order, the SYN first
+	bytes  int
+}
+
+// owns reports whether a client packet of the 4-tuple belongs to the
+// waiting connection rather than to the previous one: its sequence number
+// is nearer the new connection's ISN than the end of the old stream
+// (clients choose ISNs that grow over time per 4-tuple, RFC 6528, so the
+// new connection's numbers follow the old one's).
+func (c *successor) owns(p *ipmangle.Parsed) bool {
+	seq := seqnum.Value(p.Seq)
+	dNew, dOld := int32(seq-c.isn), int32(seq-c.oldEnd)
+	return abs32(dNew) < abs32(dOld)
+}
+
+func abs32(v int32) int64 {
+	if v < 0 {
+		return -int64(v)
+	}
+	return int64(v)
+}
+
+// clientEnd returns the end of s's captured client stream.
+func (s *session) clientEnd() seqnum.Value {
+	end := s.sndNxt
+	if n := len(s.queue); n > 0 {
+		if e := s.queue[n-1].end(); end.LessThan(e) {
+			end = e
+		}
+	}
+	return end
+}
+
+// wait makes the new connection of SYN p wait for s, the live session of
+// its 4-tuple.
+func (t *Table) wait(s *session, now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
+	if t.successors == nil {
+		t.successors = make(map[skey]*successor)
+	}
+	c := &successor{k: k, isn: seqnum.Value(p.Seq), oldEnd: s.clientEnd(), since: now}
+	c.keep(pkt)
+	t.successors[s.key] = c
+	t.stats.PortReuseWaits++
+}
+
+func (c *successor) keep(pkt []byte) {
+	c.pkts = append(c.pkts, append([]byte(nil), pkt...))
+	c.bytes += len(pkt)
+}
+
+// toSuccessor takes a client packet of a 4-tuple with a waiting
+// connection: it reports whether the packet was the new connection's (kept
+// for later, or dropped as a repeated SYN).
+func (t *Table) toSuccessor(c *successor, pkt []byte, p *ipmangle.Parsed) bool {
+	if !c.owns(p) {
+		return false
+	}
+	if p.Flags&ipmangle.SYN != 0 && p.Flags&ipmangle.ACK == 0 && seqnum.Value(p.Seq) == c.isn {
+		t.stats.Drops[DropDuplicateSYN]++
+		return true
+	}
+	c.keep(pkt)
+	return true
+}
+
+// startSuccessors starts, at the end of a batch, the waiting connections
+// whose previous session is done with its client stream, has ended, or
+// has been waited for long enough.
+func (t *Table) startSuccessors(now int64) {
+	for sk, c := range t.successors {
+		s := t.sessions[sk]
+		live := s != nil && !s.freed && s.state != stateTimeWait
+		if live && s.pending() && now-c.since < successorWait &&
+			len(c.pkts) <= successorMaxPackets && c.bytes <= successorMaxBytes {
+			continue
+		}
+		delete(t.successors, sk)
+		if live {
+			// Reproduced if its stream was acknowledged, else cut short.
+			t.finish(s, now, ReasonReplaced, true)
+		}
+		if s = t.sessions[sk]; s != nil {
+			t.free1(s, false) // the new session announces the route again
+		}
+		var p ipmangle.Parsed
+		for _, pkt := range c.pkts {
+			p.Decode(pkt)
+			t.Client(now, c.k, pkt, &p)
+		}
+	}
+}
+
+// successorDeadline returns the earliest time a waiting connection stops
+// waiting, or 0.
+func (t *Table) successorDeadline() int64 {
+	d := int64(0)
+	for _, c := range t.successors {
+		if at := c.since + successorWait; d == 0 || at < d {
+			d = at
+		}
+	}
+	return d
+}
