@@ -163,6 +163,7 @@ func loadFlags(standalone bool) []cli.Flag {
 		&cli.IntFlag{Name: "concurrency", Value: load.DefaultConcurrency, Usage: "requests in flight (one connection each)"},
 		&cli.DurationFlag{Name: "timeout", Value: load.DefaultTimeout, Usage: "per-request timeout"},
 		&cli.StringFlag{Name: "id-prefix", Usage: "X-Lab-Id prefix (default random)"},
+		&cli.BoolFlag{Name: "reuse-ports", Usage: "send each worker's connections from one fixed source port, reused as soon as the previous connection closed (NAT-like clients)"},
 	}
 	if standalone {
 		flags = append(flags,
@@ -194,6 +195,7 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 		Concurrency:     cmd.Int("concurrency"),
 		Timeout:         cmd.Duration("timeout"),
 		IDPrefix:        cmd.String("id-prefix"),
+		ReusePorts:      cmd.Bool("reuse-ports"),
 	}
 	for _, s := range cmd.StringSlice("source") {
 		a, err := netip.ParseAddr(s)

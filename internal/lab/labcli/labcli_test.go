@@ -43,6 +43,7 @@ func TestLoadArgsRoundTrip(t *testing.T) {
 		Mode: load.Short, KeepAliveShare: 0.25, RequestsPerConn: 3, Methods: []string{"GET", "PUT"},
 		BodySizes: []int{0, 10, 1 << 20}, RespSize: 99, Seed: 5, Concurrency: 9, Timeout: 2 * time.Second,
 		IDPrefix: "p", LocalAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8:1::11")},
+		ReusePorts: true,
 	}
 	var got load.Options
 	cmd := &cli.Command{

@@ -260,6 +260,9 @@ func LoadArgs(o load.Options, logPath string) []string {
 	for _, a := range o.LocalAddrs {
 		add("source", a.String())
 	}
+	if o.ReusePorts {
+		args = append(args, "--reuse-ports")
+	}
 	return args
 }
 

@@ -43,6 +43,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
@@ -140,6 +141,12 @@ type Options struct {
 	// LocalAddrs are source addresses, used round-robin per new connection
 	// (many-client tests); empty lets the kernel choose.
 	LocalAddrs []netip.Addr
+	// ReusePorts sends every connection of worker n from source port
+	// ReusePortBase + n, taken again as soon as the previous connection has
+	// closed, as clients behind a NAT or with a small port range do: the
+	// next connection often starts before tcpcopy finished copying the
+	// previous one.
+	ReusePorts bool
 	// Log, when set, receives every Result as a JSON line as it completes.
 	// Writes are serialized.
 	Log io.Writer
@@ -345,13 +352,48 @@ type worker struct {
 	local   netip.Addr   // source address for the next connection
 }
 
+// ReusePortBase is the source port of worker 0 with Options.ReusePorts.
+const ReusePortBase = 40000
+
+// reuseTries bounds the connects of Options.ReusePorts while the port's
+// previous connection is still closing (EADDRNOTAVAIL), 1 ms apart.
+const reuseTries = 500
+
 func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: opts.Timeout}
-		if a, ok := ctx.Value(localKey{}).(netip.Addr); ok && a.IsValid() {
-			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+		a, _ := ctx.Value(localKey{}).(netip.Addr)
+		if !opts.ReusePorts {
+			if a.IsValid() {
+				d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+			}
+			return d.DialContext(ctx, network, addr)
 		}
-		return d.DialContext(ctx, network, addr)
+		if !a.IsValid() {
+			a = netip.IPv4Unspecified()
+			if strings.HasPrefix(addr, "[") {
+				a = netip.IPv6Unspecified()
+			}
+		}
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(ReusePortBase+n)))
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+			})
+			return errors.Join(err, serr)
+		}
+		for try := 1; ; try++ {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil || try == reuseTries || !(errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE)) {
+				return c, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(time.Millisecond):
+			}
+		}
 	}
 	kaT := &http.Transport{
 		DialContext:         dial,

@@ -274,6 +274,26 @@ func TestLocalAddrsAndRespSize(t *testing.T) {
 	}
 }
 
+func TestReusePorts(t *testing.T) {
+	s := newServer(t)
+	rs, err := Run(context.Background(), Options{URL: s.URL, Mode: Short, MaxRequests: 40, Concurrency: 2, ReusePorts: true,
+		LocalAddrs: []netip.Addr{netip.MustParseAddr("127.0.0.3")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstServer(t, s, rs)
+	remotes := map[string]int{}
+	for _, e := range s.entries(t) {
+		remotes[e.Remote]++
+	}
+	if len(remotes) != 2 || remotes["127.0.0.3:40000"]+remotes["127.0.0.3:40001"] != 40 {
+		t.Errorf("sources seen by the server: %v, want 127.0.0.3:40000 and :40001 only", remotes)
+	}
+	if n := s.conns.Load(); n != 40 {
+		t.Errorf("%d connections, want one per request", n)
+	}
+}
+
 func TestLogRoundTrip(t *testing.T) {
 	s := newServer(t)
 	var log bytes.Buffer
