@@ -170,12 +170,17 @@ func FuzzEvents(f *testing.F) {
 			if n != h.tab.handshakes {
 				t.Fatalf("handshakes = %d, sessions handshaking = %d", h.tab.handshakes, n)
 			}
-			if op%6 < 4 { // after a Flush: every waiting connection waits for a live session
-				for k := range h.tab.successors {
-					if s := h.tab.sessions[k]; s == nil || s.freed || s.state == stateTimeWait {
-						t.Fatalf("a connection waits for a session that has ended")
-					}
+			held := 0
+			for k, c := range h.tab.successors {
+				held += c.bytes
+				if s := h.tab.sessions[k]; op%6 < 4 && (s == nil || s.freed || s.state == stateTimeWait) {
+					// After a Flush every waiting connection waits for a
+					// live session.
+					t.Fatalf("a connection waits for a session that has ended")
 				}
+			}
+			if held != h.tab.succBytes {
+				t.Fatalf("waiting connections hold %d bytes, counted %d", held, h.tab.succBytes)
 			}
 			for _, s := range h.tab.sessions {
 				for j := 1; j < len(s.queue); j++ {
@@ -186,7 +191,7 @@ func FuzzEvents(f *testing.F) {
 			}
 		}
 		h.tab.CloseAll(h.now)
-		if h.tab.Len() != 0 || len(h.tab.successors) != 0 {
+		if h.tab.Len() != 0 || len(h.tab.successors) != 0 || h.tab.succBytes != 0 {
 			t.Fatalf("%d sessions and %d waiting connections left after CloseAll", h.tab.Len(), len(h.tab.successors))
 		}
 	})

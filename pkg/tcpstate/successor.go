@@ -20,11 +20,13 @@ import (
 // SYN-ACK has come back.
 // It waits at most successorWait, and at most successorMaxPackets packets
 // or successorMaxBytes bytes; past that the previous session is cut short
-// (port_reused) as before.
+// (port_reused) as before. All waiting connections of a table hold at most
+// successorTotalBytes: past that new ones do not wait.
 const (
 	successorWait       = 1000 * ms
 	successorMaxPackets = 64
 	successorMaxBytes   = 256 << 10
+	successorTotalBytes = 16 << 20
 )
 
 // successor is a new connection waiting for the session of its 4-tuple to
@@ -36,6 +38,7 @@ type successor struct {
 	since  int64
 	pkts   [][]byte // copies, in capture order, the SYN first
 	bytes  int
+	over   bool // the table's limit (successorTotalBytes) ran out: start now
 }
 
 // owns reports whether a client packet of the 4-tuple belongs to the
@@ -68,20 +71,37 @@ func (s *session) clientEnd() seqnum.Value {
 }
 
 // wait makes the new connection of SYN p wait for s, the live session of
-// its 4-tuple.
-func (t *Table) wait(s *session, now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
+// its 4-tuple. It reports false, and does nothing, when the waiting
+// connections hold too much already.
+func (t *Table) wait(s *session, now int64, k Key, pkt []byte, p *ipmangle.Parsed) bool {
+	if t.succBytes+len(pkt) > t.succLimit {
+		return false
+	}
+	if c := t.successors[s.key]; c != nil {
+		// Yet another SYN, with a number nearer the old connection's: it
+		// follows the waiting connection, and sorts itself out when that
+		// one is replayed.
+		t.keep(c, pkt)
+		return true
+	}
 	if t.successors == nil {
 		t.successors = make(map[skey]*successor)
 	}
 	c := &successor{k: k, isn: seqnum.Value(p.Seq), oldEnd: s.clientEnd(), since: now}
-	c.keep(pkt)
+	t.keep(c, pkt)
 	t.successors[s.key] = c
 	t.stats.PortReuseWaits++
+	return true
 }
 
-func (c *successor) keep(pkt []byte) {
+// keep adds a copy of pkt to c.
+func (t *Table) keep(c *successor, pkt []byte) {
+	if t.succBytes+len(pkt) > t.succLimit {
+		c.over = true
+	}
 	c.pkts = append(c.pkts, append([]byte(nil), pkt...))
 	c.bytes += len(pkt)
+	t.succBytes += len(pkt)
 }
 
 // toSuccessor takes a client packet of a 4-tuple with a waiting
@@ -95,7 +115,7 @@ func (t *Table) toSuccessor(c *successor, pkt []byte, p *ipmangle.Parsed) bool {
 		t.stats.Drops[DropDuplicateSYN]++
 		return true
 	}
-	c.keep(pkt)
+	t.keep(c, pkt)
 	return true
 }
 
@@ -106,11 +126,12 @@ func (t *Table) startSuccessors(now int64) {
 	for sk, c := range t.successors {
 		s := t.sessions[sk]
 		live := s != nil && !s.freed && s.state != stateTimeWait
-		if live && s.pending() && now-c.since < successorWait &&
+		if live && s.pending() && now-c.since < successorWait && !c.over &&
 			len(c.pkts) <= successorMaxPackets && c.bytes <= successorMaxBytes {
 			continue
 		}
 		delete(t.successors, sk)
+		t.succBytes -= c.bytes
 		if live {
 			// Reproduced if its stream was acknowledged, else cut short.
 			t.finish(s, now, ReasonReplaced, true)

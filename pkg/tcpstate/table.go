@@ -154,6 +154,8 @@ type Table struct {
 	// successors holds new connections waiting for the session of their
 	// 4-tuple to finish (successor.go).
 	successors map[skey]*successor
+	succBytes  int // packet bytes the successors hold
+	succLimit  int // successorTotalBytes (tests lower it)
 	stats      Stats
 }
 
@@ -161,12 +163,13 @@ type Table struct {
 func New(cfg Config, out Output) *Table {
 	cfg.setDefaults()
 	return &Table{
-		cfg:      cfg,
-		out:      out,
-		sessions: make(map[skey]*session),
-		dead:     make(map[skey]int64),
-		segs:     segPool{size: cfg.MTU},
-		buf:      make([]byte, cfg.MTU),
+		cfg:       cfg,
+		out:       out,
+		sessions:  make(map[skey]*session),
+		dead:      make(map[skey]int64),
+		segs:      segPool{size: cfg.MTU},
+		buf:       make([]byte, cfg.MTU),
+		succLimit: successorTotalBytes,
 	}
 }
 
@@ -280,6 +283,7 @@ func (t *Table) Tick(now int64) {
 // ReasonStopped.
 func (t *Table) CloseAll(now int64) {
 	clear(t.successors) // connections still waiting for their 4-tuple are not started
+	t.succBytes = 0
 	for _, s := range t.sessions {
 		if s.state == stateTimeWait {
 			t.free1(s, true)
@@ -325,10 +329,9 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 			// stays: the new session announces it again at once.
 			if s.state != stateTimeWait {
 				t.stats.PortReuse++
-				if s.pending() {
+				if s.pending() && t.wait(s, now, k, pkt, p) {
 					// The old one still owes the target part of its
 					// stream: the new one waits (successor.go).
-					t.wait(s, now, k, pkt, p)
 					return
 				}
 				t.finish(s, now, ReasonReplaced, true)

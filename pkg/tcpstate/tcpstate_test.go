@@ -2,6 +2,7 @@ package tcpstate
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -639,6 +640,20 @@ func TestPortReuseWaitsForPreviousSession(t *testing.T) {
 		}
 		if h.closed(Failed, ReasonReplaced) != 1 {
 			t.Errorf("stats = %+v", h.tab.Stats())
+		}
+	})
+	t.Run("too much held", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		h.tab.succLimit = 200
+		h.handshake()
+		h.client(PA, 1001, 9001, "GET /")
+		h.expect("PA 1001 5001 GET /")
+		h.client(S, 4000, 0, "") // waits: 60 bytes held
+		h.client(PA, 4001, 7001, strings.Repeat("x", 200))
+		// Past the table's limit the new connection stops waiting.
+		pkts := h.out.take()
+		if len(pkts) != 2 || pkts[0].flags != RA || pkts[1].flags != S || h.tab.succBytes != 0 {
+			t.Fatalf("sent %v, %d bytes held", pkts, h.tab.succBytes)
 		}
 	})
 	t.Run("previous connection closes", func(t *testing.T) {
