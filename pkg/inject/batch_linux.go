@@ -39,6 +39,8 @@ func (s *Sender) NewBatcher(n int) *Batcher {
 // next. Like Sender.Send, it first tries without blocking and waits only
 // for a full socket buffer. It does not allocate.
 func (b *Batcher) Send(pkts [][]byte, fail func(pkt []byte, err error)) int {
+	b.s.mu.RLock()
+	defer b.s.mu.RUnlock()
 	sent := 0
 	for len(pkts) > 0 {
 		n := min(len(pkts), len(b.hdrs))

@@ -5,15 +5,25 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Sender sends raw IPv4 and IPv6 packets. Make it with Open.
+// Sender sends raw IPv4 and IPv6 packets. Make it with Open. It is safe
+// for concurrent use, Close included: Close waits for the sends under way
+// and later sends fail with ErrClosed, so no send ever reaches a file
+// descriptor number the process has reused for something else.
 type Sender struct {
-	fd4, fd6 int // -1 when that family is unavailable
+	// mu is held for reading by every send, for writing by Close. The
+	// read lock is two atomic additions per send (per batch with a
+	// Batcher).
+	mu       sync.RWMutex
+	fd4, fd6 int // -1 when that family is unavailable or closed
+	closed   bool
 }
 
 // Errors callers branch on.
@@ -26,6 +36,8 @@ var (
 	// ErrNoFamily is returned when the socket for the packet's IP version
 	// could not be opened (e.g. IPv6 disabled).
 	ErrNoFamily = errors.New("inject: no raw socket for this IP version")
+	// ErrClosed is returned by sends after Close.
+	ErrClosed = errors.New("inject: sender closed")
 )
 
 // Open opens the raw sockets. It needs CAP_NET_RAW. An IPv6 socket that
@@ -58,6 +70,8 @@ func Open() (*Sender, error) {
 // address. It does not allocate. A full socket buffer (ENOBUFS, EAGAIN) is
 // returned as is, for the caller to count.
 func (s *Sender) Send(pkt []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	v, err := s.version(pkt)
 	if err != nil {
 		return err
@@ -75,7 +89,11 @@ func (s *Sender) Send(pkt []byte) error {
 }
 
 // version returns the IP version of pkt, 4 or 6, or why it cannot be sent.
+// s.mu is held for reading.
 func (s *Sender) version(pkt []byte) (int, error) {
+	if s.closed {
+		return 0, ErrClosed
+	}
 	if len(pkt) < 20 {
 		return 0, ErrMalformed
 	}
@@ -133,13 +151,61 @@ func sendError(e unix.Errno) error {
 	return e
 }
 
-// Close closes the sockets.
+// Close closes the sockets, once the sends under way have returned.
+// Later sends fail with ErrClosed; a second Close does nothing.
 func (s *Sender) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	err := unix.Close(s.fd4)
 	if s.fd6 >= 0 {
 		if err6 := unix.Close(s.fd6); err == nil {
 			err = err6
 		}
 	}
+	s.fd4, s.fd6 = -1, -1
 	return err
+}
+
+// PathMTU returns the MTU of the path to dst as the kernel knows it: the
+// route's MTU, or less if an ICMP "packet too big" taught it a smaller
+// one. It returns 0 if it cannot tell. It asks with a datagram socket
+// connected to dst (IP_MTU, IPV6_MTU; see ip(7), ipv6(7)), which sends
+// nothing; it allocates, for the rare packet refused as too big.
+func (s *Sender) PathMTU(dst netip.Addr) int {
+	return routeMTU(dst)
+}
+
+func routeMTU(dst netip.Addr) int {
+	dst = dst.Unmap()
+	var (
+		family, level, opt int
+		sa                 unix.Sockaddr
+	)
+	switch {
+	case dst.Is4():
+		family, level, opt = unix.AF_INET, unix.IPPROTO_IP, unix.IP_MTU
+		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
+	case dst.Is6():
+		family, level, opt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_MTU
+		sa = &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}
+	default:
+		return 0
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	if unix.Connect(fd, sa) != nil {
+		return 0
+	}
+	mtu, err := unix.GetsockoptInt(fd, level, opt)
+	if err != nil || mtu <= 0 {
+		return 0
+	}
+	return mtu
 }

@@ -249,3 +249,79 @@ func expectAll(t *testing.T, src *capture.Source, want [][]byte) {
 		t.Fatalf("received %d of %d packets", next, len(want))
 	}
 }
+
+// TestCloseWhileSending closes a Sender while goroutines send through it
+// and its Batchers: sends under way finish, later ones fail with
+// ErrClosed, and no send reaches a descriptor after Close (run with
+// -race: the read lock orders them).
+func TestCloseWhileSending(t *testing.T) {
+	topo := lab(t)
+	var s *Sender
+	if err := nsdo.Do(topo.Online.Name, func() (err error) { s, err = Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	pkt := synPacket(t, "192.0.2.10:40000", netip.AddrPortFrom(topo.Target.OnlineV4, 8080).String())
+	done := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			b := s.NewBatcher(4)
+			for {
+				var err error
+				if i%2 == 0 {
+					err = s.Send(pkt)
+				} else {
+					b.Send([][]byte{pkt, pkt}, func(_ []byte, e error) { err = e })
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Errorf("send after Close = %v, want ErrClosed", err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+}
+
+// TestPathMTU reads the route's MTU toward a destination, and the lower
+// MTU of a route that has one.
+func TestPathMTU(t *testing.T) {
+	topo := lab(t)
+	ctx := t.Context()
+	if _, err := topo.Run(ctx, netlab.Online, "ip", "route", "add", "203.0.113.99/32", "via", topo.Target.OnlineV4.String(), "mtu", "1400"); err != nil {
+		t.Fatal(err)
+	}
+	var s *Sender
+	if err := nsdo.Do(topo.Online.Name, func() (err error) { s, err = Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		dst  netip.Addr
+		want int
+	}{
+		{topo.Target.OnlineV4, 1500},
+		{topo.Target.OnlineV6, 1500},
+		{netip.MustParseAddr("203.0.113.99"), 1400},
+		{netip.MustParseAddr("192.0.2.200"), 1500},   // on the client-side link
+		{netip.MustParseAddr("2001:db8:ffff::1"), 0}, // no route
+	} {
+		var got int
+		if err := nsdo.Do(topo.Online.Name, func() error { got = s.PathMTU(tc.dst); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("PathMTU(%v) = %d, want %d", tc.dst, got, tc.want)
+		}
+	}
+}

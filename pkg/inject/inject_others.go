@@ -2,7 +2,10 @@
 
 package inject
 
-import "errors"
+import (
+	"errors"
+	"net/netip"
+)
 
 // Sender sends raw IP packets; only Linux is supported.
 type Sender struct{}
@@ -12,6 +15,7 @@ var (
 	ErrTooBig    = errors.New("inject: packet larger than the path MTU")
 	ErrMalformed = errors.New("inject: not an IPv4 or IPv6 packet")
 	ErrNoFamily  = errors.New("inject: no raw socket for this IP version")
+	ErrClosed    = errors.New("inject: sender closed")
 )
 
 var errUnsupported = errors.New("inject: raw sending is only supported on Linux")
@@ -24,6 +28,9 @@ func (s *Sender) Send(pkt []byte) error { return errUnsupported }
 
 // Close does nothing.
 func (s *Sender) Close() error { return nil }
+
+// PathMTU returns 0 on this platform.
+func (s *Sender) PathMTU(netip.Addr) int { return 0 }
 
 // LinkRoute says which Ethernet addresses the frames to one destination
 // carry; only Linux can send them.
@@ -40,6 +47,9 @@ func (s *LinkSender) Send([]byte) error { return errUnsupported }
 
 // Close does nothing.
 func (s *LinkSender) Close() error { return nil }
+
+// PathMTU returns 0 on this platform.
+func (s *LinkSender) PathMTU(netip.Addr) int { return 0 }
 
 // Batcher sends packets in batches; only Linux is supported.
 type Batcher struct{}

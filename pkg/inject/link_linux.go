@@ -28,10 +28,11 @@ type LinkRoute struct {
 // bypassing routing, the firewall and neighbour discovery (C TCPCopy
 // --pcap-send). It is safe for concurrent use; Send does not allocate.
 type LinkSender struct {
-	conn   *packet.Conn
-	rc     syscall.RawConn
-	routes map[netip.Addr]int // destination -> index in heads
-	heads  [][14]byte         // Ethernet headers, EtherType filled per packet
+	ifindex int
+	conn    *packet.Conn
+	rc      syscall.RawConn
+	routes  map[netip.Addr]int // destination -> index in heads
+	heads   [][14]byte         // Ethernet headers, EtherType filled per packet
 
 	mu    sync.Mutex
 	frame []byte
@@ -62,7 +63,7 @@ func OpenLink(ifname string, routes []LinkRoute) (*LinkSender, error) {
 		conn.Close()
 		return nil, fmt.Errorf("inject: -o %s: %w", ifname, err)
 	}
-	s := &LinkSender{conn: conn, rc: rc, routes: make(map[netip.Addr]int), frame: make([]byte, 14+65535)}
+	s := &LinkSender{ifindex: ifi.Index, conn: conn, rc: rc, routes: make(map[netip.Addr]int), frame: make([]byte, 14+65535)}
 	for _, r := range routes {
 		if len(r.SrcMAC) != 6 || len(r.DstMAC) != 6 || !r.Dst.IsValid() {
 			conn.Close()
@@ -126,5 +127,16 @@ func (s *LinkSender) Send(pkt []byte) error {
 	return s.err
 }
 
-// Close closes the socket.
+// Close closes the socket. Sends under way or later fail; the runtime
+// keeps the descriptor until they have returned.
 func (s *LinkSender) Close() error { return s.conn.Close() }
+
+// PathMTU returns the MTU of the interface frames leave by, whatever
+// dst: frames bypass routing. It returns 0 if it cannot tell.
+func (s *LinkSender) PathMTU(netip.Addr) int {
+	ifi, err := net.InterfaceByIndex(s.ifindex)
+	if err != nil {
+		return 0
+	}
+	return ifi.MTU
+}
