@@ -134,15 +134,17 @@ func FuzzEvents(f *testing.F) {
 	f.Add([]byte{4, 0, 0, 1, 1, 1, 2, 200, 0, 2, 0, 3, 1, 4, 5, 0})
 	f.Add([]byte{0, 0, 1, 2, 0, 0, 1, 200, 0, 40, 2, 4, 4, 100}) // a new SYN while a request is pending
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		out := &fakeOut{t: t, routeUp: true}
-		h := &harness{t: &testing.T{}, tab: New(Config{GapTimeout: time.Second}, out), out: out, now: 1e18, buf: make([]byte, 70000)}
+		// A small MTU, so that captured segments are split to fit it.
+		const mtu = 76
+		out := &fakeOut{t: t, routeUp: true, keepRaw: true, mtu: mtu}
+		h := &harness{t: &testing.T{}, tab: New(Config{GapTimeout: time.Second, MTU: mtu}, out), out: out, now: 1e18, buf: make([]byte, 70000)}
 		h.t = nil
 		flagsOf := []ipmangle.TCPFlags{S, A, PA, FA, RA, SA, FPA, 0}
 		for i := 0; i+1 < len(ops); i += 2 {
 			op, arg := ops[i], ops[i+1]
 			fl := flagsOf[arg%8]
 			seq := 1000 + uint32(arg)*7
-			switch op % 6 {
+			switch op % 7 {
 			case 0, 1:
 				payload := ""
 				if arg%3 != 0 {
@@ -156,6 +158,12 @@ func FuzzEvents(f *testing.F) {
 				h.tab.Tick(h.now)
 			case 5:
 				h.tab.Shed(arg%2 == 0)
+			case 6:
+				// The kernel refused the last packet sent as too big.
+				if n := len(out.raw); n > 0 {
+					h.tab.TooBig(h.now, out.raw[n-1], int(arg))
+					h.tab.Flush(h.now)
+				}
 			}
 			st := h.tab.Stats()
 			if st.AckedBytes > st.CapturedBytes {
@@ -173,7 +181,7 @@ func FuzzEvents(f *testing.F) {
 			held := 0
 			for k, c := range h.tab.successors {
 				held += c.bytes
-				if s := h.tab.sessions[k]; op%6 < 4 && (s == nil || s.freed || s.state == stateTimeWait) {
+				if s := h.tab.sessions[k]; (op%7 < 4 || op%7 == 6) && (s == nil || s.freed || s.state == stateTimeWait) {
 					// After a Flush every waiting connection waits for a
 					// live session.
 					t.Fatalf("a connection waits for a session that has ended")
@@ -184,8 +192,16 @@ func FuzzEvents(f *testing.F) {
 			}
 			for _, s := range h.tab.sessions {
 				for j := 1; j < len(s.queue); j++ {
-					if !s.queue[j-1].seq.LessThan(s.queue[j].seq) {
-						t.Fatalf("queue out of order at %d", j)
+					if !s.queue[j-1].seq.LessThan(s.queue[j].seq) || s.queue[j-1].end() != s.queue[j].seq && j < int(s.next) {
+						t.Fatalf("queue out of order, or a hole in what was sent, at %d", j)
+					}
+				}
+				if held := len(s.queue) * h.tab.segs.size; int(s.queueBytes) != held || int(s.next) > len(s.queue) {
+					t.Fatalf("%d segments hold %d bytes, counted %d; next %d", len(s.queue), held, s.queueBytes, s.next)
+				}
+				for j, g := range s.queue {
+					if g.n > len(g.data) || (j < int(s.next)) != (g.sentAt != 0) {
+						t.Fatalf("segment %d: %d bytes in a %d-byte buffer, sent at %d, next %d", j, g.n, len(g.data), g.sentAt, s.next)
 					}
 				}
 			}

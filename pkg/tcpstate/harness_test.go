@@ -30,6 +30,8 @@ type fakeOut struct {
 	routes  []string
 	routeUp bool
 	keepRaw bool
+	// mtu, when set, is the largest packet the table may send.
+	mtu int
 }
 
 func (o *fakeOut) Send(pkt []byte) {
@@ -45,6 +47,9 @@ func (o *fakeOut) Send(pkt []byte) {
 	pseudo := ipmangle.PseudoHeaderChecksum(p.Src.Addr(), p.Dst.Addr(), 6, p.TotalLen-p.TCPOffset)
 	if ipmangle.Checksum(pkt[p.TCPOffset:p.TotalLen], pseudo) != 0 {
 		o.t.Fatalf("bad TCP checksum")
+	}
+	if o.mtu > 0 && len(pkt) > o.mtu {
+		o.t.Fatalf("table sent a %d-byte packet, the MTU is %d", len(pkt), o.mtu)
 	}
 	o.pkts = append(o.pkts, sent{p.Flags, p.Seq, p.Ack, string(p.Payload(pkt))})
 	if o.keepRaw {

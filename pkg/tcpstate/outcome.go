@@ -48,6 +48,7 @@ const (
 	ReasonClientRST                   // the client reset the connection
 	ReasonReconnects                  // the target kept closing the connection early
 	ReasonOverload                    // refused: too many handshakes pending, or tcpcopy backed up
+	ReasonStalled                     // no progress for StallTimeout while the target kept answering
 	numReasons
 )
 
@@ -66,6 +67,7 @@ var reasonNames = [numReasons]string{
 	ReasonClientRST:     "client_rst",
 	ReasonReconnects:    "too_many_reconnects",
 	ReasonOverload:      "overload",
+	ReasonStalled:       "stalled",
 }
 
 func (r Reason) String() string {
@@ -136,8 +138,14 @@ type Stats struct {
 	AckedBytes      uint64 // ... of which the target acknowledged
 	ResponseBytes   uint64 // payload bytes the target sent
 	Drops           [NumDrops]uint64
-	QueuedSegments  int     // segments buffered now
-	Latency         Latency // response times per request (latency.go)
+	Splits          uint64 // captured segments split to fit the target's MSS or the path MTU
+	Resent          uint64 // segments sent again after the kernel refused them as too big (TooBig)
+	Blackholes      uint64 // sessions whose segments shrank after repeated timeouts (segsize.go)
+	Stalls          [NumStallCauses]uint64
+	// LastStall is the latest session that ended stalled.
+	LastStall      Stall
+	QueuedSegments int     // segments buffered now
+	Latency        Latency // response times per request (latency.go)
 }
 
 // Add adds o's counters to s.
@@ -167,6 +175,15 @@ func (s *Stats) Add(o *Stats) {
 	s.ResponseBytes += o.ResponseBytes
 	for i := range s.Drops {
 		s.Drops[i] += o.Drops[i]
+	}
+	s.Splits += o.Splits
+	s.Resent += o.Resent
+	s.Blackholes += o.Blackholes
+	for i := range s.Stalls {
+		s.Stalls[i] += o.Stalls[i]
+	}
+	if o.LastStall.At > s.LastStall.At {
+		s.LastStall = o.LastStall
 	}
 	s.QueuedSegments += o.QueuedSegments
 	s.Latency.add(&o.Latency)

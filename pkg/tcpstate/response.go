@@ -45,8 +45,8 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 	}
 	if p.Flags&ipmangle.ACK != 0 {
 		t.ackReceived(s, now, p, ack, payloadLen)
-		if s.freed {
-			return
+		if s.freed || s.state != stateEstablished {
+			return // a split to retransmit failed the session
 		}
 	}
 	if s.tsOK && p.HasTS() {
@@ -161,8 +161,17 @@ func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, 
 	s.sndWnd = uint32(p.Window) // not scaled in a SYN-ACK (RFC 7323 §2.2)
 	s.tsOK = p.HasTS()
 	s.tsRecent = p.TSVal
-	if s.backoff == 0 {
-		s.sampleRTT(now-s.synSentAt, t.cfg.FixedRTT > 0)
+	t.setMaxSeg(s, p.MSS)
+	s.progressAt = now
+	if s.backoff == 0 && !s.staleReset {
+		// Timed only without a retransmission (Karn).
+		r := now - s.synSentAt
+		s.sampleRTT(r, t.cfg.FixedRTT > 0)
+		if t.hsRTT == 0 {
+			t.hsRTT = r
+		} else {
+			t.hsRTT = (7*t.hsRTT + r) / 8
+		}
 	}
 	s.backoff = 0
 	s.rtoAt = 0
@@ -189,23 +198,23 @@ func (t *Table) ackReceived(s *session, now int64, p *ipmangle.Parsed, ack seqnu
 		s.rtoAt = 0
 		if s.inflight() {
 			s.rtoAt = now + s.currentRTO()
+			if g := s.firstUnacked(); g != nil && g.n > int(s.maxSeg) {
+				// Sent before the segment size shrank (segsize.go): too
+				// big for the path, so lost. Send it again at once.
+				t.stats.Retransmits += uint64(t.retransmitFirst(s, now))
+			}
 		}
 	case ack == s.sndUna && payloadLen == 0 && p.Flags&ipmangle.FIN == 0 && s.inflight() && wnd == s.sndWnd:
 		s.dupAcks++
 		if s.dupAcks == dupAckThresh && s.recover.LessThan(s.sndUna.Add(1)) {
 			// Fast retransmit (RFC 5681 §3.2), once per window of data.
 			s.recover = s.sndNxt
-			if g := s.firstUnacked(); g != nil {
-				t.sendSegment(s, g, now)
-				g.retrans = true
-				t.stats.FastRetransmits++
+			if n := t.retransmitFirst(s, now); n > 0 {
+				t.stats.FastRetransmits += uint64(n)
 			}
 		}
 	}
 	s.sndWnd = wnd
-	if s.finAcked && !s.targetFin && s.finAckedAt == 0 {
-		s.finAckedAt = now
-	}
 }
 
 // advance frees the segments the target acknowledged up to ack.
@@ -220,10 +229,13 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 		}
 		s.ackedBytes += uint64(g.n)
 		t.stats.AckedBytes += uint64(g.n)
-		s.queueBytes -= int32(g.n)
+		s.queueBytes -= int32(len(g.data))
 		if g.fin {
 			s.finAcked = true
-			s.finAckedAt = now
+			if !s.targetFin {
+				// The target has this long to close its side.
+				s.stateAt = now + 2*int64(t.cfg.TimeWait)
+			}
 		}
 		t.segs.put(g)
 		n++
@@ -237,6 +249,7 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 		s.next -= int32(n)
 	}
 	s.sndUna = ack
+	s.progressAt = now
 }
 
 func (s *session) firstUnacked() *segment {
@@ -244,6 +257,28 @@ func (s *session) firstUnacked() *segment {
 		return s.queue[0]
 	}
 	return nil
+}
+
+// retransmitFirst sends s's first unacknowledged segment again, split to
+// s.maxSeg if it has shrunk since (every piece goes), and returns the
+// number of packets sent: 0 if there was none, or the split failed the
+// session.
+func (t *Table) retransmitFirst(s *session, now int64) int {
+	g := s.firstUnacked()
+	if g == nil {
+		return 0
+	}
+	end := g.end()
+	if !t.fit(s, 0, now) {
+		return 0
+	}
+	n := 0
+	for ; n < int(s.next) && s.queue[n].seq.LessThan(end); n++ {
+		g := s.queue[n]
+		t.sendSegment(s, g, now)
+		g.retrans = true
+	}
+	return n
 }
 
 // targetClosed handles a RST from the target on an established
@@ -309,7 +344,7 @@ func (t *Table) onTimer(s *session, now int64) {
 			if t.out.Route(s.key.key(), true) {
 				s.stateAt = 0
 				t.sendSYN(s, now)
-			} else if now-s.created >= int64(cfg.RouteWait) {
+			} else if now-s.synSentAt >= int64(cfg.RouteWait) {
 				t.finish(s, now, ReasonNoIntercept, false)
 			} else {
 				s.stateAt = now + routeRetry
@@ -329,7 +364,7 @@ func (t *Table) onTimer(s *session, now int64) {
 		}
 		if s.rtoAt != 0 && now >= s.rtoAt {
 			s.backoff = min(s.backoff+1, maxBackoff)
-			s.rtoAt = now + initialRTO<<s.backoff
+			s.rtoAt = now + t.synRTO()<<s.backoff
 			t.stats.SYNRetransmits++
 			t.emitSYN(s, now)
 		}
@@ -345,7 +380,7 @@ func (t *Table) onTimer(s *session, now int64) {
 		t.finish(s, now, ReasonIdle, true)
 		return
 	}
-	if s.finAcked && !s.targetFin && s.finAckedAt != 0 && now-s.finAckedAt >= 2*int64(cfg.TimeWait) {
+	if s.finAcked && !s.targetFin && s.stateAt != 0 && now >= s.stateAt {
 		// Our FIN was acknowledged but the target never closed its side.
 		t.finish(s, now, ReasonNone, true)
 		return
@@ -354,12 +389,19 @@ func (t *Table) onTimer(s *session, now int64) {
 		t.finish(s, now, ReasonCaptureGap, true)
 		return
 	}
+	if t.isStalled(s, now) {
+		t.stall(s, now)
+		return
+	}
 	if s.rtoAt != 0 && now >= s.rtoAt {
 		s.rtoAt = 0
 		if g := s.firstUnacked(); g != nil {
-			t.sendSegment(s, g, now)
-			g.retrans = true
-			t.stats.Retransmits++
+			t.blackhole(s, g)
+			n := t.retransmitFirst(s, now)
+			if n == 0 {
+				return // the session failed
+			}
+			t.stats.Retransmits += uint64(n)
 			s.backoff = min(s.backoff+1, maxBackoff)
 			s.rtoAt = now + s.currentRTO()
 			s.recover = s.sndNxt

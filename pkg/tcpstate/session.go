@@ -28,10 +28,14 @@ func (s state) String() string {
 
 // Timing constants (nanoseconds).
 const (
-	ms           = int64(1e6)
-	minRTO       = 100 * ms // C TCPCopy's fixed RTO; Linux uses 200 ms
-	maxRTO       = 60_000 * ms
-	initialRTO   = 1000 * ms // RFC 6298 (2.1) for the SYN
+	ms         = int64(1e6)
+	minRTO     = 100 * ms // C TCPCopy's fixed RTO; Linux uses 200 ms
+	maxRTO     = 60_000 * ms
+	initialRTO = 1000 * ms // RFC 6298 (2.1) for the SYN
+	// minSYNRTO: Linux answers a retransmitted SYN with its SYN-ACK again
+	// at most every 500 ms (tcp_invalid_ratelimit); SYNs at 0, 250 ms,
+	// 750 ms get two answers at least.
+	minSYNRTO    = 250 * ms
 	routeRetry   = 50 * ms
 	tombTime     = 10 * 1000 * ms // how long a failed session's packets are dropped after the last one
 	tombRetry    = 1000 * ms      // a new request on a failed connection is copied again after this
@@ -105,17 +109,24 @@ type session struct {
 	// Times (Unix nanoseconds; 0 when off). deadline is the session's
 	// place in the timer heap.
 	deadline   int64
-	created    int64
 	lastClient int64 // last captured packet
 	lastTarget int64 // last response
-	finAckedAt int64
-	synSentAt  int64
-	rtoAt      int64
-	paceAt     int64
-	gapAt      int64
-	// stateAt is the timer of the waiting states: the next route attempt
-	// (wait-route), the new SYN (reconnect), the end of time-wait.
-	stateAt    int64
+	// synSentAt is when the current handshake began: our SYN, or the wait
+	// for an intercept link (wait-route).
+	synSentAt int64
+	rtoAt     int64
+	paceAt    int64
+	gapAt     int64
+	// stateAt is the timer of the state: the next route attempt
+	// (wait-route), the new SYN (reconnect), the end of time-wait, and in
+	// established the limit for the target to close after it acknowledged
+	// our FIN.
+	stateAt int64
+	// progressAt is when the session last made progress (the target
+	// acknowledged new bytes, or there was nothing to deliver): a session
+	// with data pending and no progress for Config.StallTimeout while the
+	// target keeps answering has stalled.
+	progressAt int64
 	ackAt      int64 // a delayed ACK is due (Config.AckDelay)
 	reqSentAt  int64
 	lastRespAt int64
@@ -141,7 +152,13 @@ type session struct {
 	tsRecent   uint32
 	heapIdx    int32
 	next       int32 // index in queue of the first unsent segment
+	// queueBytes is the memory the queue holds: the buffer of every
+	// segment, whatever its payload (Config.MaxQueueBytes bounds it).
 	queueBytes int32
+	// maxSeg is the largest payload of a segment we send: what the
+	// target's MSS and the path MTU take with our headers as built
+	// (maxSegment).
+	maxSeg uint16
 
 	dupAcks    uint8
 	backoff    uint8
@@ -216,8 +233,8 @@ func (s *session) nextDeadline(cfg *Config) int64 {
 		} else {
 			at(roundUp(max(s.lastTarget, s.lastClient)+int64(cfg.IdleTimeout), 1000*ms))
 		}
-		if s.finAcked && !s.targetFin {
-			at(s.finAckedAt + 2*int64(cfg.TimeWait))
+		if s.pending() && s.progressAt != 0 {
+			at(s.progressAt + int64(cfg.StallTimeout))
 		}
 	}
 	return d
@@ -299,7 +316,7 @@ func (t *Table) bury(s *session, now int64) {
 // start sets a new session up and begins its handshake.
 func (t *Table) start(s *session, now int64, p *ipmangle.Parsed, fromSYN bool) *session {
 	k := s.key
-	s.created = now
+	s.synSentAt = now
 	s.handshaking = true
 	t.handshakes++
 	s.lastClient = now
@@ -333,9 +350,22 @@ func (t *Table) sendSYN(s *session, now int64) {
 	s.state = stateSynSent
 	s.synSentAt = now
 	s.backoff = 0
-	s.rtoAt = now + initialRTO
+	s.rtoAt = now + t.synRTO()
 	t.stats.SYNs++
 	t.emitSYN(s, now)
+}
+
+// synRTO is the first retransmission timeout of a SYN: RFC 6298's 1 s
+// until a handshake was timed, then four handshake round trips, at least
+// minSYNRTO and at most 1 s. The target is usually near and its answers
+// come back through intercept within milliseconds; waiting a whole second
+// per lost SYN or SYN-ACK would leave room for only two tries within the
+// handshake timeout (3 s, as C TCPCopy), too few on a lossy path.
+func (t *Table) synRTO() int64 {
+	if t.hsRTT == 0 {
+		return initialRTO
+	}
+	return min(max(4*t.hsRTT, minSYNRTO), initialRTO)
 }
 
 func (t *Table) emitSYN(s *session, now int64) {
@@ -408,6 +438,11 @@ func (t *Table) clientPacket(s *session, now int64, pkt []byte, p *ipmangle.Pars
 			s.reqSentAt = now
 		}
 	}
+	if !s.pending() {
+		// Nothing was waiting for the target: the wait for progress
+		// starts with this packet's data, if any (stall.go).
+		s.progressAt = now
+	}
 	payload := p.Payload(pkt)
 	if len(payload) != p.PayloadLen {
 		// The capture cut the packet: its bytes are lost to us, which the
@@ -479,6 +514,23 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 			i++
 			continue
 		}
+		if i == len(s.queue) && i > int(s.next) {
+			// More of the request the last segment, not sent yet, holds:
+			// fill its buffer first, so that a client writing a few bytes
+			// at a time does not take a buffer per write.
+			prev := s.queue[i-1]
+			if !prev.fin && prev.ack == ack && prev.end() == seq && prev.n < len(prev.data) {
+				n := copy(prev.data[prev.n:], payload)
+				prev.n += n
+				prev.psh = prev.psh || psh
+				s.capturedBytes += uint64(n)
+				t.stats.CapturedBytes += uint64(n)
+				added = true
+				payload = payload[n:]
+				seq = seq.Add(seqnum.Size(n))
+				continue
+			}
+		}
 		n := len(payload)
 		if i < len(s.queue) {
 			if gap := int(s.queue[i].seq.Sub(seq)); gap < n {
@@ -486,7 +538,7 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 			}
 		}
 		n = min(n, t.segs.size)
-		if int(s.queueBytes)+n > t.cfg.MaxQueueBytes {
+		if int(s.queueBytes)+t.segs.size > t.cfg.MaxQueueBytes {
 			t.finish(s, now, ReasonBufferFull, true)
 			return false
 		}
@@ -494,7 +546,7 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 		g.seq, g.ack, g.psh, g.n = seq, ack, psh, n
 		copy(g.data, payload[:n])
 		t.insertAt(s, i, g)
-		s.queueBytes += int32(n)
+		s.queueBytes += int32(t.segs.size)
 		s.capturedBytes += uint64(n)
 		t.stats.CapturedBytes += uint64(n)
 		added = true
@@ -528,6 +580,7 @@ func (t *Table) enqueueFIN(s *session, seq, ack seqnum.Value) {
 	g := t.segs.get()
 	g.seq, g.ack, g.fin = seq, ack, true
 	t.insertAt(s, len(s.queue), g)
+	s.queueBytes += int32(t.segs.size)
 	s.finQueued = true
 	s.finSeq = seq
 }
@@ -553,6 +606,9 @@ func (t *Table) pump(s *session, now int64) {
 		newReq := !s.reqAckSet || s.reqAck.LessThan(g.ack)
 		if newReq && s.waiting && !t.responseDone(s, g.ack, now) {
 			break
+		}
+		if g.n > int(s.maxSeg) && !t.fit(s, int(s.next), now) {
+			return // the session failed
 		}
 		if g.n > 0 && (s.sndWnd == 0 || s.inflight() && uint32(s.sndNxt.Sub(s.sndUna))+uint32(g.n) > s.sndWnd) {
 			// The target's window is full; its next ACK resumes us. A

@@ -71,6 +71,11 @@ type Config struct {
 	// client's retransmissions did not fill. Default 10 s (what C TCPCopy
 	// intended; its unit bug made it the session timeout).
 	GapTimeout time.Duration
+	// StallTimeout ends a session that made no progress for this long
+	// (the target acknowledged nothing new of the data it has) while the
+	// target kept answering, with ReasonStalled. A target that says
+	// nothing at all is SessionTimeout's. Default 30 s.
+	StallTimeout time.Duration
 	// ResponseWait is the longest time a request is held for the target's
 	// response to the previous one. Default 1 s.
 	ResponseWait time.Duration
@@ -88,8 +93,11 @@ type Config struct {
 	NoWait bool
 	// OnlyFullSessions ignores connections whose SYN was not captured (-O).
 	OnlyFullSessions bool
-	// MaxQueueBytes bounds the captured bytes buffered per session; past it
-	// the session fails ("buffer full"). Default 16 MiB.
+	// MaxQueueBytes bounds the memory a session's queue of captured data
+	// holds, counted as the buffers it takes (an MTU-sized buffer per
+	// segment, whatever its payload; small in-order segments share one
+	// until it is sent); past it the session fails ("buffer full").
+	// Default 16 MiB.
 	MaxQueueBytes int
 	// MaxReconnects bounds how often a session reconnects after the target
 	// closed it early. Default 8.
@@ -119,6 +127,7 @@ func (c *Config) setDefaults() {
 	def(&c.HandshakeTimeout, 3*time.Second)
 	def(&c.RouteWait, 5*time.Second)
 	def(&c.GapTimeout, 10*time.Second)
+	def(&c.StallTimeout, 30*time.Second)
 	def(&c.ResponseWait, time.Second)
 	def(&c.TimeWait, 2*time.Second)
 	if c.MaxQueueBytes <= 0 {
@@ -156,7 +165,14 @@ type Table struct {
 	successors map[skey]*successor
 	succBytes  int // packet bytes the successors hold
 	succLimit  int // successorTotalBytes (tests lower it)
-	stats      Stats
+	// pmtu holds the path MTUs the kernel reported (TooBig), by target
+	// address, when below MTU.
+	pmtu map[[16]byte]int
+	// hsRTT is the smoothed round-trip time of the handshakes, for the
+	// SYN retransmission timeout (synRTO); 0 until the first sample.
+	hsRTT   int64
+	scratch ipmangle.Parsed // TooBig's decoding
+	stats   Stats
 }
 
 // New returns an empty table writing to out.

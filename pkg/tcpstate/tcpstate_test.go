@@ -779,12 +779,21 @@ func TestShed(t *testing.T) {
 	}
 }
 
+// TestBufferFull: the bound counts the buffers the queue holds (one of
+// MTU bytes per segment), not the payload: segments of one request share
+// a buffer until it is full, each request takes its own.
 func TestBufferFull(t *testing.T) {
-	h := newHarness(t, Config{MaxQueueBytes: 10})
-	h.client(S, 1000, 0, "") // the target never answers: data queues up
+	h := newHarness(t, Config{MaxQueueBytes: 3000}) // two 1500-byte buffers
+	h.client(S, 1000, 0, "")                        // the target never answers: data queues up
 	h.client(PA, 1001, 9001, "0123456789")
-	h.client(PA, 1011, 9001, "x")
-	h.expect("S 1000", "RA 1001 0")
+	h.client(PA, 1011, 9001, "x") // the same request: the same buffer
+	h.client(PA, 1012, 9101, "y") // the next request: a second buffer
+	h.expect("S 1000")
+	if st := h.tab.Stats(); st.QueuedSegments != 2 || st.Active != 1 {
+		t.Fatalf("queued %d segments, %d active; want 2, 1", st.QueuedSegments, st.Active)
+	}
+	h.client(PA, 1013, 9201, "z") // a third
+	h.expect("RA 1001 0")
 	if h.closed(Failed, ReasonBufferFull) != 1 {
 		t.Errorf("stats = %+v", h.tab.Stats())
 	}
