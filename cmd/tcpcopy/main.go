@@ -98,6 +98,7 @@ func newCommand(run starter) *cli.Command {
 			&cli.IntFlag{Name: "workers", Value: def.Workers, Usage: "session `workers` (and cores used), 1..256"},
 			&cli.DurationFlag{Name: "capture-timeout", Value: def.CaptureTimeout, Usage: "longest wait before captured packets are handed over, whole ms, 1ms..1s (live capture): longer wakes tcpcopy less often and delays copies more"},
 			&cli.DurationFlag{Name: "ack-delay", Value: def.AckDelay, Usage: "delay acknowledgements of the target's answers up to this long, so the next packet carries them (0: at once)"},
+			&cli.DurationFlag{Name: "stall-timeout", Value: def.StallTimeout, Usage: "end a session that made no progress this long while the target kept answering (outcome reason stalled), 1s..1h"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
@@ -261,6 +262,7 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.RespPayload = c.Bool("resp-payload")
 	cfg.Workers = int(c.Int("workers"))
 	cfg.AckDelay = c.Duration("ack-delay")
+	cfg.StallTimeout = c.Duration("stall-timeout")
 	cfg.CaptureTimeout = c.Duration("capture-timeout")
 	cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr"))
 	cfg.StatsInterval = c.Duration("stats-interval")

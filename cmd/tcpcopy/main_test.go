@@ -162,9 +162,10 @@ func TestParse(t *testing.T) {
 			}},
 		{"long options", []string{"-x", "80-203.0.113.20:8080", "-s", "203.0.113.30", "--wire-version", "6", "--no-combined", "--resp-payload",
 			"--workers", "3", "--metrics-addr", ":9100", "--stats-interval", "5s", "--log-format", "json", "--log-level", "debug",
-			"--capture-timeout", "5ms"},
+			"--capture-timeout", "5ms", "--stall-timeout", "1m"},
 			func(c *tcpcopy.Config) {
 				c.CaptureTimeout = 5 * time.Millisecond
+				c.StallTimeout = time.Minute
 				c.WireVersion = 6
 				c.Combined = false
 				c.RespPayload = true
@@ -232,6 +233,8 @@ func TestUsageErrors(t *testing.T) {
 		{"-B offline", append(x, "-i", pcap, "-B", "16"), "option -B: only with live capture, not with an offline file"},
 		{"--capture-timeout offline", append(x, "-i", pcap, "--capture-timeout", "2ms"), "option --capture-timeout: only with live capture, not with an offline file"},
 		{"--capture-timeout 500us", append(x, "--capture-timeout", "500us"), "option --capture-timeout: 500µs is out of range 1ms..1s"},
+		{"--stall-timeout 500ms", append(x, "--stall-timeout", "500ms"), "option --stall-timeout: 500ms is not between 1s and 1h0m0s"},
+		{"--stall-timeout 2h", append(x, "--stall-timeout", "2h"), "option --stall-timeout: 2h0m0s is not between 1s and 1h0m0s"},
 		{"-a garbage", append(x, "-i", pcap, "-a", "fast"), `option -a: "fast" is not a number`},
 		{"-a NaN", append(x, "-i", pcap, "-a", "NaN"), "option -a: NaN is out of range 0.01..1000"},
 		{"missing file", append(x, "-i", "online.pcap"), `option -i: offline file "online.pcap" does not exist`},

@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +38,7 @@ func run(t *testing.T, cfg labrun.Config) (*labrun.Report, []recorder.Entry, []r
 	t.Helper()
 	cfg.TcpcopyBin = testbin.Build(t, "tcpcopy")
 	cfg.InterceptBin = testbin.Build(t, "intercept")
-	cfg.Dir = t.TempDir()
+	cfg.Dir = keepDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -56,6 +58,22 @@ func run(t *testing.T, cfg labrun.Config) (*labrun.Report, []recorder.Entry, []r
 		rep.WriteText(testWriter{t})
 	}
 	return rep, online, target
+}
+
+// keepDir returns the directory for a lab run's logs: a temporary one,
+// or, with TCPCOPY_E2E_DIR set, a directory under it named after the
+// test, kept after the test for a look at the logs.
+func keepDir(t *testing.T) string {
+	base := os.Getenv("TCPCOPY_E2E_DIR")
+	if base == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lab logs in %s", dir)
+	return dir
 }
 
 type testWriter struct{ t *testing.T }

@@ -44,9 +44,11 @@ const (
 	maxSnapLen     = 262144                 // -S; libpcap MAXIMUM_SNAPLEN
 	maxWorkers     = 256                    // --workers
 	maxAckDelay    = 500 * time.Millisecond // --ack-delay (RFC 9293's limit)
-	maxCaptureWait = time.Second            // --capture-timeout
-	defaultMTU     = 1500                   // C DEFAULT_MTU
-	defaultMSS     = 1460                   // C DEFAULT_MSS
+	minStall       = time.Second            // --stall-timeout
+	maxStall       = time.Hour
+	maxCaptureWait = time.Second // --capture-timeout
+	defaultMTU     = 1500        // C DEFAULT_MTU
+	defaultMSS     = 1460        // C DEFAULT_MSS
 	defaultTimeout = 600 * time.Second
 	keepaliveExtra = 120 * time.Second // C: -k defaults to -t + 120 s
 )
@@ -536,6 +538,10 @@ type Config struct {
 	// the client's next packet carries them (--ack-delay, 0..500 ms; 0
 	// acknowledges at once).
 	AckDelay time.Duration
+	// StallTimeout ends a session that made no progress this long while the
+	// target kept answering (--stall-timeout, 1 s..1 h), outcome reason
+	// stalled.
+	StallTimeout time.Duration
 	// CaptureTimeout is the longest time the kernel keeps captured packets
 	// in a partly filled ring block before it hands them over
 	// (--capture-timeout, whole milliseconds, 1 ms..1 s): the capture's
@@ -546,6 +552,11 @@ type Config struct {
 // DefaultAckDelay is the default of --ack-delay: short enough for any
 // client's pace, as Linux's 40 ms minimum is for real clients.
 const DefaultAckDelay = 20 * time.Millisecond
+
+// DefaultStallTimeout is the default of --stall-timeout: longer than any
+// run of retransmissions that still gets through on a lossy path (a
+// segment lost six times in a row), far shorter than -t.
+const DefaultStallTimeout = 30 * time.Second
 
 // DefaultCaptureTimeout is the default of --capture-timeout. Under load the
 // capture wakes tcpcopy once per timeout: 2 ms cost 10-20 % less CPU than
@@ -572,6 +583,7 @@ func Default() Config {
 		SnapLen:           maxSnapLen,
 		StatsInterval:     30 * time.Second,
 		AckDelay:          DefaultAckDelay,
+		StallTimeout:      DefaultStallTimeout,
 		CaptureTimeout:    DefaultCaptureTimeout,
 		Combined:          true,
 		Workers:           1,
@@ -701,6 +713,9 @@ func (c *Config) validateRanges() error {
 	}
 	if c.AckDelay < 0 || c.AckDelay > maxAckDelay {
 		return fmt.Errorf("option --ack-delay: %v is not between 0 and %v", c.AckDelay, maxAckDelay)
+	}
+	if c.StallTimeout < minStall || c.StallTimeout > maxStall {
+		return fmt.Errorf("option --stall-timeout: %v is not between %v and %v", c.StallTimeout, minStall, maxStall)
 	}
 	if err := cliutil.MillisInRange("--capture-timeout", c.CaptureTimeout, time.Millisecond, maxCaptureWait); err != nil {
 		return err

@@ -368,6 +368,8 @@ func TestValidate(t *testing.T) {
 		{"metrics addr", func(c *Config) { c.MetricsAddr = "9100" }, `option --metrics-addr: "9100" is not host:port`},
 		{"negative stats", func(c *Config) { c.StatsInterval = -time.Second }, "option --stats-interval: must not be negative"},
 		{"capture timeout 1s", func(c *Config) { c.CaptureTimeout = time.Second }, ""},
+		{"stall timeout 1s", func(c *Config) { c.StallTimeout = time.Second }, ""},
+		{"stall timeout 0", func(c *Config) { c.StallTimeout = 0 }, "option --stall-timeout: 0s is not between 1s and 1h0m0s"},
 		{"capture timeout 0", func(c *Config) { c.CaptureTimeout = 0 }, "option --capture-timeout: 0s is out of range 1ms..1s"},
 		{"capture timeout 2s", func(c *Config) { c.CaptureTimeout = 2 * time.Second }, "option --capture-timeout: 2s is out of range 1ms..1s"},
 		{"capture timeout 1.5ms", func(c *Config) { c.CaptureTimeout = 1500 * time.Microsecond }, "option --capture-timeout: 1.5ms is not a whole number of milliseconds"},
@@ -400,7 +402,7 @@ func TestDefault(t *testing.T) {
 	if c.InterceptPort != 36524 || c.ConnsPerIntercept != 1 || c.Copies != 1 || c.Percent != 100 ||
 		c.MemoryMB != 2048 || c.MTU != 1500 || c.MSS != 1460 || c.SessionTimeout != 600*time.Second ||
 		c.KeepaliveTimeout != 720*time.Second || !c.Combined || c.Workers != 1 || c.AckDelay != DefaultAckDelay ||
-		c.CaptureTimeout != 2*time.Millisecond {
+		c.CaptureTimeout != 2*time.Millisecond || c.StallTimeout != 30*time.Second {
 		t.Errorf("Default() = %+v, does not match the documented defaults", c)
 	}
 }

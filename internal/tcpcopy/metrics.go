@@ -24,10 +24,10 @@ type snapshot struct {
 
 	captured, invalid, unmatched, sampledOut, truncated, segmented uint64
 
-	badRecord, records               uint64
-	sent, sendErrors, tooBig, resent uint64
-	ringDrops, overload              uint64
-	shedding                         bool
+	badRecord, records       uint64
+	sent, sendErrors, tooBig uint64
+	ringDrops, overload      uint64
+	shedding                 bool
 }
 
 // snapshot reads every counter. It allocates (the links' per-server
@@ -48,7 +48,6 @@ func (e *engine) snapshot() snapshot {
 		sent:       e.sc.sent.Load(),
 		sendErrors: e.sc.errors.Load(),
 		tooBig:     e.sc.tooBig.Load(),
-		resent:     e.sc.resegmented.Load(),
 		ringDrops:  e.ringDrops(),
 		shedding:   e.shed.Load(),
 	}
@@ -93,8 +92,8 @@ type collector struct {
 	e     *engine
 	plain []metric
 	// The labelled families and the histograms.
-	dropped, closed, retrans, linksUp, wire, build *prometheus.Desc
-	target, online, ratio                          *prometheus.Desc
+	dropped, closed, retrans, linksUp, wire, build, stalls *prometheus.Desc
+	target, online, ratio                                  *prometheus.Desc
 }
 
 func newCollector(e *engine) *collector {
@@ -115,8 +114,10 @@ func newCollector(e *engine) *collector {
 	counter("packets_truncated_total", "Captured packets cut by the snap length (-S); their payload is lost.", func(s *snapshot) uint64 { return s.truncated })
 	counter("segments_split_total", "Segments made by splitting GRO/LRO super-packets to the MTU (-M).", func(s *snapshot) uint64 { return s.segmented })
 	counter("packets_sent_total", "Packets sent to the target.", func(s *snapshot) uint64 { return s.sent })
-	counter("packets_too_big_total", "Packets the kernel refused as larger than the path MTU (EMSGSIZE); they are split and sent again.", func(s *snapshot) uint64 { return s.tooBig })
-	counter("segments_resent_split_total", "Segments sent after splitting a packet refused with EMSGSIZE.", func(s *snapshot) uint64 { return s.resent })
+	counter("packets_too_big_total", "Packets the kernel refused as larger than the path MTU (EMSGSIZE); their data is split and sent again.", func(s *snapshot) uint64 { return s.tooBig })
+	counter("segments_resent_split_total", "Segments sent again, split to the path MTU, after the kernel refused a packet as too big (EMSGSIZE).", func(s *snapshot) uint64 { return s.st.Resent })
+	counter("segments_fitted_total", "Captured segments split when sent, being longer than the target's MSS or the MTU allow with the headers tcpcopy builds (clients without TCP timestamps, jumbo frames).", func(s *snapshot) uint64 { return s.st.Splits })
+	counter("mtu_blackholes_total", "Times a session's segment size was lowered after the same data timed out again and again (a path MTU black hole).", func(s *snapshot) uint64 { return s.st.Blackholes })
 	counter("records_received_total", "Response records received from intercept.", func(s *snapshot) uint64 { return s.records })
 	counter("responses_total", "Response records the session engine handled.", func(s *snapshot) uint64 { return s.st.Responses })
 	// Sessions.
@@ -164,6 +165,8 @@ func newCollector(e *engine) *collector {
 	c.wire = prometheus.NewDesc("tcpcopy_intercept_wire_version",
 		"Protocol version negotiated with each intercept on its latest connection (0: never connected).", []string{"intercept"}, nil)
 	c.build = prometheus.NewDesc("tcpcopy_build_info", "Always 1; the version is a label.", []string{"version"}, nil)
+	c.stalls = prometheus.NewDesc("tcpcopy_stalls_total",
+		"Sessions ended as stalled (no progress while the target kept answering), by what they waited for: unacknowledged data, or a zero window.", []string{"cause"}, nil)
 	c.target = prometheus.NewDesc("tcpcopy_target_response_seconds",
 		"Per request, from sending its first segment to the target to the first byte of the target's answer (through intercept).", nil, nil)
 	c.online = prometheus.NewDesc("tcpcopy_online_response_seconds",
@@ -178,7 +181,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.plain {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{c.dropped, c.closed, c.retrans, c.linksUp, c.wire, c.build, c.target, c.online, c.ratio} {
+	for _, d := range []*prometheus.Desc{c.dropped, c.closed, c.retrans, c.linksUp, c.wire, c.build, c.stalls, c.target, c.online, c.ratio} {
 		ch <- d
 	}
 }
@@ -210,6 +213,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.wire, prometheus.GaugeValue, float64(srv.Format.Version), srv.Addr.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version.String())
+	for i, n := range s.st.Stalls {
+		ch <- prometheus.MustNewConstMetric(c.stalls, prometheus.CounterValue, float64(n), tcpstate.StallCause(i).String())
+	}
 	ch <- durationHistogram(c.target, &s.st.Latency.Target)
 	ch <- durationHistogram(c.online, &s.st.Latency.Online)
 	ch <- ratioHistogram(c.ratio, &s.st.Latency.Ratio)

@@ -150,7 +150,11 @@ const (
 	msgReconnects = "the target kept closing connections before their requests were done (too_many_reconnects): " +
 		"it may limit requests per connection or fail on them"
 	msgTruncated = "captured packets were cut by the snap length and their data lost: raise -S"
-	msgRoutes    = "route announcements to intercept were dropped (no link to that intercept up, or its buffer full): " +
+	msgStalled   = "sessions stalled: the target kept answering but took none of the data sent to it for --stall-timeout, " +
+		"although it was sent again, split and shrunk (the latest such session is described): a firewall or middlebox " +
+		"on the way to the target dropping some packets (by size or content), or, with cause zero_window, a target " +
+		"service that stopped reading"
+	msgRoutes = "route announcements to intercept were dropped (no link to that intercept up, or its buffer full): " +
 		"the responses of those sessions are lost"
 )
 
@@ -215,6 +219,9 @@ func (e *engine) diagnose(prev, cur *snapshot) []logging.Warning {
 	if n := closed(tcpstate.ReasonReconnects); n > 0 {
 		add("reconnects", msgReconnects, "sessions", n)
 	}
+	if n := closed(tcpstate.ReasonStalled); n > 0 {
+		add("stalled", msgStalled, append([]any{"sessions", n}, stallAttrs(&cs.LastStall)...)...)
+	}
 	if trunc > 0 {
 		add("truncated", msgTruncated, "packets", trunc, "snaplen", e.cfg.SnapLen)
 	}
@@ -222,6 +229,19 @@ func (e *engine) diagnose(prev, cur *snapshot) []logging.Warning {
 		add("routes_dropped", msgRoutes, "routes", n, "links_up", cur.links.Up)
 	}
 	return ws
+}
+
+// stallAttrs describes where a stalled session stuck, for a log line.
+func stallAttrs(s *tcpstate.Stall) []any {
+	return []any{"client", s.Key.Client, "target", s.Key.Target, "cause", s.Cause.String(),
+		"acked_bytes", s.Offset, "outstanding", s.Outstanding, "queued", s.Queued,
+		"segment", s.Segment, "window", s.Window, "timeouts", s.Timeouts}
+}
+
+// stallText is stallAttrs in one value, for the summary.
+func stallText(s *tcpstate.Stall) string {
+	return fmt.Sprintf("%v->%v %s after %d bytes acknowledged, %d outstanding (first segment %d bytes), %d queued, window %d, %d timeouts",
+		s.Key.Client, s.Key.Target, s.Cause, s.Offset, s.Outstanding, s.Segment, s.Queued, s.Window, s.Timeouts)
 }
 
 // targets names the -x targets for log attributes.
@@ -270,6 +290,9 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 	attrs = append(attrs, "dropped", dropped, "links_up", s.links.Up, "intercepts", linkSummary(&s.links))
 	if st.PortReuse > 0 {
 		attrs = append(attrs, "port_reuses", st.PortReuse, "port_reuse_waits", st.PortReuseWaits)
+	}
+	if st.LastStall.At != 0 {
+		attrs = append(attrs, "last_stall", stallText(&st.LastStall))
 	}
 	for o := range tcpstate.NumOutcomes {
 		if tcpstate.Outcome(o) == tcpstate.Reproduced {

@@ -48,6 +48,10 @@ func TestDiagnose(t *testing.T) {
 		{"handshake overload", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonOverload] = 5 }, []string{"overload"}, "copy a smaller share"},
 		{"buffer full", func(s *snapshot) { s.st.Closed[F][tcpstate.ReasonBufferFull] = 1 }, []string{"buffer_full"}, ""},
 		{"reconnects", func(s *snapshot) { s.st.Closed[P][tcpstate.ReasonReconnects] = 1 }, []string{"reconnects"}, ""},
+		{"stalled", func(s *snapshot) {
+			s.st.Closed[P][tcpstate.ReasonStalled] = 2
+			s.st.LastStall = tcpstate.Stall{Key: tcpstate.Key{Client: benchClient, Target: benchTarget}, At: 1, Offset: 2000, Cause: tcpstate.StallZeroWindow}
+		}, []string{"stalled"}, "stopped reading"},
 		{"truncated", func(s *snapshot) { s.truncated = 1 }, []string{"truncated"}, "raise -S"},
 		{"routes dropped", func(s *snapshot) { s.links.RoutesDropped = 1 }, []string{"routes_dropped"}, ""},
 	}

@@ -191,27 +191,31 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 
 // engine ties capture, the workers and the intercept links together.
 type engine struct {
-	cfg      *Config
-	log      *slog.Logger
-	rw       *rewriter
-	disp     *dispatcher
-	links    *Links
-	sc       sendCounters
-	shed     atomic.Bool
-	sources  []*capture.Source
-	start    time.Time
-	first    atomic.Int64 // first captured packet, for -g
-	now      func() int64 // the clock of the capture side, Unix ns
-	linksUp  func() int   // intercept links up now
+	cfg     *Config
+	log     *slog.Logger
+	rw      *rewriter
+	disp    *dispatcher
+	links   *Links
+	sc      sendCounters
+	shed    atomic.Bool
+	sources []*capture.Source
+	start   time.Time
+	first   atomic.Int64 // first captured packet, for -g
+	// now is the engine's clock (clock.go), for the capture side, the
+	// workers and the links alike.
+	now      func() int64
+	linksUp  func() int // intercept links up now
 	replayed replayStats
 
 	captured, invalid, unmatched, sampledOut, truncated, segmented, noEndpoint atomic.Uint64
 }
 
 func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
-	e := &engine{cfg: cfg, log: log, rw: newRewriter(cfg), start: time.Now(),
-		now: func() int64 { return time.Now().UnixNano() }}
-	e.disp = &dispatcher{seed: maphash.MakeSeed()}
+	e := &engine{cfg: cfg, log: log, rw: newRewriter(cfg), start: time.Now(), now: systemClock().now}
+	// The workers and the dispatcher read e.now through a closure, so
+	// that a test can replace the clock after newEngine.
+	now := func() int64 { return e.now() }
+	e.disp = &dispatcher{seed: maphash.MakeSeed(), now: now}
 	e.links = NewLinks(LinkConfig{
 		Servers:        cfg.Intercepts,
 		ConnsPerServer: cfg.ConnsPerIntercept,
@@ -228,10 +232,11 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		IdleTimeout:      cfg.KeepaliveTimeout,
 		NoWait:           cfg.NoWait,
 		AckDelay:         cfg.AckDelay,
+		StallTimeout:     cfg.StallTimeout,
 		OnlyFullSessions: cfg.OnlyFullSessions,
 	}
 	for i := range max(cfg.Workers, 1) {
-		w := newWorker(i, cfg, tc, snd, e.links, &e.sc, &e.shed, log)
+		w := newWorker(i, cfg, tc, snd, e.links, &e.sc, &e.shed, now, log)
 		e.track(w)
 		e.disp.workers = append(e.disp.workers, w)
 	}

@@ -22,6 +22,12 @@ type sender interface {
 	Send(pkt []byte) error
 }
 
+// mtuTeller is a sender that can tell the path MTU toward a destination
+// (inject.Sender, inject.LinkSender): 0 if it cannot.
+type mtuTeller interface {
+	PathMTU(dst netip.Addr) int
+}
+
 // router announces routes; *Links in production.
 type router interface {
 	Route(r wire.Route) bool
@@ -31,7 +37,7 @@ type router interface {
 
 // sendCounters are the raw-send outcomes, shared by the workers.
 type sendCounters struct {
-	sent, errors, tooBig, resegmented atomic.Uint64
+	sent, errors, tooBig atomic.Uint64
 }
 
 // timerSlack is the granularity of the session timers: a worker's timer
@@ -52,6 +58,7 @@ type worker struct {
 	snd   sender
 	links router
 	mtu   int
+	now   func() int64 // the engine's clock (clock.go)
 	log   *slog.Logger
 	sc    *sendCounters
 	warn  *logging.Limiter
@@ -61,8 +68,6 @@ type worker struct {
 
 	mu     sync.Mutex // guards everything below
 	tab    *tcpstate.Table
-	seg    ipmangle.Segmenter
-	segb   []byte
 	p      ipmangle.Parsed
 	routed bool        // a route message was queued since the last Flush
 	timer  *time.Timer // fires run's Tick
@@ -74,17 +79,37 @@ type worker struct {
 	out     [][]byte
 	outBuf  []byte
 	failFn  func(pkt []byte, err error)
+	// refused holds the headers of the packets the kernel refused as too
+	// big in this batch, for the table to send their data again in
+	// smaller segments when the batch ends (the table cannot be called
+	// back from its own Send); spare is the other buffer of the two.
+	refused, spare []refusal
 
 	statsMu sync.Mutex
 	stats   tcpstate.Stats
 }
 
-func newWorker(id int, cfg *Config, tc tcpstate.Config, snd sender, links router, sc *sendCounters, shed *atomic.Bool, log *slog.Logger) *worker {
+// refusal is the start of a packet refused as too big: its IP and TCP
+// headers, which say whose data it was.
+type refusal struct {
+	hdr [refusalBytes]byte
+	n   int
+}
+
+// refusalBytes holds any IP and TCP header we build (40 + 20 + 12).
+const refusalBytes = 128
+
+// maxRefused bounds the refusals kept per batch; more are counted as
+// send errors.
+const maxRefused = 64
+
+func newWorker(id int, cfg *Config, tc tcpstate.Config, snd sender, links router, sc *sendCounters, shed *atomic.Bool, now func() int64, log *slog.Logger) *worker {
 	w := &worker{
-		id: id, snd: snd, links: links, mtu: cfg.MTU, log: log, sc: sc, shed: shed,
-		warn:  logging.NewLimiter(10 * time.Second),
-		segb:  make([]byte, cfg.MTU),
-		timer: time.NewTimer(time.Hour),
+		id: id, snd: snd, links: links, mtu: cfg.MTU, now: now, log: log, sc: sc, shed: shed,
+		warn:    logging.NewLimiter(10 * time.Second),
+		timer:   time.NewTimer(time.Hour),
+		refused: make([]refusal, 0, maxRefused),
+		spare:   make([]refusal, 0, maxRefused),
 	}
 	w.timer.Stop()
 	if s, ok := snd.(*inject.Sender); ok {
@@ -136,12 +161,17 @@ func (w *worker) sendNow(pkt []byte) {
 }
 
 // sendFailed handles a packet the sender refused: a send error never stops
-// anything; it is counted and logged at a limited rate. A packet over the
-// path MTU is split and sent again.
+// anything; it is counted and logged at a limited rate, and the session's
+// retransmission timer sends the data again. A packet over the path MTU
+// is kept for the table (refusals), which sends its data again in
+// segments that fit, at once. mu is held.
 func (w *worker) sendFailed(pkt []byte, err error) {
 	if errors.Is(err, inject.ErrTooBig) {
 		w.sc.tooBig.Add(1)
-		if w.resend(pkt) {
+		if len(w.refused) < cap(w.refused) {
+			w.refused = w.refused[:len(w.refused)+1]
+			r := &w.refused[len(w.refused)-1]
+			r.n = copy(r.hdr[:], pkt)
 			return
 		}
 	}
@@ -151,20 +181,39 @@ func (w *worker) sendFailed(pkt []byte, err error) {
 	}
 }
 
-// resend splits pkt into segments of at most 1280 bytes (the IPv6 minimum
-// MTU) after EMSGSIZE: the path to the target has a smaller MTU than -M.
-func (w *worker) resend(pkt []byte) bool {
-	w.p.Decode(pkt)
-	if !w.p.Valid || !w.seg.Reset(pkt, &w.p, min(w.mtu, 1280)) {
-		return false
-	}
-	for s := w.seg.Next(w.segb); s != nil; s = w.seg.Next(w.segb) {
-		if w.snd.Send(s) != nil {
-			return false
+// maxRefusalRounds bounds the rounds of sending refused data again in a
+// batch: each round lowers the path MTU, so a few reach any path.
+const maxRefusalRounds = 16
+
+// handleRefused gives the table the packets refused as too big in this
+// batch, with the path MTU toward their target if the sender can tell,
+// and sends what it sends again in their place; those may be refused in
+// turn, until they fit. mu is held.
+func (w *worker) handleRefused(now int64) {
+	for round := 0; len(w.refused) > 0; round++ {
+		if round == maxRefusalRounds {
+			w.sc.errors.Add(uint64(len(w.refused)))
+			w.refused = w.refused[:0]
+			return
 		}
-		w.sc.resegmented.Add(1)
+		mt, _ := w.snd.(mtuTeller)
+		// Sends below may be refused again, into the other buffer.
+		batch := w.refused
+		w.refused = w.spare
+		for i := range batch {
+			r := &batch[i]
+			mtu := 0
+			if mt != nil {
+				w.p.Decode(r.hdr[:r.n])
+				if w.p.Valid {
+					mtu = mt.PathMTU(w.p.Dst.Addr())
+				}
+			}
+			w.tab.TooBig(now, r.hdr[:r.n], mtu)
+		}
+		w.flushSends()
+		w.spare = batch[:0]
 	}
-	return true
 }
 
 // Route implements tcpstate.Output.
@@ -226,6 +275,7 @@ func (w *worker) endBatchLocked(now int64) {
 	}
 	w.tab.Flush(now)
 	w.flushSends()
+	w.handleRefused(now)
 	if w.routed {
 		w.routed = false
 		w.links.Flush()
@@ -254,7 +304,7 @@ func (w *worker) run(ctx context.Context) {
 		select {
 		case <-w.timer.C:
 			w.mu.Lock()
-			now := time.Now().UnixNano()
+			now := w.now()
 			w.armed = 0
 			w.tab.Tick(now)
 			w.endBatchLocked(now)
@@ -276,11 +326,13 @@ func (w *worker) closeAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.timer.Stop()
-	now := time.Now().UnixNano()
+	now := w.now()
 	w.tab.Flush(now)
+	w.handleRefused(now)
 	w.tab.CloseAll(now)
 	w.tab.Flush(now)
 	w.flushSends()
+	w.refused = w.refused[:0] // no session is left to send them
 	w.publish()
 }
 
@@ -304,6 +356,7 @@ func (w *worker) snapshot() tcpstate.Stats {
 type dispatcher struct {
 	workers []*worker
 	seed    maphash.Seed
+	now     func() int64 // the engine's clock
 	// Records received, and those dropped as undecodable.
 	records, badRecord atomic.Uint64
 }
@@ -350,7 +403,7 @@ func (b *batch) client(now int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parsed
 // first.
 func (b *batch) Record(rec *wire.Record) {
 	if b.now == 0 {
-		b.now = time.Now().UnixNano()
+		b.now = b.d.now()
 	}
 	b.record(b.now, rec)
 }
