@@ -170,3 +170,111 @@ func writeNGBigEndian(t *testing.T, src string, w *bytes.Buffer) {
 		block(6, append(epb, p.Data...))
 	})
 }
+
+// recordGoldenClients records testdata/offline/notimestamps.pcap in a
+// namespace lab whose client runs without TCP timestamps (Windows'
+// default, net.ipv4.tcp_timestamps=0), so that its full segments carry
+// 1460 bytes (1440 over IPv6) and a copy that adds our 12-byte
+// timestamps option without splitting them exceeds the MTU. GRO is on,
+// as on real hosts. Recorded on online's client-side interface, both
+// directions:
+//
+//	K  IPv4, keep-alive, opened before the recording starts (GET /k0 not
+//	   recorded, so the replay sees no SYN): POST /k1 (3000 B), POST /k2
+//	   (20000 B), GET /k3
+//	E  IPv4, keep-alive: POST /e1 (20000 B) with "Expect: 100-continue",
+//	   whose body follows the server's interim "100 Continue" response,
+//	   GET /e2, POST /e3 (5000 B, Expect: 100-continue)
+//	S  IPv6, keep-alive: POST /s1 (5000 B), GET /s2
+//
+// then the clients close their idle connections (FIN).
+func recordGoldenClients(t *testing.T, path string) {
+	topo := netlab.NewForTest(t, netlab.Options{GRO: true})
+	ctx := t.Context()
+	if out, err := topo.Run(ctx, netlab.Client, "sysctl", "-q", "-w", "net.ipv4.tcp_timestamps=0"); err != nil {
+		t.Fatalf("sysctl: %v: %s", err, out)
+	}
+	var lns []net.Listener
+	err := nsdo.Do(topo.Online.Name, func() error {
+		for _, a := range []string{"192.0.2.1:80", "[2001:db8:1::1]:80"} {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return err
+			}
+			lns = append(lns, ln)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "ok %s %d\n", r.URL.Path, n)
+	})}
+	for _, ln := range lns {
+		go srv.Serve(ln)
+	}
+	defer srv.Close()
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := nsdo.Do(topo.Client.Name, func() error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	newClient := func() *http.Client {
+		return &http.Client{Transport: &http.Transport{DialContext: dial, DisableCompression: true, ExpectContinueTimeout: 2 * time.Second}, Timeout: 5 * time.Second}
+	}
+	do := func(c *http.Client, method, url string, body int, expect bool) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, bytes.NewReader(bytes.Repeat([]byte{'x'}, body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body == 0 {
+			req.Body = nil
+		}
+		if expect {
+			req.Header.Set("Expect", "100-continue")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	k, e, s := newClient(), newClient(), newClient()
+	do(k, "GET", "http://192.0.2.1/k0", 0, false) // before the recording: no SYN in the file
+	var pcap bytes.Buffer
+	rec, err := labrun.RecordPcap(topo.Online.Name, netlab.IfToClient, &pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	do(k, "POST", "http://192.0.2.1/k1", 3000, false)
+	do(e, "POST", "http://192.0.2.1/e1", 20000, true)
+	do(k, "POST", "http://192.0.2.1/k2", 20000, false)
+	do(e, "GET", "http://192.0.2.1/e2", 0, false)
+	do(s, "POST", "http://[2001:db8:1::1]/s1", 5000, false)
+	do(k, "GET", "http://192.0.2.1/k3", 0, false)
+	do(e, "POST", "http://192.0.2.1/e3", 5000, true)
+	do(s, "GET", "http://[2001:db8:1::1]/s2", 0, false)
+	for _, cl := range []*http.Client{k, e, s} {
+		cl.CloseIdleConnections()
+	}
+	time.Sleep(200 * time.Millisecond)
+	n, err := rec.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded %d packets, %d bytes", n, pcap.Len())
+	if err := os.WriteFile(path, pcap.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,3 +8,9 @@ import "testing"
 func recordGolden(t *testing.T) {
 	t.Skip("recording the golden capture needs Linux (network namespaces)")
 }
+
+// recordGoldenClients needs Linux: network namespaces and AF_PACKET
+// capture.
+func recordGoldenClients(t *testing.T, path string) {
+	t.Skip("recording the golden capture needs Linux (network namespaces)")
+}
