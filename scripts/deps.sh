@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # deps.sh installs what building and testing need on a fresh Debian machine:
 # libpcap headers (the one cgo package compiles tcpdump filters with
-# libpcap), iproute2 (the namespace lab), ethtool and shellcheck (the
-# route-setup script is checked by a test). It only installs what
-# is missing, and only as root; otherwise it says what to install.
+# libpcap), iproute2 (the namespace lab), ethtool, nftables (the lab's
+# random loss), tcpdump (the lab's client-side recordings) and shellcheck
+# (the route-setup script is checked by a test). It only installs what is
+# missing, and only as root; otherwise it says what to install.
 set -euo pipefail
 
 missing=()
 [[ -f /usr/include/pcap.h || -f /usr/include/pcap/pcap.h ]] || missing+=(libpcap-dev)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 

@@ -164,6 +164,8 @@ func loadFlags(standalone bool) []cli.Flag {
 		&cli.DurationFlag{Name: "timeout", Value: load.DefaultTimeout, Usage: "per-request timeout"},
 		&cli.StringFlag{Name: "id-prefix", Usage: "X-Lab-Id prefix (default random)"},
 		&cli.BoolFlag{Name: "reuse-ports", Usage: "send each worker's connections from one fixed source port, reused as soon as the previous connection closed (NAT-like clients)"},
+		&cli.BoolFlag{Name: "data-on-ack", Usage: "send each request on the ACK that completes the handshake, with no pure ACK before it (TCP_DEFER_ACCEPT on the client socket)"},
+		&cli.BoolFlag{Name: "expect-continue", Usage: "send POST bodies after the server's \"100 Continue\" (Expect: 100-continue)"},
 	}
 	if standalone {
 		flags = append(flags,
@@ -196,6 +198,8 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 		Timeout:         cmd.Duration("timeout"),
 		IDPrefix:        cmd.String("id-prefix"),
 		ReusePorts:      cmd.Bool("reuse-ports"),
+		DataOnAck:       cmd.Bool("data-on-ack"),
+		ExpectContinue:  cmd.Bool("expect-continue"),
 	}
 	for _, s := range cmd.StringSlice("source") {
 		a, err := netip.ParseAddr(s)
@@ -259,6 +263,14 @@ func runCommand() *cli.Command {
 		&cli.BoolFlag{Name: "leak-check", Usage: "count packets of the target that reach the client namespace (must be 0)"},
 		&cli.StringFlag{Name: "tcpcopy-metrics", Value: labrun.DefaultTcpcopyMetrics, Usage: "address inside online where tcpcopy serves metrics (added as --metrics-addr); off for a C tcpcopy"},
 		&cli.BoolFlag{Name: "demo", Usage: "use tcpcopy and intercept from the directory of this executable, and the demo's defaults for flags not given: " + demoDefaultsText()},
+		&cli.StringFlag{Name: "client-stack", Usage: "a named client kind (" + stackNames() + "); the flags below win over it"},
+		&cli.StringSliceFlag{Name: "client-sysctl", Usage: "sysctl key=value in the client namespace, e.g. net.ipv4.tcp_timestamps=0 (repeatable)"},
+		&cli.IntFlag{Name: "client-mss", Usage: "MSS the client advertises and sends (its routes get mtu lock MSS+40 advmss MSS; IPv6 only when MSS+60 >= 1280)"},
+		&cli.IntFlag{Name: "client-mtu", Usage: "MTU of the client-online link, both ends, e.g. 9000 (at least 1280)"},
+		&cli.IntFlag{Name: "target-mtu", Usage: "MTU of the target's interfaces only, e.g. 1400: online keeps 1500 and larger frames are dropped at the target"},
+		&cli.FloatFlag{Name: "loss-copy", Usage: "percent of TCP frames dropped at random from online to target (0..100, resolution 0.01)"},
+		&cli.FloatFlag{Name: "loss-response", Usage: "percent of TCP frames dropped at random from target to assistant (0..100, resolution 0.01)"},
+		&cli.StringFlag{Name: "pcap", Usage: "record the client side of the run (online's to-client) with tcpdump into this pcap file"},
 	)
 	return &cli.Command{
 		Name:  "run",
@@ -289,6 +301,10 @@ func runCommand() *cli.Command {
 				StartTimeout:   cmd.Duration("start-timeout"),
 				LeakCheck:      cmd.Bool("leak-check"),
 				TcpcopyMetrics: cmd.String("tcpcopy-metrics"),
+				Pcap:           cmd.String("pcap"),
+			}
+			if err := applyStackFlags(cmd, &cfg); err != nil {
+				return &exitError{ExitSetup, err}
 			}
 			// Resolve our own path now: inside "ip netns exec",
 			// /proc/self/exe is ip.
@@ -347,6 +363,57 @@ func runCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func stackNames() string {
+	var names []string
+	for _, s := range labrun.ClientStacks {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// applyStackFlags sets the client stack and loss of cfg from run's flags:
+// first the --client-stack preset, then the explicit flags, which win (a
+// --client-sysctl is applied after the preset's sysctls). A preset changed
+// by explicit flags is reported as "<name>+custom".
+func applyStackFlags(cmd *cli.Command, cfg *labrun.Config) error {
+	if name := cmd.String("client-stack"); name != "" {
+		s, err := labrun.ClientStackByName(name)
+		if err != nil {
+			return fmt.Errorf("--client-stack: %w", err)
+		}
+		s.Apply(cfg)
+	}
+	custom := false
+	if cmd.IsSet("client-sysctl") {
+		cfg.ClientSysctls = append(cfg.ClientSysctls, cmd.StringSlice("client-sysctl")...)
+		custom = true
+	}
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{"client-mss", &cfg.ClientMSS}, {"client-mtu", &cfg.ClientMTU}, {"target-mtu", &cfg.TargetMTU}} {
+		if cmd.IsSet(f.name) {
+			*f.dst = cmd.Int(f.name)
+			custom = true
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *bool
+	}{{"data-on-ack", &cfg.Load.DataOnAck}, {"expect-continue", &cfg.Load.ExpectContinue}} {
+		if cmd.IsSet(f.name) {
+			*f.dst = cmd.Bool(f.name)
+			custom = true
+		}
+	}
+	if custom && cfg.ClientStack != "" {
+		cfg.ClientStack += "+custom"
+	}
+	cfg.LossCopy = cmd.Float("loss-copy")
+	cfg.LossResponse = cmd.Float("loss-response")
+	return nil
 }
 
 // demoDefaults are the flags "run --demo" sets when they are not given: a

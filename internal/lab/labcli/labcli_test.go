@@ -43,7 +43,7 @@ func TestLoadArgsRoundTrip(t *testing.T) {
 		Mode: load.Short, KeepAliveShare: 0.25, RequestsPerConn: 3, Methods: []string{"GET", "PUT"},
 		BodySizes: []int{0, 10, 1 << 20}, RespSize: 99, Seed: 5, Concurrency: 9, Timeout: 2 * time.Second,
 		IDPrefix: "p", LocalAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8:1::11")},
-		ReusePorts: true,
+		ReusePorts: true, DataOnAck: true, ExpectContinue: true,
 	}
 	var got load.Options
 	cmd := &cli.Command{
@@ -87,6 +87,16 @@ func TestUsageErrors(t *testing.T) {
 		{"watch without out", []string{"watch", "--from", "192.0.2.1"}, "out"},
 		{"watch bad port", []string{"watch", "--out", "/nonexistent/x", "--port", "70000"}, "out of range"},
 		{"scrape without url", []string{"scrape"}, "url"},
+		{"unknown client stack", []string{"run", "--client-stack", "windows95"}, "unknown client stack \"windows95\" (known: linux, no-timestamps"},
+		{"bad sysctl", []string{"run", "--client-sysctl", "net.ipv4.tcp_sack"}, "want key=value"},
+		{"loss above 100", []string{"run", "--loss-copy", "101"}, "LossCopy: loss 101% out of range 0..100"},
+		{"negative loss", []string{"run", "--loss-response", "-1"}, "LossResponse"},
+		{"loss below resolution", []string{"run", "--loss-copy", "0.001"}, "resolution"},
+		{"client mtu below ipv6", []string{"run", "--client-mtu", "576"}, "below 1280"},
+		{"client mtu too large", []string{"run", "--client-mtu", "70000"}, "ClientMTU 70000 out of range"},
+		{"target mtu below ipv6 with ipv6", []string{"run", "--target-mtu", "1200", "--ipv6"}, "no IPv6"},
+		{"mss above link", []string{"run", "--client-mss", "1461"}, "ClientMSS 1461 out of range 64..1460"},
+		{"pcap in a missing directory", []string{"run", "--pcap", "/nonexistent/dir/x.pcap"}, "no directory"},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(t, c.args...)
@@ -214,5 +224,42 @@ func TestDemoDefaults(t *testing.T) {
 	}
 	if got["rate"] != "7" || got["duration"] != "10s" || got["gro"] != "true" || got["leak-check"] != "true" || got["extra-clients"] != "16" {
 		t.Errorf("demo flags %v", got)
+	}
+}
+
+// TestStackFlags checks that --client-stack applies a preset and that
+// explicit flags win over it.
+func TestStackFlags(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want labrun.Config
+	}{
+		{"nothing", nil, labrun.Config{}},
+		{"preset", []string{"--client-stack", "no-timestamps"},
+			labrun.Config{ClientStack: "no-timestamps", ClientSysctls: []string{"net.ipv4.tcp_timestamps=0"}}},
+		{"preset data-on-ack", []string{"--client-stack", "data-on-ack"},
+			labrun.Config{ClientStack: "data-on-ack", Load: load.Options{DataOnAck: true}}},
+		{"flag wins over preset", []string{"--client-stack", "mss536", "--client-mss", "1000"},
+			labrun.Config{ClientStack: "mss536+custom", ClientMSS: 1000}},
+		{"explicit false wins", []string{"--client-stack", "data-on-ack", "--data-on-ack=false"},
+			labrun.Config{ClientStack: "data-on-ack+custom"}},
+		{"sysctl after the preset's", []string{"--client-stack", "no-sack", "--client-sysctl", "net.ipv4.tcp_sack=1", "--client-sysctl", "net.ipv4.tcp_ecn=1"},
+			labrun.Config{ClientStack: "no-sack+custom", ClientSysctls: []string{"net.ipv4.tcp_sack=0", "net.ipv4.tcp_sack=1", "net.ipv4.tcp_ecn=1"}}},
+		{"flags alone", []string{"--client-mtu", "9000", "--target-mtu", "1400", "--expect-continue", "--loss-copy", "1.5", "--loss-response", "2"},
+			labrun.Config{ClientMTU: 9000, TargetMTU: 1400, Load: load.Options{ExpectContinue: true}, LossCopy: 1.5, LossResponse: 2}},
+	}
+	for _, c := range cases {
+		var got labrun.Config
+		cmd := runCommand()
+		cmd.ExitErrHandler = func(context.Context, *cli.Command, error) {}
+		cmd.Action = func(_ context.Context, cmd *cli.Command) error { return applyStackFlags(cmd, &got) }
+		if err := cmd.Run(context.Background(), append([]string{"run"}, c.args...)); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s:\ngot  %+v\nwant %+v", c.name, got, c.want)
+		}
 	}
 }

@@ -21,6 +21,13 @@
 // the online namespace (Report.Sessions), and relates them to the requests
 // the target did not get (Report.Lost).
 //
+// The client's TCP stack and the network can differ from the lab's plain
+// Linux client on a lossless link: Config.ClientSysctls, ClientMSS,
+// ClientMTU, TargetMTU, LossCopy and LossResponse go to netlab.Options,
+// Load.DataOnAck and Load.ExpectContinue to the load client; ClientStacks
+// and LossLevels name the combinations that matter. Config.Pcap records
+// the client side of the run with tcpdump, for offline replays.
+//
 // Tests change the lab through hooks: Config.Setup runs before any program
 // starts, Config.During beside the load, with the Lab's methods to stop
 // and start intercept and the target's server. Config.MoreTcpcopyArgs,
@@ -36,6 +43,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -87,6 +95,30 @@ type Config struct {
 	// Dir receives logs and process output; a new temporary directory
 	// (kept) by default.
 	Dir string
+
+	// ClientStack names the client setup in the report (ClientStack.Apply
+	// sets it). When empty the report says "linux" when none of the
+	// settings below is made, "custom" otherwise.
+	ClientStack string
+	// ClientSysctls, ClientMSS, ClientMTU and TargetMTU change the
+	// client's TCP stack and the links (netlab.Options). ClientMTU must be
+	// 0 or at least 1280 (the online server listens on IPv6 too), and so
+	// must TargetMTU for an IPv6 load. The load's own settings
+	// (Load.DataOnAck, Load.ExpectContinue) are in Load.
+	ClientSysctls []string
+	ClientMSS     int
+	ClientMTU     int
+	TargetMTU     int
+	// LossCopy and LossResponse drop that percentage of the TCP frames on
+	// the copy path and on the response path (netlab.Options); the report
+	// counts the drops (Report.Network).
+	LossCopy, LossResponse float64
+	// Pcap, when set, is a file that tcpdump writes with the client side
+	// of the run, both directions, as online's to-client sees it (GRO
+	// super-packets included when GRO is on): started before the load,
+	// stopped after the tail. Report.Pcap has its packet counts. Replay it
+	// with tcpcopy -i FILE.
+	Pcap string
 
 	// TcpcopyBin and InterceptBin are the programs under test; empty runs
 	// without copying (the target then receives nothing).
@@ -188,6 +220,28 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("%w: load port %d is not an online port %v", ErrSetup, p, c.OnlinePorts)
 		}
 	}
+	if err := c.netlabOptions().Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	if c.ClientMTU != 0 && c.ClientMTU < netlab.IPv6MinMTU {
+		return fmt.Errorf("%w: ClientMTU %d is below %d: the kernel would remove IPv6 from the client link, where the online server listens (use ClientMSS for small segments)", ErrSetup, c.ClientMTU, netlab.IPv6MinMTU)
+	}
+	if c.IPv6 && c.TargetMTU != 0 && c.TargetMTU < netlab.IPv6MinMTU {
+		return fmt.Errorf("%w: TargetMTU %d is below %d: the target would have no IPv6 for an IPv6 load", ErrSetup, c.TargetMTU, netlab.IPv6MinMTU)
+	}
+	if c.Pcap != "" {
+		abs, err := filepath.Abs(c.Pcap)
+		if err != nil {
+			return fmt.Errorf("%w: pcap: %w", ErrSetup, err)
+		}
+		if fi, err := os.Stat(filepath.Dir(abs)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%w: pcap %s: no directory %s", ErrSetup, c.Pcap, filepath.Dir(abs))
+		}
+		if _, err := exec.LookPath("tcpdump"); err != nil {
+			return fmt.Errorf("%w: Pcap needs tcpdump: install the tcpdump package (scripts/deps.sh): %w", ErrSetup, err)
+		}
+		c.Pcap = abs
+	}
 	if len(c.MoreTcpcopyArgs) > 0 && c.TcpcopyBin == "" {
 		return fmt.Errorf("%w: more tcpcopy instances without a tcpcopy binary", ErrSetup)
 	}
@@ -205,6 +259,27 @@ func (c *Config) setDefaults() error {
 		*bin = abs
 	}
 	return nil
+}
+
+// netlabOptions are the topology's options.
+func (c *Config) netlabOptions() netlab.Options {
+	return netlab.Options{
+		Prefix: c.Prefix, ExtraClients: c.ExtraClients, Dir: c.Dir, GRO: c.GRO,
+		ClientSysctls: c.ClientSysctls, ClientMSS: c.ClientMSS, ClientMTU: c.ClientMTU, TargetMTU: c.TargetMTU,
+		LossCopy: c.LossCopy, LossResponse: c.LossResponse,
+	}
+}
+
+// stackName is the client stack's name for the report.
+func (c *Config) stackName() string {
+	switch {
+	case c.ClientStack != "":
+		return c.ClientStack
+	case len(c.ClientSysctls) == 0 && c.ClientMSS == 0 && c.ClientMTU == 0 && c.TargetMTU == 0 &&
+		!c.Load.DataOnAck && !c.Load.ExpectContinue:
+		return "linux"
+	}
+	return "custom"
 }
 
 // ServeArgs is the command line (after Self) of a recorder.
@@ -263,6 +338,12 @@ func LoadArgs(o load.Options, logPath string) []string {
 	if o.ReusePorts {
 		args = append(args, "--reuse-ports")
 	}
+	if o.DataOnAck {
+		args = append(args, "--data-on-ack")
+	}
+	if o.ExpectContinue {
+		args = append(args, "--expect-continue")
+	}
 	return args
 }
 
@@ -282,7 +363,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 
 	start := time.Now()
 	log.Info("building topology")
-	topo, err := netlab.New(ctx, netlab.Options{Prefix: cfg.Prefix, ExtraClients: cfg.ExtraClients, Dir: cfg.Dir, GRO: cfg.GRO})
+	topo, err := netlab.New(ctx, cfg.netlabOptions())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
@@ -294,8 +375,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 			err = errors.Join(err, cerr)
 		}
 	}()
-	rep = &Report{ID: topo.ID, Dir: topo.Dir, Start: start, Copying: cfg.TcpcopyBin != "", GRO: topo.GRO, Sources: 1}
-	log.Info("topology ready", "id", topo.ID, "dir", topo.Dir, "gro", topo.GRO)
+	rep = &Report{ID: topo.ID, Dir: topo.Dir, Start: start, Copying: cfg.TcpcopyBin != "", GRO: topo.GRO, Sources: 1,
+		Network: Network{
+			ClientStack: cfg.stackName(), ClientSysctls: topo.ClientSysctls,
+			ClientMSS: topo.ClientMSS, ClientMSS6: topo.ClientMSS6, ClientMTU: topo.ClientMTU, TargetMTU: topo.TargetMTU,
+			DataOnAck: cfg.Load.DataOnAck, ExpectContinue: cfg.Load.ExpectContinue,
+			LossCopy: topo.LossCopy, LossResponse: topo.LossResponse,
+		}}
+	log.Info("topology ready", "id", topo.ID, "dir", topo.Dir, "gro", topo.GRO, "client_stack", rep.Network.ClientStack,
+		"loss_copy", topo.LossCopy, "loss_response", topo.LossResponse)
 
 	lab := &Lab{Topo: topo, Vars: Vars(topo), cfg: &cfg, log: log}
 	addMACs(ctx, topo, lab.Vars)
@@ -342,6 +430,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
 			return rep, ctx.Err()
+		}
+	}
+
+	var dump *netlab.Proc
+	if cfg.Pcap != "" {
+		if dump, err = lab.startTcpdump(ctx); err != nil {
+			return rep, fmt.Errorf("%w: tcpdump: %w", ErrSetup, err)
 		}
 	}
 
@@ -415,6 +510,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 			return rep, ctx.Err()
 		}
 	}
+	if dump != nil {
+		pr, err := stopTcpdump(dump, cfg.Pcap)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tcpdump: %w", err))
+		} else {
+			rep.Pcap = pr
+			if pr.DroppedByKernel > 0 || pr.DroppedByInterface > 0 {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("tcpdump dropped %d packets (kernel) and %d (interface): the recording %s is incomplete",
+					pr.DroppedByKernel, pr.DroppedByInterface, pr.File))
+			}
+		}
+	}
 
 	// Session outcomes from tcpcopy's metrics, then usage, then stop:
 	// /proc/<pid> vanishes with the process.
@@ -454,6 +561,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 	for _, p := range append(slices.Clone(rep.Tcpcopies), rep.Intercept) {
 		if p != nil && p.Exit != "" {
 			rep.Problems = append(rep.Problems, filepath.Base(p.Bin)+": "+p.Exit)
+		}
+	}
+	if topo.LossCopy > 0 || topo.LossResponse > 0 {
+		c, r, err := topo.LossDrops(ctx)
+		if err != nil {
+			rep.Problems = append(rep.Problems, "loss counters: "+err.Error())
+		} else {
+			rep.Network.DroppedCopy, rep.Network.DroppedResponse = c, r
 		}
 	}
 	if watcher != nil {

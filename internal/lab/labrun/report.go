@@ -45,6 +45,68 @@ type Lost struct {
 	Explained     bool   `json:"explained"`
 }
 
+// Network is the client stack and the links a run used (Config), with the
+// frames the loss rules dropped.
+type Network struct {
+	ClientStack    string   `json:"client_stack"` // a ClientStacks name, "linux" or "custom"
+	ClientSysctls  []string `json:"client_sysctls,omitempty"`
+	ClientMSS      int      `json:"client_mss,omitempty"`  // IPv4; 0: unchanged
+	ClientMSS6     int      `json:"client_mss6,omitempty"` // IPv6; 0: unchanged
+	ClientMTU      int      `json:"client_mtu,omitempty"`  // 0: 1500
+	TargetMTU      int      `json:"target_mtu,omitempty"`  // 0: 1500
+	DataOnAck      bool     `json:"data_on_ack,omitempty"`
+	ExpectContinue bool     `json:"expect_continue,omitempty"`
+	LossCopy       float64  `json:"loss_copy"`     // percent of TCP frames, online to target
+	LossResponse   float64  `json:"loss_response"` // percent of TCP frames, target to assistant
+	// DroppedCopy and DroppedResponse are the TCP frames the loss rules
+	// dropped, read after tcpcopy stopped.
+	DroppedCopy     uint64 `json:"dropped_copy"`
+	DroppedResponse uint64 `json:"dropped_response"`
+}
+
+// stackText describes the client stack's settings.
+func (n Network) stackText() string {
+	var parts []string
+	parts = append(parts, n.ClientSysctls...)
+	if n.ClientMSS != 0 {
+		if n.ClientMSS6 != 0 {
+			parts = append(parts, fmt.Sprintf("MSS %d", n.ClientMSS))
+		} else {
+			parts = append(parts, fmt.Sprintf("MSS %d (IPv4 only: MSS+60 is below the IPv6 minimum MTU)", n.ClientMSS))
+		}
+	}
+	if n.ClientMTU != 0 {
+		parts = append(parts, fmt.Sprintf("client link MTU %d", n.ClientMTU))
+	}
+	if n.TargetMTU != 0 {
+		parts = append(parts, fmt.Sprintf("target MTU %d (online sends at 1500)", n.TargetMTU))
+	}
+	if n.DataOnAck {
+		parts = append(parts, "requests on the handshake's ACK")
+	}
+	if n.ExpectContinue {
+		parts = append(parts, "Expect: 100-continue")
+	}
+	if len(parts) == 0 {
+		return "the lab's Linux defaults"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// lossText describes the loss and what it dropped.
+func (n Network) lossText() string {
+	if n.LossCopy == 0 && n.LossResponse == 0 {
+		return "none"
+	}
+	path := func(pct float64, dropped uint64) string {
+		if pct == 0 {
+			return "0%"
+		}
+		return fmt.Sprintf("%g%% (%d TCP frames dropped)", pct, dropped)
+	}
+	return "copy " + path(n.LossCopy, n.DroppedCopy) + ", response " + path(n.LossResponse, n.DroppedResponse)
+}
+
 // Report is the outcome of a run.
 type Report struct {
 	ID        string              `json:"id"`  // topology id
@@ -55,7 +117,9 @@ type Report struct {
 	Copying   bool                `json:"copying"`
 	GRO       bool                `json:"gro"`     // GRO was on on the receiving veths
 	Sources   int                 `json:"sources"` // client addresses the load came from
-	Load      load.Stats          `json:"load"`    // every load client together
+	Network   Network             `json:"network"` // client stack, MTUs, loss
+	Pcap      *PcapReport         `json:"pcap,omitempty"`
+	Load      load.Stats          `json:"load"` // every load client together
 	Compare   recorder.Comparison `json:"compare"`
 	Tcpcopy   *ProcReport         `json:"tcpcopy,omitempty"` // the first tcpcopy
 	Intercept *ProcReport         `json:"intercept,omitempty"`
@@ -85,6 +149,19 @@ func (r *Report) WriteText(w io.Writer) error {
 		gro = "on"
 	}
 	fmt.Fprintf(&b, "lab %s: %s, GRO %s, %d client addresses, logs in %s\n", r.ID, r.Elapsed.Round(time.Millisecond), gro, max(r.Sources, 1), r.Dir)
+	stack := r.Network.ClientStack
+	if stack == "" {
+		stack = "linux"
+	}
+	fmt.Fprintf(&b, "client     stack %s: %s\n", stack, r.Network.stackText())
+	fmt.Fprintf(&b, "loss       %s\n", r.Network.lossText())
+	if p := r.Pcap; p != nil {
+		extra := ""
+		if p.DroppedByInterface > 0 {
+			extra = fmt.Sprintf(", %d dropped by interface", p.DroppedByInterface)
+		}
+		fmt.Fprintf(&b, "pcap       %s: %d packets captured, %d dropped by kernel%s\n", p.File, p.Captured, p.DroppedByKernel, extra)
+	}
 	l := r.Load
 	rate := 0.0
 	if l.Elapsed > 0 {

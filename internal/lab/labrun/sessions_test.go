@@ -152,6 +152,9 @@ func TestWriteText(t *testing.T) {
 	if err := r.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
+	if lines := strings.Split(b.String(), "\n"); len(lines) < 3 || lines[1] != "client     stack linux: the lab's Linux defaults" || lines[2] != "loss       none" {
+		t.Errorf("report does not start with the client stack and the loss:\n%s", b.String())
+	}
 	for _, want := range []string{
 		"fidelity   90.0%",
 		"sessions   4 opened: 3 reproduced, 0 partial, 1 failed, 0 open at stop (tcpcopy metrics before stop)",

@@ -17,6 +17,10 @@
 // The request plan (method, body size, body content for each sequence
 // number) depends only on Seed; which connection carries which request
 // depends on scheduling.
+//
+// Two options reproduce clients that send differently from Go's defaults:
+// DataOnAck puts each request on the handshake's last ACK, and
+// ExpectContinue sends bodies only after the server's "100 Continue".
 package load
 
 import (
@@ -147,10 +151,27 @@ type Options struct {
 	// next connection often starts before tcpcopy finished copying the
 	// previous one.
 	ReusePorts bool
+	// DataOnAck makes the client send each request on the ACK that
+	// completes the handshake, with no pure ACK before it, as some clients
+	// do: the socket gets TCP_DEFER_ACCEPT before connect (Linux only),
+	// which makes the kernel hold that ACK back until the request is
+	// written (up to the 200 ms delayed-ACK timeout, far longer than the
+	// client takes to write).
+	DataOnAck bool
+	// ExpectContinue sends "Expect: 100-continue" with every request that
+	// has a body: the client sends the header, waits for the server's
+	// interim "100 Continue" (at most ExpectContinueTimeout), then the
+	// body. Result.Continued tells whether the interim response came.
+	ExpectContinue bool
 	// Log, when set, receives every Result as a JSON line as it completes.
 	// Writes are serialized.
 	Log io.Writer
 }
+
+// ExpectContinueTimeout is how long a request with Options.ExpectContinue
+// waits for "100 Continue" before sending its body anyway (net/http
+// Transport.ExpectContinueTimeout).
+const ExpectContinueTimeout = time.Second
 
 // Result is the outcome of one request.
 type Result struct {
@@ -161,8 +182,9 @@ type Result struct {
 	BodySHA256 string        `json:"body_sha256"` // hex
 	KeepAlive  bool          `json:"keepalive"`   // sent on a keep-alive connection
 	Local      string        `json:"local,omitempty"`
-	Reused     bool          `json:"reused"` // the connection had carried an earlier request
-	Status     int           `json:"status"` // 0 when no response
+	Reused     bool          `json:"reused"`              // the connection had carried an earlier request
+	Continued  bool          `json:"continued,omitempty"` // got "100 Continue" (Options.ExpectContinue)
+	Status     int           `json:"status"`              // 0 when no response
 	RespLen    int64         `json:"resp_len"`
 	Start      time.Time     `json:"start"`
 	Latency    time.Duration `json:"latency"` // until the response body was read
@@ -360,8 +382,32 @@ const ReusePortBase = 40000
 const reuseTries = 500
 
 func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
+	// Socket options set before connect.
+	var sockopts []func(fd uintptr) error
+	if opts.ReusePorts {
+		sockopts = append(sockopts, func(fd uintptr) error {
+			return syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+	}
+	if opts.DataOnAck {
+		sockopts = append(sockopts, setDeferAccept)
+	}
+	control := func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			for _, set := range sockopts {
+				if serr = set(fd); serr != nil {
+					return
+				}
+			}
+		})
+		return errors.Join(err, serr)
+	}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: opts.Timeout}
+		if len(sockopts) > 0 {
+			d.Control = control
+		}
 		a, _ := ctx.Value(localKey{}).(netip.Addr)
 		if !opts.ReusePorts {
 			if a.IsValid() {
@@ -376,13 +422,6 @@ func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
 			}
 		}
 		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(ReusePortBase+n)))
-		d.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-			})
-			return errors.Join(err, serr)
-		}
 		for try := 1; ; try++ {
 			c, err := d.DialContext(ctx, network, addr)
 			if err == nil || try == reuseTries || !(errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE)) {
@@ -406,6 +445,10 @@ func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
 		DialContext:        dial,
 		DisableKeepAlives:  true,
 		DisableCompression: true,
+	}
+	if opts.ExpectContinue {
+		kaT.ExpectContinueTimeout = ExpectContinueTimeout
+		shortT.ExpectContinueTimeout = ExpectContinueTimeout
 	}
 	return &worker{
 		opts:    opts,
@@ -472,6 +515,7 @@ func (w *worker) do(ctx context.Context, j job) (r Result) {
 			r.Local = info.Conn.LocalAddr().String()
 			r.Reused = info.Reused
 		},
+		Got100Continue: func() { r.Continued = true },
 	})
 	u := w.opts.URL + "/lab/" + id
 	if w.opts.RespSize > 0 {
@@ -487,6 +531,9 @@ func (w *worker) do(ctx context.Context, j job) (r Result) {
 		return r
 	}
 	req.Header.Set(recorder.IDHeader, id)
+	if w.opts.ExpectContinue && len(body) > 0 {
+		req.Header.Set("Expect", "100-continue")
+	}
 	c := w.ka
 	if !w.cur {
 		req.Close = true // "Connection: close"

@@ -345,3 +345,61 @@ func TestBadOptions(t *testing.T) {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+// TestExpectContinue checks that requests with a body announce
+// "Expect: 100-continue" and get the recorder's interim response before
+// sending the body, and that bodiless requests do not.
+func TestExpectContinue(t *testing.T) {
+	var expects atomic.Int64
+	s := &server{}
+	rec := recorder.New(s, recorder.Options{})
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Expect") == "100-continue" {
+			expects.Add(1)
+		}
+		rec.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	rs, err := Run(context.Background(), Options{URL: s.URL, MaxRequests: 24, Methods: []string{"GET", "POST"},
+		BodySizes: []int{0, 100, 70000}, ExpectContinue: true, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstServer(t, s, rs)
+	withBody := 0
+	for _, r := range rs {
+		if r.BodyLen > 0 {
+			withBody++
+		}
+		if r.Continued != (r.BodyLen > 0) {
+			t.Errorf("request %d (%s, %d bytes): continued %v, want %v", r.Seq, r.Method, r.BodyLen, r.Continued, r.BodyLen > 0)
+		}
+		// The body followed the interim response, not the timeout.
+		if r.Latency >= ExpectContinueTimeout {
+			t.Errorf("request %d took %v: waited for the 100-continue timeout", r.Seq, r.Latency)
+		}
+	}
+	if withBody == 0 {
+		t.Fatal("no request had a body")
+	}
+	if n := expects.Load(); n != int64(withBody) {
+		t.Errorf("server saw %d requests with Expect: 100-continue, want %d", n, withBody)
+	}
+}
+
+// TestDataOnAckRequests checks that requests still work over sockets with
+// TCP_DEFER_ACCEPT; that the request rides on the handshake's last ACK is
+// checked on a capture in the lab (labrun TestDataOnAckCapture).
+func TestDataOnAckRequests(t *testing.T) {
+	s := newServer(t)
+	rs, err := Run(context.Background(), Options{URL: s.URL, Mode: Mixed, MaxRequests: 20, DataOnAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstServer(t, s, rs)
+	for _, r := range rs {
+		if r.Latency > 150*time.Millisecond {
+			t.Errorf("request %d took %v: the handshake ACK waited for the delayed-ACK timer", r.Seq, r.Latency)
+		}
+	}
+}

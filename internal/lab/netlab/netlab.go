@@ -43,7 +43,18 @@
 //
 // Offloads stay at the veth defaults (TSO/GSO on), so captures in the lab see
 // the same super-packets real NICs produce. Options.GRO additionally turns on
-// GRO on the receiving veths when ethtool is installed.
+// GRO on the receiving veths when ethtool is installed. The exceptions are
+// the interfaces that send with random loss (Options.LossCopy,
+// LossResponse): TSO and GSO are off there, so that a dropped packet is one
+// frame (see stack.go).
+//
+// Options can also change the client's TCP stack (ClientSysctls, ClientMSS),
+// the client link's MTU (ClientMTU, both ends), the target's MTU (TargetMTU,
+// the target's interfaces only, so that online sends frames the target
+// drops without ICMP) and drop TCP frames at random on the copy path
+// (online to-target) and the response path (target to-assistant) with
+// nftables. They are applied while the topology is built, before New
+// returns.
 //
 // Building a topology takes about 0.1 s (about 1 s without the explicit
 // interface indexes, see build). Build one per test: reusing one carries
@@ -126,6 +137,37 @@ type Options struct {
 	// StopGrace is how long Proc.Stop waits after SIGTERM before SIGKILL;
 	// 3 s when zero.
 	StopGrace time.Duration
+
+	// ClientSysctls are "key=value" sysctls applied in the client
+	// namespace, in order (a later one wins), once the links are up: for
+	// example "net.ipv4.tcp_timestamps=0", "net.ipv4.tcp_sack=0",
+	// "net.ipv4.tcp_window_scaling=0", "net.ipv4.tcp_ecn=1". Keys are made
+	// of [a-z0-9._-] (ValidSysctl).
+	ClientSysctls []string
+	// ClientMSS, when not 0, makes the client advertise and send TCP
+	// segments of at most ClientMSS bytes toward online: its connected
+	// routes get "mtu lock MSS+40 advmss MSS" (IPv4) and, only when MSS+60
+	// is at least IPv6MinMTU, "mtu lock MSS+60 advmss MSS" (IPv6; below
+	// that the IPv6 route is left alone, Topology.ClientMSS6 is 0). At
+	// least MinMSS and at most the client link MTU less 40.
+	ClientMSS int
+	// ClientMTU, when not 0, is the MTU of both ends of the client-online
+	// link (for example 9000, a jumbo-frame client while online-target
+	// stays at 1500), MinMTU..MaxMTU. Below IPv6MinMTU the kernel removes
+	// IPv6 from the link.
+	ClientMTU int
+	// TargetMTU, when not 0, is the MTU of the target's interfaces only
+	// (to-online and to-assistant), MinMTU..MaxMTU; online's to-target
+	// stays at 1500, so frames above TargetMTU (plus the veth's 4-byte
+	// slack) from online are dropped at the target without ICMP: a path
+	// MTU smaller than online's. Below IPv6MinMTU the target has no IPv6.
+	TargetMTU int
+	// LossCopy and LossResponse are the percentages (0..100, resolution
+	// 0.01) of TCP frames dropped at random on the copy path (egress of
+	// online's to-target) and on the response path (egress of the target's
+	// to-assistant). 0 adds no rule. Needs nft and ethtool; see
+	// Topology.LossDrops.
+	LossCopy, LossResponse float64
 }
 
 // ClientNS describes the client namespace.
@@ -177,6 +219,15 @@ type Topology struct {
 	Assistant AssistantNS
 	GRO       bool // GRO was enabled with ethtool
 
+	// The client stack, link MTUs and loss as applied (Options).
+	ClientSysctls []string
+	ClientMSS     int // IPv4 MSS of the client's routes to online; 0: unchanged
+	ClientMSS6    int // IPv6 MSS of those routes; 0: unchanged
+	ClientMTU     int // 0: the veth default, 1500
+	TargetMTU     int // 0: the veth default, 1500
+	LossCopy      float64
+	LossResponse  float64
+
 	grace     time.Duration
 	ownerPath string
 	life      context.Context // canceled by Close; bounds Command
@@ -202,15 +253,15 @@ func New(ctx context.Context, opts Options) (*Topology, error) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, fmt.Errorf("netlab: iproute2 is needed: %w", err)
 	}
-	if opts.ExtraClients < 0 || opts.ExtraClients > MaxExtraClients {
-		return nil, fmt.Errorf("netlab: ExtraClients %d out of range 0..%d", opts.ExtraClients, MaxExtraClients)
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.checkTools(); err != nil {
+		return nil, err
 	}
 	prefix := opts.Prefix
 	if prefix == "" {
 		prefix = DefaultPrefix
-	}
-	if !validPrefix(prefix) {
-		return nil, fmt.Errorf("netlab: bad prefix %q: want 1-16 characters [a-z0-9]", prefix)
 	}
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -416,6 +467,9 @@ func (t *Topology) build(ctx context.Context, opts Options) error {
 	}
 	add("ip", "-n", tg, "route", "add", ClientPrefix4.String(), "via", t.Assistant.TargetV4.String(), "dev", IfToAssistant)
 	add("ip", "-n", tg, "-6", "route", "add", ClientPrefix6.String(), "via", t.Assistant.TargetV6.String(), "dev", IfToAssistant)
+	for _, s := range t.mtuSteps(opts) {
+		add(s...)
+	}
 
 	for _, s := range steps {
 		var stdin *bytes.Buffer
@@ -440,7 +494,7 @@ func (t *Topology) build(ctx context.Context, opts Options) error {
 			t.GRO = true
 		}
 	}
-	return nil
+	return t.applyStack(ctx, opts)
 }
 
 // waitUp waits until every veth has operational state UP. The kernel

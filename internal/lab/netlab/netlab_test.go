@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -321,6 +322,12 @@ func helper(mode string, args []string) int {
 		err = helperSYN(args)
 	case "sniff":
 		err = helperSniff(args)
+	case "mss":
+		err = helperMSS(args)
+	case "udprecv":
+		err = helperUDPRecv(args)
+	case "udpsend":
+		err = helperUDPSend(args)
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
 	}
@@ -345,7 +352,7 @@ func helperServe(addrs []string) error {
 					return
 				}
 				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-				fmt.Fprintf(c, "hello from %s\n", host)
+				fmt.Fprintf(c, "hello from %s mss %d\n", host, tcpMaxSeg(c))
 				c.Close()
 			}
 		}()
@@ -374,8 +381,9 @@ func helperDial(args []string) error {
 	return err
 }
 
-// helperSYN sends one IPv4 TCP SYN from args[0] to args[1] through a raw
-// socket, with a source address that is not local.
+// helperSYN sends an IPv4 TCP SYN from args[0] to args[1] through a raw
+// socket, with a source address that is not local; args[2], when given, is
+// the number of SYNs, from consecutive source ports.
 func helperSYN(args []string) error {
 	src, err := netip.ParseAddrPort(args[0])
 	if err != nil {
@@ -385,6 +393,28 @@ func helperSYN(args []string) error {
 	if err != nil {
 		return err
 	}
+	n := 1
+	if len(args) > 2 {
+		if n, err = strconv.Atoi(args[2]); err != nil {
+			return err
+		}
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer syscall.Close(fd)
+	for i := range n {
+		pkt := synPacket(netip.AddrPortFrom(src.Addr(), src.Port()+uint16(i)), dst)
+		if err := syscall.Sendto(fd, pkt, 0, &syscall.SockaddrInet4{Addr: dst.Addr().As4()}); err != nil {
+			return os.NewSyscallError("sendto", err)
+		}
+	}
+	return nil
+}
+
+// synPacket builds an IPv4 TCP SYN with valid checksums.
+func synPacket(src, dst netip.AddrPort) []byte {
 	pkt := make([]byte, 40)
 	// IPv4 header.
 	pkt[0] = 0x45                               // version 4, IHL 5
@@ -410,13 +440,7 @@ func helperSYN(args []string) error {
 	pseudo[9] = syscall.IPPROTO_TCP
 	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(tcp)))
 	binary.BigEndian.PutUint16(tcp[16:], ^sum(uint32(sum(0, pseudo)), tcp))
-
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
-	if err != nil {
-		return os.NewSyscallError("socket", err)
-	}
-	defer syscall.Close(fd)
-	return os.NewSyscallError("sendto", syscall.Sendto(fd, pkt, 0, &syscall.SockaddrInet4{Addr: d4}))
+	return pkt
 }
 
 // sum is the RFC 1071 one's complement sum, folded.
@@ -546,4 +570,93 @@ func TestPeakRSSNotInherited(t *testing.T) {
 		t.Errorf("peak RSS of sleep %d bytes; want its own few MiB (this test holds %d MiB)", u.PeakRSS, len(big)>>20)
 	}
 	runtime.KeepAlive(big)
+}
+
+// tcpMaxSeg returns the TCP_MAXSEG of a TCP connection (the MSS it sends
+// with), -1 when it cannot be read.
+func tcpMaxSeg(c net.Conn) int {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return -1
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	mss := -1
+	rc.Control(func(fd uintptr) {
+		if v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG); err == nil {
+			mss = v
+		}
+	})
+	return mss
+}
+
+// helperMSS dials args[0] (a serve helper) and prints "client mss N; "
+// followed by the server's reply, which holds the server's MSS.
+func helperMSS(args []string) error {
+	c, err := net.DialTimeout("tcp", args[0], 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("client mss %d; %s", tcpMaxSeg(c), b)
+	return nil
+}
+
+// helperUDPRecv listens on UDP address args[0], prints "ready", then
+// "got N" for each datagram, N its IPv4 packet size, until nothing came
+// for 300 ms (5 s at most).
+func helperUDPRecv(args []string) error {
+	pc, err := net.ListenPacket("udp4", args[0])
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	fmt.Println("ready")
+	buf := make([]byte, 65536)
+	end := time.Now().Add(5 * time.Second)
+	for time.Now().Before(end) {
+		pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			return nil // idle
+		}
+		fmt.Printf("got %d\n", n+28)
+	}
+	return nil
+}
+
+// helperUDPSend sends one UDP datagram to args[0] for each IPv4 packet size
+// in args[1:], with the DF bit set (IP_PMTUDISC_DO: nothing is fragmented).
+func helperUDPSend(args []string) error {
+	dst, err := netip.ParseAddrPort(args[0])
+	if err != nil {
+		return err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, syscall.IP_PMTUDISC_DO); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	for _, a := range args[1:] {
+		size, err := strconv.Atoi(a)
+		if err != nil {
+			return err
+		}
+		sa := &syscall.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}
+		if err := syscall.Sendto(fd, make([]byte, size-28), 0, sa); err != nil {
+			return fmt.Errorf("send %d bytes: %w", size, os.NewSyscallError("sendto", err))
+		}
+		time.Sleep(20 * time.Millisecond) // keep the order on the receiver's lines
+	}
+	return nil
 }
