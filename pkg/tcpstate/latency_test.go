@@ -182,8 +182,8 @@ func TestNoResponseTimeWithoutRequest(t *testing.T) {
 func TestHandshakeCounters(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.client(S, 1000, 0, "")
-	h.advance(time.Second) // SYN retransmitted
-	h.advance(time.Second)
+	h.advance(600 * time.Millisecond) // SYN retransmitted after firstSYNRTO
+	h.advance(600 * time.Millisecond) // the next after twice that
 	h.target(SA, 5000, 1001, 65535, 0)
 	st := h.tab.Stats()
 	if st.SYNs != 1 || st.SYNRetransmits != 1 || st.SYNAcks != 1 {

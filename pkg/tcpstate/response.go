@@ -154,6 +154,7 @@ func (t *Table) responseSynSent(s *session, now int64, p *ipmangle.Parsed, seq, 
 	t.stats.SYNAcks++
 	s.rcvNxt = seq + 1
 	s.sndUna, s.sndNxt = s.isn+1, s.isn+1
+	s.recover = s.sndUna // not in loss recovery
 	s.wscale = 0
 	if p.WScale >= 0 {
 		s.wscale = uint8(p.WScale)
@@ -198,10 +199,19 @@ func (t *Table) ackReceived(s *session, now int64, p *ipmangle.Parsed, ack seqnu
 		s.rtoAt = 0
 		if s.inflight() {
 			s.rtoAt = now + s.currentRTO()
-			if g := s.firstUnacked(); g != nil && g.n > int(s.maxSeg) {
+			switch g := s.firstUnacked(); {
+			case g == nil:
+			case g.n > int(s.maxSeg):
 				// Sent before the segment size shrank (segsize.go): too
 				// big for the path, so lost. Send it again at once.
 				t.stats.Retransmits += uint64(t.retransmitFirst(s, now))
+			case s.sndUna.LessThan(s.recover):
+				// A partial acknowledgement during loss recovery: the
+				// retransmission filled a hole and the target holds what
+				// followed up to the next hole, which is lost too. Send
+				// it at once rather than after a timeout (NewReno, RFC
+				// 6582 §3.2 step 5).
+				t.stats.FastRetransmits += uint64(t.retransmitFirst(s, now))
 			}
 		}
 	case ack == s.sndUna && payloadLen == 0 && p.Flags&ipmangle.FIN == 0 && s.inflight() && wnd == s.sndWnd:
@@ -218,14 +228,24 @@ func (t *Table) ackReceived(s *session, now int64, p *ipmangle.Parsed, ack seqnu
 }
 
 // advance frees the segments the target acknowledged up to ack.
+//
+// The round trip is timed on the newest segment acknowledged, the one
+// whose arrival made the target send the acknowledgement, and not at all
+// when the acknowledgement covers a retransmission (Karn's algorithm, RFC
+// 6298 §3): an acknowledgement that jumps over data the target held
+// behind a hole would time that data from its first send, and such
+// samples inflated the timeout to many seconds on a lossy path.
 func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 	n := 0
+	sample, retrans := int64(0), false
 	for _, g := range s.queue {
 		if g.sentAt == 0 || ack.LessThan(g.end()) {
 			break
 		}
-		if !g.retrans && g.n > 0 {
-			s.sampleRTT(now-g.sentAt, t.cfg.FixedRTT > 0)
+		if g.retrans {
+			retrans = true
+		} else if g.n > 0 {
+			sample = now - g.sentAt
 		}
 		s.ackedBytes += uint64(g.n)
 		t.stats.AckedBytes += uint64(g.n)
@@ -247,6 +267,9 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 		}
 		s.queue = s.queue[:len(s.queue)-n]
 		s.next -= int32(n)
+	}
+	if !retrans && sample > 0 {
+		s.sampleRTT(sample, t.cfg.FixedRTT > 0)
 	}
 	s.sndUna = ack
 	s.progressAt = now

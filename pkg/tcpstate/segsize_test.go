@@ -3,6 +3,7 @@ package tcpstate
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -33,6 +34,11 @@ type simPath struct {
 	// starts at this sequence number (a middlebox that drops it), while it
 	// answers everything else.
 	dropSeq *uint32
+	// With rng set, lossOut of the packets toward the target and lossIn of
+	// its answers are lost at random.
+	rng             *rand.Rand
+	lossOut, lossIn float64
+	ooo             map[uint32][]byte // out-of-order data the receiver holds
 
 	key      Key
 	isn      uint32 // receiver's
@@ -69,6 +75,8 @@ func (p *simPath) Send(pkt []byte) {
 		return
 	case p.dropAbove > 0 && len(pkt) > p.dropAbove:
 		return
+	case p.rng != nil && p.rng.Float64() < p.lossOut:
+		return
 	}
 	p.sizes = append(p.sizes, len(pkt))
 	p.receive(&d, pkt)
@@ -96,10 +104,22 @@ func (p *simPath) receive(d *ipmangle.Parsed, pkt []byte) {
 	case len(payload) > 0 && d.Seq == p.rcvNxt && !p.zeroWindow && (p.dropSeq == nil || *p.dropSeq != d.Seq):
 		p.got = append(p.got, payload...)
 		p.rcvNxt += uint32(len(payload))
+		for b, ok := p.ooo[p.rcvNxt]; ok; b, ok = p.ooo[p.rcvNxt] {
+			delete(p.ooo, p.rcvNxt)
+			p.got = append(p.got, b...)
+			p.rcvNxt += uint32(len(b))
+		}
 		if d.Flags&ipmangle.FIN != 0 {
 			p.rcvNxt++
 			p.finGot = true
 		}
+		p.answerWin(d, ipmangle.ACK, p.isn+1, p.rcvNxt, win)
+	case len(payload) > 0 && p.rng != nil && int32(d.Seq-p.rcvNxt) > 0:
+		// Out of order: kept, as real receivers keep it; a duplicate ACK.
+		if p.ooo == nil {
+			p.ooo = map[uint32][]byte{}
+		}
+		p.ooo[d.Seq] = bytes.Clone(payload)
 		p.answerWin(d, ipmangle.ACK, p.isn+1, p.rcvNxt, win)
 	case len(payload) == 0 && d.Flags&ipmangle.FIN != 0 && d.Seq == p.rcvNxt:
 		p.rcvNxt++
@@ -129,6 +149,9 @@ func (p *simPath) answerWin(d *ipmangle.Parsed, flags ipmangle.TCPFlags, seq, ac
 }
 
 func (p *simPath) queue(f *ipmangle.Fields, d *ipmangle.Parsed, n int) {
+	if p.rng != nil && p.rng.Float64() < p.lossIn {
+		return
+	}
 	if p.ts && (f.Flags&ipmangle.SYN == 0 || d.HasTS()) {
 		f.HasTS, f.TSVal, f.TSEcr = true, uint32(p.now/int64(time.Millisecond)), d.TSVal
 	}

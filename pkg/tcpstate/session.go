@@ -28,14 +28,10 @@ func (s state) String() string {
 
 // Timing constants (nanoseconds).
 const (
-	ms         = int64(1e6)
-	minRTO     = 100 * ms // C TCPCopy's fixed RTO; Linux uses 200 ms
-	maxRTO     = 60_000 * ms
-	initialRTO = 1000 * ms // RFC 6298 (2.1) for the SYN
-	// minSYNRTO: Linux answers a retransmitted SYN with its SYN-ACK again
-	// at most every 500 ms (tcp_invalid_ratelimit); SYNs at 0, 250 ms,
-	// 750 ms get two answers at least.
-	minSYNRTO    = 250 * ms
+	ms           = int64(1e6)
+	minRTO       = 100 * ms // C TCPCopy's fixed RTO; Linux uses 200 ms
+	maxRTO       = 60_000 * ms
+	initialRTO   = 1000 * ms // RFC 6298 (2.1) for the SYN
 	routeRetry   = 50 * ms
 	tombTime     = 10 * 1000 * ms // how long a failed session's packets are dropped after the last one
 	tombRetry    = 1000 * ms      // a new request on a failed connection is copied again after this
@@ -44,6 +40,19 @@ const (
 	ourWindow    = 65535 // window field of every packet we send
 	maxBackoff   = 10
 	dupAckThresh = 3
+)
+
+// SYN retransmission timeouts (synRTO).
+const (
+	// minSYNRTO: Linux answers a retransmitted SYN with its SYN-ACK again
+	// at most every 500 ms (tcp_invalid_ratelimit); SYNs at 0, 250 ms and
+	// 750 ms get two answers at least.
+	minSYNRTO = 250 * ms
+	// firstSYNRTO is the SYN's timeout before any handshake was timed:
+	// half of RFC 6298's 1 s, so that three SYNs fit in the handshake
+	// timeout (0, 0.5 s, 1.5 s within 3 s). The target of a copy is
+	// usually near; a SYN sent again too early costs one packet.
+	firstSYNRTO = 500 * ms
 )
 
 // segment is one queued piece of the captured client stream: data, or a
@@ -355,15 +364,16 @@ func (t *Table) sendSYN(s *session, now int64) {
 	t.emitSYN(s, now)
 }
 
-// synRTO is the first retransmission timeout of a SYN: RFC 6298's 1 s
-// until a handshake was timed, then four handshake round trips, at least
+// synRTO is the first retransmission timeout of a SYN: firstSYNRTO until
+// a handshake was timed, then four handshake round trips, at least
 // minSYNRTO and at most 1 s. The target is usually near and its answers
-// come back through intercept within milliseconds; waiting a whole second
-// per lost SYN or SYN-ACK would leave room for only two tries within the
-// handshake timeout (3 s, as C TCPCopy), too few on a lossy path.
+// come back through intercept within milliseconds; waiting RFC 6298's
+// second per lost SYN or SYN-ACK would leave room for only two tries
+// within the handshake timeout (3 s, as C TCPCopy), too few on a lossy
+// path.
 func (t *Table) synRTO() int64 {
 	if t.hsRTT == 0 {
-		return initialRTO
+		return firstSYNRTO
 	}
 	return min(max(4*t.hsRTT, minSYNRTO), initialRTO)
 }
