@@ -121,8 +121,15 @@ func offReplay(t *testing.T, rec *offRecording, extra ...string) *offResult {
 // exit error.
 func offReplayFile(t *testing.T, pcap string, extra ...string) *offResult {
 	t.Helper()
+	return offReplayIn(t, netlab.Options{GRO: true}, pcap, extra...)
+}
+
+// offReplayIn is offReplayFile in a lab built with opts (a target MTU,
+// say).
+func offReplayIn(t *testing.T, opts netlab.Options, pcap string, extra ...string) *offResult {
+	t.Helper()
 	tcpcopyBin, interceptBin := testbin.Build(t, "tcpcopy"), testbin.Build(t, "intercept")
-	topo := netlab.NewForTest(t, netlab.Options{GRO: true})
+	topo := netlab.NewForTest(t, opts)
 	defer topo.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
