@@ -93,6 +93,7 @@ type collector struct {
 	plain []metric
 	// The labelled families and the histograms.
 	dropped, closed, retrans, linksUp, wire, build, stalls *prometheus.Desc
+	uncopiedBytes, uncopiedRequests                        *prometheus.Desc
 	target, online, ratio                                  *prometheus.Desc
 }
 
@@ -136,7 +137,7 @@ func newCollector(e *engine) *collector {
 	counter("response_bytes_total", "Payload bytes the target sent (seen through intercept).", func(s *snapshot) uint64 { return s.st.ResponseBytes })
 	gauge("sessions_active", "Sessions open now.", func(s *snapshot) float64 { return float64(s.st.Active) })
 	gauge("segments_queued", "Captured segments buffered now, waiting to be sent or acknowledged.", func(s *snapshot) float64 { return float64(s.st.QueuedSegments) })
-	gauge("fidelity_ratio", "Share of captured request bytes the target acknowledged, 0..1 (1 before any capture).", func(s *snapshot) float64 { return s.st.Fidelity() })
+	gauge("fidelity_ratio", "Share of the captured request bytes of copied connections the target acknowledged, uncopied bytes included, 0..1 (1 before any capture).", func(s *snapshot) float64 { return s.st.Fidelity() })
 	gauge("shedding", "1 while the memory budget (-m) is exceeded and new sessions are not copied.", func(s *snapshot) float64 {
 		if s.shedding {
 			return 1
@@ -165,6 +166,10 @@ func newCollector(e *engine) *collector {
 	c.wire = prometheus.NewDesc("tcpcopy_intercept_wire_version",
 		"Protocol version negotiated with each intercept on its latest connection (0: never connected).", []string{"intercept"}, nil)
 	c.build = prometheus.NewDesc("tcpcopy_build_info", "Always 1; the version is a label.", []string{"version"}, nil)
+	c.uncopiedBytes = prometheus.NewDesc("tcpcopy_uncopied_bytes_total",
+		"Captured request bytes of copied connections that no session carried (their session had ended or was refused), by reason; in the denominator of fidelity.", []string{"reason"}, nil)
+	c.uncopiedRequests = prometheus.NewDesc("tcpcopy_uncopied_requests_total",
+		"Requests among the uncopied bytes, by reason.", []string{"reason"}, nil)
 	c.stalls = prometheus.NewDesc("tcpcopy_stalls_total",
 		"Sessions ended as stalled (no progress while the target kept answering), by what they waited for: unacknowledged data, or a zero window.", []string{"cause"}, nil)
 	c.target = prometheus.NewDesc("tcpcopy_target_response_seconds",
@@ -181,7 +186,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.plain {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{c.dropped, c.closed, c.retrans, c.linksUp, c.wire, c.build, c.stalls, c.target, c.online, c.ratio} {
+	for _, d := range []*prometheus.Desc{c.dropped, c.closed, c.retrans, c.linksUp, c.wire, c.build, c.stalls, c.uncopiedBytes, c.uncopiedRequests, c.target, c.online, c.ratio} {
 		ch <- d
 	}
 }
@@ -213,6 +218,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.wire, prometheus.GaugeValue, float64(srv.Format.Version), srv.Addr.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version.String())
+	for r := range tcpstate.NumReasons {
+		if n := s.st.UncopiedBytes[r]; n > 0 {
+			ch <- prometheus.MustNewConstMetric(c.uncopiedBytes, prometheus.CounterValue, float64(n), tcpstate.Reason(r).String())
+			ch <- prometheus.MustNewConstMetric(c.uncopiedRequests, prometheus.CounterValue, float64(s.st.UncopiedRequests[r]), tcpstate.Reason(r).String())
+		}
+	}
 	for i, n := range s.st.Stalls {
 		ch <- prometheus.MustNewConstMetric(c.stalls, prometheus.CounterValue, float64(n), tcpstate.StallCause(i).String())
 	}

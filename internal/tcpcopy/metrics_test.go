@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	imetrics "github.com/tcpcopy-go/tcpcopy/internal/metrics"
+	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
 
 // scrape serves reg on a loopback port, fetches /metrics once and parses
@@ -134,6 +135,30 @@ func TestMetricsScrape(t *testing.T) {
 	fams = scrape(t, pl.e)
 	if got := value(fams, "tcpcopy_sessions_closed_total", "outcome", "reproduced", "reason", "tcpcopy_stopped"); got != 1 {
 		t.Errorf("closed{reproduced,tcpcopy_stopped} = %v, want 1", got)
+	}
+	// Uncopied bytes by reason, in fidelity's denominator, and stalls by
+	// cause.
+	w := pl.e.disp.workers[0]
+	w.statsMu.Lock()
+	w.stats.UncopiedBytes[tcpstate.ReasonTargetRST] = 2000
+	w.stats.UncopiedRequests[tcpstate.ReasonTargetRST] = 3
+	w.stats.Stalls[tcpstate.StallZeroWindow] = 1
+	w.statsMu.Unlock()
+	fams = scrape(t, pl.e)
+	for _, tt := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"tcpcopy_uncopied_bytes_total", []string{"reason", "target_rst"}, 2000},
+		{"tcpcopy_uncopied_requests_total", []string{"reason", "target_rst"}, 3},
+		{"tcpcopy_fidelity_ratio", nil, 0.8},
+		{"tcpcopy_stalls_total", []string{"cause", "zero_window"}, 1},
+		{"tcpcopy_stalls_total", []string{"cause", "unacknowledged"}, 0},
+	} {
+		if got := value(fams, tt.name, tt.labels...); got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
 	}
 }
 

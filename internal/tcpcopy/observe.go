@@ -82,7 +82,7 @@ func (e *engine) logStats(time.Time) {
 	e.log.Info("stats",
 		"captured", s.captured, "sessions_active", st.Active, "sessions_opened", st.Opened,
 		"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial),
-		"failed", st.ClosedBy(tcpstate.Failed), "requests", st.Requests, "responses", st.Responses,
+		"failed", st.ClosedBy(tcpstate.Failed), "requests", st.Requests, "uncopied_requests", uncopiedRequests(st), "responses", st.Responses,
 		"retransmits", st.Retransmits+st.FastRetransmits, "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
 		"links_up", s.links.Up, "ring_drops", s.ringDrops,
 		"send_errors", s.sendErrors)
@@ -147,8 +147,8 @@ const (
 		"route back through intercept is slower than the traffic; copy a smaller share (-r) or check the target's load"
 	msgBufferFull = "sessions failed because too much captured data waited for the target (buffer_full): " +
 		"the target reads too slowly or keeps its window closed"
-	msgReconnects = "the target kept closing connections before their requests were done (too_many_reconnects): " +
-		"it may limit requests per connection or fail on them"
+	msgReconnects = "the target kept closing or resetting new connections before taking anything of their requests " +
+		"(reconnects_without_progress): it fails on those requests, or refuses the connections"
 	msgTruncated = "captured packets were cut by the snap length and their data lost: raise -S"
 	msgStalled   = "sessions stalled: the target kept answering but took none of the data sent to it for --stall-timeout, " +
 		"although it was sent again, split and shrunk (the latest such session is described): a firewall or middlebox " +
@@ -273,6 +273,11 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 		"requests", st.Requests, "captured_bytes", st.CapturedBytes, "acked_bytes", st.AckedBytes,
 		"top_failures", topFailures(st, topReasons),
 	}
+	if b, r := st.Uncopied(); b > 0 {
+		// Data of copied connections that no session carried (their
+		// session had ended): in fidelity's denominator.
+		attrs = append(attrs, "uncopied_bytes", b, "uncopied_requests", r, "uncopied", topUncopied(st, topReasons))
+	}
 	// Response time quantiles, estimated from the histograms.
 	for _, h := range []struct {
 		name string
@@ -307,15 +312,27 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 	return attrs
 }
 
-// topFailures lists the reasons of the partial and failed sessions, most
-// frequent first, at most n: "no_synack=40 target_rst=3"; "none" if none.
-func topFailures(st *tcpstate.Stats, n int) string {
+// uncopiedRequests is the number of requests no session carried.
+func uncopiedRequests(st *tcpstate.Stats) uint64 {
+	_, r := st.Uncopied()
+	return r
+}
+
+// topUncopied lists why captured bytes were not copied, most bytes first,
+// at most n: "target_rst=1200 overload=300".
+func topUncopied(st *tcpstate.Stats, n int) string {
 	var rs []labelled
-	for r := range tcpstate.NumReasons {
-		if c := st.Closed[tcpstate.Partial][r] + st.Closed[tcpstate.Failed][r]; c > 0 {
-			rs = append(rs, labelled{tcpstate.Reason(r).String(), c})
+	for r, b := range st.UncopiedBytes {
+		if b > 0 {
+			rs = append(rs, labelled{tcpstate.Reason(r).String(), b})
 		}
 	}
+	return topText(rs, n)
+}
+
+// topText lists counts, most first, at most n: "a=3 b=1"; "none" if
+// there are none.
+func topText(rs []labelled, n int) string {
 	if len(rs) == 0 {
 		return "none"
 	}
@@ -328,6 +345,18 @@ func topFailures(st *tcpstate.Stats, n int) string {
 		fmt.Fprintf(&b, "%s=%d", r.label, r.n)
 	}
 	return b.String()
+}
+
+// topFailures lists the reasons of the partial and failed sessions, most
+// frequent first, at most n: "no_synack=40 target_rst=3"; "none" if none.
+func topFailures(st *tcpstate.Stats, n int) string {
+	var rs []labelled
+	for r := range tcpstate.NumReasons {
+		if c := st.Closed[tcpstate.Partial][r] + st.Closed[tcpstate.Failed][r]; c > 0 {
+			rs = append(rs, labelled{tcpstate.Reason(r).String(), c})
+		}
+	}
+	return topText(rs, n)
 }
 
 // linkSummary describes the links of every intercept: "addr=up/v7 ...".

@@ -93,6 +93,14 @@ func TestTopFailures(t *testing.T) {
 	if got, want := topFailures(&st, 3), "no_synack=40 capture_gap=5 target_rst=3"; got != want {
 		t.Errorf("topFailures = %q, want %q", got, want)
 	}
+	if got := topUncopied(&st, 3); got != "none" {
+		t.Errorf("nothing uncopied: %q", got)
+	}
+	st.UncopiedBytes[tcpstate.ReasonTargetRST] = 700
+	st.UncopiedBytes[tcpstate.ReasonOverload] = 900
+	if got, want := topUncopied(&st, 3), "overload=900 target_rst=700"; got != want {
+		t.Errorf("topUncopied = %q, want %q", got, want)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger's goroutines.

@@ -492,6 +492,9 @@ func (e *engine) logOffline(src *offlineSource) {
 		"sessions", st.Opened, "requests", st.Requests,
 		"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial), "failed", st.ClosedBy(tcpstate.Failed),
 		"fidelity", fmt.Sprintf("%.4f", st.Fidelity())}
+	if b, r := st.Uncopied(); b > 0 {
+		attrs = append(attrs, "uncopied_bytes", b, "uncopied_requests", r)
+	}
 	attrs = e.endpointAttrs(attrs)
 	attrs = outcomeAttrs(&st, attrs)
 	e.log.Info("offline replay finished", attrs...)

@@ -46,9 +46,13 @@ const (
 	ReasonStopped                     // tcpcopy stopped
 	ReasonReplaced                    // a new connection reused the 4-tuple
 	ReasonClientRST                   // the client reset the connection
-	ReasonReconnects                  // the target kept closing the connection early
+	ReasonReconnects                  // the target closed or reset MaxReconnects times in a row before acknowledging anything new
 	ReasonOverload                    // refused: too many handshakes pending, or tcpcopy backed up
 	ReasonStalled                     // no progress for StallTimeout while the target kept answering
+	// ReasonNoSYN is for uncopied bytes only (Stats.UncopiedBytes): with
+	// OnlyFullSessions, the data of a connection whose SYN was not
+	// captured. No session ends with it.
+	ReasonNoSYN
 	numReasons
 )
 
@@ -65,9 +69,10 @@ var reasonNames = [numReasons]string{
 	ReasonStopped:       "tcpcopy_stopped",
 	ReasonReplaced:      "port_reused",
 	ReasonClientRST:     "client_rst",
-	ReasonReconnects:    "too_many_reconnects",
+	ReasonReconnects:    "reconnects_without_progress",
 	ReasonOverload:      "overload",
 	ReasonStalled:       "stalled",
+	ReasonNoSYN:         "no_syn",
 }
 
 func (r Reason) String() string {
@@ -136,12 +141,22 @@ type Stats struct {
 	PortReuseWaits  uint64 // ... of which waited for the live session's stream to be delivered
 	CapturedBytes   uint64 // client payload bytes queued
 	AckedBytes      uint64 // ... of which the target acknowledged
-	ResponseBytes   uint64 // payload bytes the target sent
-	Drops           [NumDrops]uint64
-	Splits          uint64 // captured segments split to fit the target's MSS or the path MTU
-	Resent          uint64 // segments sent again after the kernel refused them as too big (TooBig)
-	Blackholes      uint64 // sessions whose segments shrank after repeated timeouts (segsize.go)
-	Stalls          [NumStallCauses]uint64
+	// UncopiedBytes are the captured client payload bytes of copied
+	// connections that no session carried, by why: the reason their
+	// session ended (a failed session's connection is given up until its
+	// next request, tombRetry after the failure), or was refused when it
+	// opened (shed, overload), or ReasonNoSYN. A client's
+	// retransmissions are counted once. UncopiedRequests counts the
+	// requests among them (a data packet whose acknowledgement number
+	// moved past the connection's latest request).
+	UncopiedBytes    [NumReasons]uint64
+	UncopiedRequests [NumReasons]uint64
+	ResponseBytes    uint64 // payload bytes the target sent
+	Drops            [NumDrops]uint64
+	Splits           uint64 // captured segments split to fit the target's MSS or the path MTU
+	Resent           uint64 // segments sent again after the kernel refused them as too big (TooBig)
+	Blackholes       uint64 // sessions whose segments shrank after repeated timeouts (segsize.go)
+	Stalls           [NumStallCauses]uint64
 	// LastStall is the latest session that ended stalled.
 	LastStall      Stall
 	QueuedSegments int     // segments buffered now
@@ -172,6 +187,10 @@ func (s *Stats) Add(o *Stats) {
 	s.PortReuseWaits += o.PortReuseWaits
 	s.CapturedBytes += o.CapturedBytes
 	s.AckedBytes += o.AckedBytes
+	for i := range s.UncopiedBytes {
+		s.UncopiedBytes[i] += o.UncopiedBytes[i]
+		s.UncopiedRequests[i] += o.UncopiedRequests[i]
+	}
 	s.ResponseBytes += o.ResponseBytes
 	for i := range s.Drops {
 		s.Drops[i] += o.Drops[i]
@@ -198,11 +217,25 @@ func (s *Stats) ClosedBy(o Outcome) uint64 {
 	return n
 }
 
-// Fidelity returns the share of captured request bytes the target
-// acknowledged, 0..1, or 1 when nothing was captured.
+// Uncopied returns the bytes and requests no session carried, any reason.
+func (s *Stats) Uncopied() (bytes, requests uint64) {
+	for i := range s.UncopiedBytes {
+		bytes += s.UncopiedBytes[i]
+		requests += s.UncopiedRequests[i]
+	}
+	return bytes, requests
+}
+
+// Fidelity returns the share of the captured request bytes of copied
+// connections that the target acknowledged, 0..1, or 1 when nothing was
+// captured: AckedBytes over CapturedBytes plus the uncopied bytes, so
+// that requests dropped because their session had ended count as lost.
+// Connections left out by sampling (-r, -g) never reach the table and do
+// not count.
 func (s *Stats) Fidelity() float64 {
-	if s.CapturedBytes == 0 {
+	u, _ := s.Uncopied()
+	if s.CapturedBytes+u == 0 {
 		return 1
 	}
-	return float64(s.AckedBytes) / float64(s.CapturedBytes)
+	return float64(s.AckedBytes) / float64(s.CapturedBytes+u)
 }

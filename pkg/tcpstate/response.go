@@ -261,6 +261,7 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 		n++
 	}
 	if n > 0 {
+		s.reconnects = 0 // the target took something new
 		copy(s.queue, s.queue[n:])
 		for i := len(s.queue) - n; i < len(s.queue); i++ {
 			s.queue[i] = nil
@@ -316,7 +317,12 @@ func (t *Table) targetClosed(s *session, now int64, rst bool) {
 
 // reconnect resets the target's end of s and starts a new connection that
 // carries the client data not yet acknowledged, as C TCPCopy does when the
-// target closes a keep-alive connection early.
+// target closes a keep-alive connection early. A target that closes
+// keep-alive connections on purpose (nginx after keepalive_requests, or
+// when idle for keepalive_timeout) is followed for as long as the client
+// keeps its connection; only MaxReconnects reconnects in a row without
+// the target acknowledging anything new end the session
+// (ReasonReconnects).
 func (t *Table) reconnect(s *session, now int64, rst bool) {
 	if int(s.reconnects) >= t.cfg.MaxReconnects {
 		t.finish(s, now, ReasonReconnects, rst)
@@ -459,6 +465,10 @@ func (t *Table) finish(s *session, now int64, reason Reason, rst bool) {
 		}
 		t.emit(s, now, ipmangle.RST|ipmangle.ACK, seq, nil)
 	}
+	s.endReason = reason
+	// From here on, a tombstone's finSeq is the end of the client stream
+	// counted, captured or uncopied (Table.uncopy).
+	s.finSeq = s.clientEnd()
 	outcome := Failed
 	switch {
 	case s.capturedBytes > 0 && s.ackedBytes >= s.capturedBytes:

@@ -171,7 +171,10 @@ type session struct {
 
 	dupAcks    uint8
 	backoff    uint8
-	reconnects uint8
+	reconnects uint8 // in a row, without the target acknowledging anything new
+	// endReason is why a tombstone's session ended: its client's later
+	// data is counted as uncopied under it.
+	endReason Reason
 
 	freed       bool
 	tomb        bool // finished unsuccessfully: the client's packets are dropped
@@ -265,8 +268,14 @@ func (t *Table) open(now int64, k skey, p *ipmangle.Parsed, fromSYN bool) *sessi
 	if reason := t.refusal(); reason != ReasonNone {
 		// Refused by the memory budget or overload. A small tombstone (no
 		// session) keeps the rest of the connection from being counted
-		// again.
-		t.dead[k] = now + int64(tombTime)
+		// again as a session; its data is counted as uncopied.
+		d := deadConn{until: now + int64(tombTime), reason: reason}
+		d.acct.end = seqnum.Value(p.Seq)
+		if fromSYN {
+			d.acct.end++
+		}
+		t.uncopy(&d.acct, reason, p)
+		t.dead[k] = d
 		t.stats.Closed[Failed][reason]++
 		return nil
 	}
@@ -461,6 +470,9 @@ func (t *Table) clientPacket(s *session, now int64, pkt []byte, p *ipmangle.Pars
 	}
 	if len(payload) > 0 {
 		if !t.enqueue(s, now, seq, seqnum.Value(p.Ack), payload, p.Flags&ipmangle.PSH != 0) {
+			// The session failed: what this packet held and it did not
+			// take is lost.
+			t.uncopyTomb(s, p)
 			return
 		}
 	}

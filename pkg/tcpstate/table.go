@@ -147,8 +147,8 @@ type Table struct {
 	cfg      Config
 	out      Output
 	sessions map[skey]*session
-	dead     map[skey]int64 // shed connections: dropped until this time
-	swept    int64          // last sweep of dead
+	dead     map[skey]deadConn // connections not copied: dropped until their time
+	swept    int64              // last sweep of dead
 	timers   timerHeap
 	free     []*session // reusable sessions
 	segs     segPool
@@ -182,7 +182,7 @@ func New(cfg Config, out Output) *Table {
 		cfg:       cfg,
 		out:       out,
 		sessions:  make(map[skey]*session),
-		dead:      make(map[skey]int64),
+		dead:      make(map[skey]deadConn),
 		segs:      segPool{size: cfg.MTU},
 		buf:       make([]byte, cfg.MTU),
 		succLimit: successorTotalBytes,
@@ -271,8 +271,8 @@ func (t *Table) NextDeadline() int64 {
 func (t *Table) Tick(now int64) {
 	if len(t.dead) > 0 && now-t.swept > int64(time.Second) {
 		t.swept = now
-		for k, until := range t.dead {
-			if until <= now {
+		for k, d := range t.dead {
+			if d.until <= now {
 				delete(t.dead, k)
 			}
 		}
@@ -323,10 +323,12 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 		}
 	}
 	if s == nil && len(t.dead) > 0 {
-		if until, ok := t.dead[sk]; ok {
-			if now < until && (p.Flags&ipmangle.SYN == 0 || p.Flags&ipmangle.ACK != 0) {
+		if d, ok := t.dead[sk]; ok {
+			if now < d.until && (p.Flags&ipmangle.SYN == 0 || p.Flags&ipmangle.ACK != 0) {
 				t.stats.Drops[DropClosed]++
-				t.dead[sk] = now + int64(tombTime)
+				t.uncopy(&d.acct, d.reason, p)
+				d.until = now + int64(tombTime)
+				t.dead[sk] = d
 				return
 			}
 			delete(t.dead, sk) // expired, or a new connection
@@ -370,9 +372,7 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 		// while its client keeps sending.
 		t.stats.Drops[DropClosed]++
 		if s.tomb {
-			if p.Flags&ipmangle.ACK != 0 && p.PayloadLen > 0 && (!s.reqAckSet || s.reqAck.LessThan(seqnum.Value(p.Ack))) {
-				s.reqAckSet, s.reqAck = true, seqnum.Value(p.Ack)
-			}
+			t.uncopyTomb(s, p) // the data of a connection given up is lost
 			s.stateAt = now + int64(tombTime)
 			t.schedule(s)
 		}
@@ -386,6 +386,10 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 		}
 		if t.cfg.OnlyFullSessions {
 			t.stats.Drops[DropNoSYN]++
+			d := deadConn{until: now + int64(tombTime), reason: ReasonNoSYN}
+			d.acct.end = seqnum.Value(p.Seq) // counted from this packet on
+			t.uncopy(&d.acct, ReasonNoSYN, p)
+			t.dead[sk] = d
 			return
 		}
 		s = t.open(now, sk, p, false)
@@ -397,6 +401,57 @@ func (t *Table) Client(now int64, k Key, pkt []byte, p *ipmangle.Parsed) {
 	if !s.freed {
 		t.schedule(s)
 	}
+}
+
+// deadConn is a connection no session copies (refused when it opened, or
+// without SYN under OnlyFullSessions): its packets are dropped until
+// until, which each of them moves on, and counted as uncopied.
+type deadConn struct {
+	until  int64
+	reason Reason
+	acct   uncopied
+}
+
+// uncopied follows what of a connection's client stream was counted as
+// uncopied (Stats.UncopiedBytes), so that retransmissions count once:
+// the stream is counted up to end, and ack is its latest request's.
+type uncopied struct {
+	end    seqnum.Value
+	ack    seqnum.Value
+	ackSet bool
+}
+
+// uncopy counts the payload of client packet p beyond u.end as uncopied
+// for reason, and p as a new request if its acknowledgement moved past
+// the latest one.
+func (t *Table) uncopy(u *uncopied, reason Reason, p *ipmangle.Parsed) {
+	if p.PayloadLen == 0 {
+		return
+	}
+	seq := seqnum.Value(p.Seq)
+	end := seq.Add(seqnum.Size(p.PayloadLen))
+	if !u.end.LessThan(end) {
+		return // a retransmission of what was counted
+	}
+	n := p.PayloadLen
+	if seq.LessThan(u.end) {
+		n = int(end.Sub(u.end))
+	}
+	u.end = end
+	t.stats.UncopiedBytes[reason] += uint64(n)
+	if ack := seqnum.Value(p.Ack); p.Flags&ipmangle.ACK != 0 && (!u.ackSet || u.ack.LessThan(ack)) {
+		u.ack, u.ackSet = ack, true
+		t.stats.UncopiedRequests[reason]++
+	}
+}
+
+// uncopyTomb counts client packet p of the failed session s, a
+// tombstone, as uncopied under the reason its session ended. The
+// tombstone's finSeq and reqAck follow what was counted.
+func (t *Table) uncopyTomb(s *session, p *ipmangle.Parsed) {
+	u := uncopied{end: s.finSeq, ack: s.reqAck, ackSet: s.reqAckSet}
+	t.uncopy(&u, s.endReason, p)
+	s.finSeq, s.reqAck, s.reqAckSet = u.end, u.ack, u.ackSet
 }
 
 // retryTomb reports whether client packet p of the given-up session s
