@@ -402,3 +402,58 @@ func TestOutcomeNoIntercept(t *testing.T) {
 	}
 	ocLogHas(t, rep, "no intercept link is up", fmt.Sprintf("failed_intercept_unavailable=%d", ocConns))
 }
+
+// TestOutcomeStalled: a firewall on the target drops every packet to the
+// target port above 500 bytes, so the first segment of each request never
+// arrives (at any size tcpcopy shrinks it to: 1280, then 576 bytes) while
+// the rest of the request gets through and the target answers it with
+// duplicate ACKs. Every session ends as stalled after --stall-timeout,
+// with where it stuck, instead of waiting for -t.
+func TestOutcomeStalled(t *testing.T) {
+	needRoot(t)
+	var fams map[string]*dto.MetricFamily
+	cfg := ocConfig()
+	cfg.Load.Methods, cfg.Load.BodySizes = []string{"POST"}, []int{1500} // a 1448-byte segment and a short one
+	cfg.TcpcopyArgs = append(append([]string(nil), labrun.DefaultTcpcopyArgs...), "--stall-timeout", "3s")
+	cfg.Setup = func(ctx context.Context, lab *labrun.Lab) error {
+		for _, args := range [][]string{
+			{"add", "table", "inet", "stall"},
+			{"add", "chain", "inet", "stall", "in", "{ type filter hook prerouting priority -300; }"},
+			{"add", "rule", "inet", "stall", "in", "tcp", "dport", "8080", "ip", "length", ">", "500", "drop"},
+		} {
+			if out, err := lab.Topo.Run(ctx, netlab.Target, "nft", args...); err != nil {
+				return fmt.Errorf("nft %v: %w: %s", args, err, out)
+			}
+		}
+		return nil
+	}
+	cfg.During = func(ctx context.Context, lab *labrun.Lab) error {
+		var err error
+		if fams, err = ocWaitClosed(ctx, lab, "failed", "stalled", 15*time.Second); err != nil {
+			return err
+		}
+		if err := ocWaitLog(ctx, lab.Tcpcopy(0), 4*time.Second, "level=WARN", "sessions stalled", "cause=unacknowledged"); err != nil {
+			return err
+		}
+		return ocSummary(ctx, lab.Tcpcopy(0), fmt.Sprintf("stalled=%d", ocConns))
+	}
+	rep := ocRun(t, cfg, true)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"tcpcopy_sessions_closed_total", []string{"outcome", "failed", "reason", "stalled"}, ocConns},
+		{"tcpcopy_stalls_total", []string{"cause", "unacknowledged"}, ocConns},
+		{"tcpcopy_synacks_received_total", nil, ocConns},
+		{"tcpcopy_acked_bytes_total", nil, 0},
+	} {
+		if got := ocValue(fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if got := ocValue(fams, "tcpcopy_mtu_blackholes_total"); got < ocConns {
+		t.Errorf("tcpcopy_mtu_blackholes_total = %v, want at least one per session", got)
+	}
+	ocLogHas(t, rep, "last_stall=", fmt.Sprintf("failed_stalled=%d", ocConns))
+}
