@@ -57,11 +57,14 @@ fuzz: deps
 demo: build
 	$(BIN)/tcpcopy-lab run --demo
 
-# the performance goals (tcpcopy CPU per 10k requests at fixed rates, three
-# runs each), then the highest request rate copied with fidelity >= 99.9 %,
-# for short and keep-alive connections, with CPU and memory; figures into
-# bench-results/ (benchstat format) so that runs compare. At most 5
-# minutes, root only.
+# the performance goals (tcpcopy CPU per 10k requests at fixed rates, five
+# runs each), the client-stack matrix (every labrun.ClientStacks row live,
+# recorded, and replayed offline), the loss table (every labrun.LossLevels
+# entry with short and keep-alive connections), then the highest request
+# rate copied with fidelity >= 99.9 %, for short and keep-alive
+# connections, with CPU and memory; figures into bench-results/ (benchstat
+# format) so that runs compare. At most 11 minutes, root only; some phases
+# only: bin/tcpcopy-lab bench --phases matrix,loss (docs/lab.md).
 bench-lab: build
 	$(BIN)/tcpcopy-lab bench --out bench-results
 

@@ -1,13 +1,28 @@
-// Package labbench checks the project's performance goals and finds the
-// highest request rate the lab copies with a given fidelity.
+// Package labbench checks the project's performance goals, checks that
+// every kind of client and lossy links are copied faithfully, and finds the
+// highest request rate the lab copies with a given fidelity. A run is made
+// of phases (Config.Phases), run in this order:
 //
-// First the goals: each goal is a connection mode, a fixed rate and the
-// most CPU seconds per 10,000 requests tcpcopy may use there; each goal
+// The goals (PhaseGoals): each goal is a connection mode, a fixed rate and
+// the most CPU seconds per 10,000 requests tcpcopy may use there; each goal
 // runs Repeat times, the goals interleaved so that noise from the shared
 // machine falls evenly on them, and is met when every repetition passes
 // and the median CPU figure is within the target.
 //
-// Then the climb: for each connection mode (short connections, keep-alive
+// The client-stack matrix (PhaseMatrix): for each of Config.Stacks
+// (labrun.ClientStacks), a live run of a mixed load with 20 kB and 1 MiB
+// bodies, recorded with tcpdump on the client side, then an offline
+// replay of the recording by the real tcpcopy (-i FILE) in a fresh lab,
+// compared with the live run's online log. A stack meets the goal when
+// every request reached the target once, byte-identical, live and offline.
+//
+// The loss table (PhaseLoss): for each of Config.LossLevels
+// (labrun.LossLevels), with short and with keep-alive connections, a live
+// run with random loss on the copy and response paths, against the
+// fidelity LossGoal sets.
+//
+// The climb (PhaseClimb): after measuring the raw-send ceiling, for each
+// connection mode (short connections, keep-alive
 // connections) it runs short lab experiments (package labrun) at rising
 // rates, stops at the first rate that fails, narrows down between the last
 // passing and the first failing rate, and reports the figures of the best
@@ -20,9 +35,10 @@
 // is the limit, and the step says so) and no request of the load failed.
 //
 // The figures go to a file in benchstat's format (one "BenchmarkLab..."
-// line per step, per goal repetition and per mode's best, custom units),
-// so that two runs compare with "benchstat old.txt new.txt", and every
-// step and goal as a JSON line beside it.
+// line per step, per goal repetition, per mode's best, per client stack
+// and per loss cell, custom units), so that two runs compare with
+// "benchstat old.txt new.txt", and every step, goal, stack and loss cell
+// as a JSON line beside it.
 package labbench
 
 import (
@@ -68,10 +84,11 @@ var (
 const (
 	DefaultStep        = 5 * time.Second
 	DefaultMinFidelity = 99.9
-	// DefaultBudget fits the default goals (10 steps) and a climb of up to
-	// 7 steps per mode (6 rates and a refine), at about Step + Tail +
-	// 2-3 s a step.
-	DefaultBudget = 7 * time.Minute
+	// DefaultBudget fits the default goals (10 steps of about Step + Tail
+	// + 2-3 s), the client-stack matrix (10 stacks of about 10 s: a live
+	// run and a replay), the loss table (8 cells of about 8 s) and a climb
+	// of up to 7 steps per mode (6 rates and a refine).
+	DefaultBudget = 11 * time.Minute
 	// DefaultRepeat: the machine's noise moves single runs by 10 % and
 	// more; the median of five is steadier than that of three.
 	DefaultRepeat      = 5
@@ -109,7 +126,29 @@ type Config struct {
 	Budget time.Duration
 	// OutDir receives the result files; none are written when empty.
 	OutDir string
+
+	// Phases are the phases run, always in the order of Phases whatever
+	// the order here; all of them when empty.
+	Phases []Phase
+	// Stacks are the client stacks of the matrix; labrun.ClientStacks
+	// when empty.
+	Stacks []labrun.ClientStack
+	// MatrixRate and MatrixDuration are the matrix's load, per stack;
+	// DefaultMatrixRate and DefaultMatrixDuration.
+	MatrixRate     float64
+	MatrixDuration time.Duration
+	// LossLevels are the rows of the loss table; labrun.LossLevels when
+	// empty.
+	LossLevels []labrun.LossLevel
+	// LossRate and LossDuration are the load of each loss cell;
+	// DefaultLossRate and DefaultLossDuration. The requests are Lab.Load's
+	// (the climb's methods and body sizes).
+	LossRate     float64
+	LossDuration time.Duration
 }
+
+// has reports whether the run includes phase p.
+func (c *Config) has(p Phase) bool { return slices.Contains(c.Phases, p) }
 
 // Step is the outcome of one experiment.
 type Step struct {
@@ -173,6 +212,10 @@ type Result struct {
 	// CeilingBatch is the same with sendmmsg(2), ceilingBatch packets per
 	// call, as tcpcopy's workers send.
 	CeilingBatch float64 `json:"raw_send_ceiling_sendmmsg_pps"`
+	// Stacks are the client stacks of the matrix that ran, in order.
+	Stacks []StackResult `json:"stacks,omitempty"`
+	// Loss are the cells of the loss table that ran, in order.
+	Loss []LossResult `json:"loss,omitempty"`
 }
 
 // ceilingBatch is the batch size of the sendmmsg ceiling.
@@ -234,6 +277,27 @@ func (c *Config) setDefaults() {
 	if c.Lab.Tail <= 0 {
 		c.Lab.Tail = time.Second
 	}
+	if len(c.Phases) == 0 {
+		c.Phases = Phases
+	}
+	if len(c.Stacks) == 0 {
+		c.Stacks = labrun.ClientStacks
+	}
+	if c.MatrixRate <= 0 {
+		c.MatrixRate = DefaultMatrixRate
+	}
+	if c.MatrixDuration <= 0 {
+		c.MatrixDuration = DefaultMatrixDuration
+	}
+	if len(c.LossLevels) == 0 {
+		c.LossLevels = labrun.LossLevels
+	}
+	if c.LossRate <= 0 {
+		c.LossRate = DefaultLossRate
+	}
+	if c.LossDuration <= 0 {
+		c.LossDuration = DefaultLossDuration
+	}
 	l := &c.Lab.Load
 	if l.Concurrency <= 0 {
 		l.Concurrency = DefaultConcurrency
@@ -250,9 +314,12 @@ func (c *Config) setDefaults() {
 // building and tearing down the lab, starting and stopping programs.
 const stepOverhead = 2 * time.Second
 
-// Run runs the bench, the goals and then the climb, printing a line per
-// step and per goal to w. It stops early, with what it has, when ctx ends
-// or the budget is spent.
+// Run runs the bench's phases (Config.Phases) in order: the goals, the
+// client-stack matrix, the loss table and the climb, printing a line per
+// step, goal, stack and loss cell to w. It stops early, with what it has,
+// when ctx ends or the budget is spent. The error says which runs could
+// not be made; goals, stacks and cells that missed their targets are not
+// errors, only results.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Result, error) {
 	cfg.setDefaults()
 	if cfg.Lab.TcpcopyBin == "" || cfg.Lab.InterceptBin == "" {
@@ -261,20 +328,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 	res := &Result{Start: time.Now(), Best: map[string]Step{}, Limit: map[string]string{}}
 	deadline := res.Start.Add(cfg.Budget)
 	stepTime := cfg.Step + cfg.Lab.Tail + stepOverhead
-	fmt.Fprintf(w, "bench: rates %v/s, %s per step, pass at fidelity >= %.1f%%, budget %s\n",
-		cfg.Rates, cfg.Step, cfg.MinFidelity, cfg.Budget)
-	if c, err := ceiling(ctx, cfg, 1); err != nil {
-		fmt.Fprintf(w, "raw-send ceiling: not measured: %v\n", err)
-	} else {
-		res.Ceiling = c.PPS
-		fmt.Fprintf(w, "raw-send ceiling: %.0f packets/s (%d packets of 140 bytes in %s, %d refused)\n",
-			c.PPS, c.Packets, c.Elapsed.Round(time.Millisecond), c.Errors)
-	}
-	if c, err := ceiling(ctx, cfg, ceilingBatch); err != nil {
-		fmt.Fprintf(w, "raw-send ceiling with sendmmsg: not measured: %v\n", err)
-	} else {
-		res.CeilingBatch = c.PPS
-		fmt.Fprintf(w, "raw-send ceiling with sendmmsg, %d per call: %.0f packets/s (%d refused)\n", ceilingBatch, c.PPS, c.Errors)
+	fmt.Fprintf(w, "bench: phases %s; rates %v/s, %s per step, pass at fidelity >= %.1f%%, budget %s\n",
+		FormatPhases(cfg.Phases), cfg.Rates, cfg.Step, cfg.MinFidelity, cfg.Budget)
+	if cfg.has(PhaseClimb) {
+		if c, err := ceiling(ctx, cfg, 1); err != nil {
+			fmt.Fprintf(w, "raw-send ceiling: not measured: %v\n", err)
+		} else {
+			res.Ceiling = c.PPS
+			fmt.Fprintf(w, "raw-send ceiling: %.0f packets/s (%d packets of 140 bytes in %s, %d refused)\n",
+				c.PPS, c.Packets, c.Elapsed.Round(time.Millisecond), c.Errors)
+		}
+		if c, err := ceiling(ctx, cfg, ceilingBatch); err != nil {
+			fmt.Fprintf(w, "raw-send ceiling with sendmmsg: not measured: %v\n", err)
+		} else {
+			res.CeilingBatch = c.PPS
+			fmt.Fprintf(w, "raw-send ceiling with sendmmsg, %d per call: %.0f packets/s (%d refused)\n", ceilingBatch, c.PPS, c.Errors)
+		}
 	}
 
 	var runErr error
@@ -296,7 +365,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 
 	// The goals first, each repetition going through all of them in turn,
 	// so that the shared machine's noise falls evenly on them.
-	if len(cfg.Goals) > 0 {
+	before := false // a phase ran before the climb
+	if cfg.has(PhaseGoals) && len(cfg.Goals) > 0 {
+		before = true
 		fmt.Fprintf(w, "goals (mode:rate:max tcpcopy cpu-s/10k): %s, repeat %d, interleaved\n", FormatGoals(cfg.Goals), cfg.Repeat)
 		runs := make([][]Step, len(cfg.Goals))
 	repeat:
@@ -314,12 +385,64 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 			res.Goals = append(res.Goals, gr)
 			fmt.Fprint(w, gr.lines())
 		}
-		fmt.Fprintf(w, "climb: rates %v/s\n", cfg.Rates)
 	}
 
-modes:
+	// The matrix and the loss table: a run that could not be made there is
+	// reported in its row and the phases go on; their errors are returned
+	// at the end, without stopping the climb.
+	var cellErrs error
+	for _, ph := range []struct {
+		p   Phase
+		run func(context.Context, Config, *Result, time.Time, *slog.Logger, io.Writer) error
+	}{{PhaseMatrix, runMatrix}, {PhaseLoss, runLoss}} {
+		if !cfg.has(ph.p) || ctx.Err() != nil {
+			continue
+		}
+		before = true
+		if runErr != nil {
+			fmt.Fprintf(w, "%s: skipped: a step failed to run\n", ph.p)
+			continue
+		}
+		cellErrs = errors.Join(cellErrs, ph.run(ctx, cfg, res, deadline, log, w))
+	}
+
+	if cfg.has(PhaseClimb) {
+		if before {
+			fmt.Fprintf(w, "climb: rates %v/s\n", cfg.Rates)
+		}
+		climb(ctx, cfg, res, try, &runErr)
+		for _, mode := range cfg.Modes {
+			limit := limitText[res.Limit[mode.String()]]
+			if b, ok := res.Best[mode.String()]; ok {
+				fmt.Fprintf(w, "best %-9s %6.0f req/s at %.2f%% (%s): cpu-s per 10k requests tcpcopy %.2f, intercept %.2f, loadgen %.2f, servers %.2f; peak rss tcpcopy %.1f MiB, intercept %.1f MiB; copy latency p50 %.1f ms, p99 %.1f ms\n",
+					mode, b.Rate, b.Fidelity, limit, b.TcpcopyCPU10k, b.InterceptCPU10k, b.LoadCPU10k, b.ServersCPU10k,
+					mib(b.TcpcopyRSS), mib(b.InterceptRSS), b.LatencyP50, b.LatencyP99)
+				if res.Ceiling > 0 && b.TcpcopyPPS > 0 {
+					fmt.Fprintf(w, "     %-9s tcpcopy sent %.0f packets/s: %.1f%% of the raw-send ceiling\n", mode, b.TcpcopyPPS, 100*b.TcpcopyPPS/res.Ceiling)
+				}
+			} else {
+				fmt.Fprintf(w, "best %-9s none: no step passed (%s)\n", mode, limit)
+			}
+		}
+	}
+	if cfg.OutDir != "" && (len(res.Steps) > 0 || len(res.Stacks) > 0 || len(res.Loss) > 0) {
+		files, err := res.write(cfg)
+		res.Files = files
+		for _, f := range files {
+			fmt.Fprintf(w, "wrote %s\n", f)
+		}
+		if err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	return res, errors.Join(runErr, cellErrs)
+}
+
+// climb runs the climb of each mode through try, setting res.Limit and
+// res.Best; *runErr is set when a step could not be run.
+func climb(ctx context.Context, cfg Config, res *Result, try func(load.Mode, float64, bool) (Step, bool), runErr *error) {
 	for _, mode := range cfg.Modes {
-		if runErr != nil { // a goal step failed to run: no climb
+		if *runErr != nil || ctx.Err() != nil { // a step failed to run: no climb
 			res.Limit[mode.String()] = "error"
 			continue
 		}
@@ -329,9 +452,9 @@ modes:
 			st, ok := try(mode, rate, false)
 			if !ok {
 				limit = "budget"
-				if runErr != nil {
+				if *runErr != nil {
 					res.Limit[mode.String()] = "error"
-					break modes
+					return
 				}
 				break
 			}
@@ -342,7 +465,7 @@ modes:
 			best = &st
 		}
 		for range max(cfg.Refine, 0) {
-			if fail == nil || runErr != nil {
+			if fail == nil || *runErr != nil {
 				break
 			}
 			lo := cfg.Rates[0] / 2
@@ -369,41 +492,17 @@ modes:
 				limit = "lab"
 			}
 		}
-		if runErr != nil {
+		if *runErr != nil {
 			limit = "error"
 		}
 		res.Limit[mode.String()] = limit
 		if best != nil {
 			res.Best[mode.String()] = *best
 		}
-		if runErr != nil {
-			break
+		if *runErr != nil {
+			return
 		}
 	}
-	for _, mode := range cfg.Modes {
-		limit := limitText[res.Limit[mode.String()]]
-		if b, ok := res.Best[mode.String()]; ok {
-			fmt.Fprintf(w, "best %-9s %6.0f req/s at %.2f%% (%s): cpu-s per 10k requests tcpcopy %.2f, intercept %.2f, loadgen %.2f, servers %.2f; peak rss tcpcopy %.1f MiB, intercept %.1f MiB; copy latency p50 %.1f ms, p99 %.1f ms\n",
-				mode, b.Rate, b.Fidelity, limit, b.TcpcopyCPU10k, b.InterceptCPU10k, b.LoadCPU10k, b.ServersCPU10k,
-				mib(b.TcpcopyRSS), mib(b.InterceptRSS), b.LatencyP50, b.LatencyP99)
-			if res.Ceiling > 0 && b.TcpcopyPPS > 0 {
-				fmt.Fprintf(w, "     %-9s tcpcopy sent %.0f packets/s: %.1f%% of the raw-send ceiling\n", mode, b.TcpcopyPPS, 100*b.TcpcopyPPS/res.Ceiling)
-			}
-		} else {
-			fmt.Fprintf(w, "best %-9s none: no step passed (%s)\n", mode, limit)
-		}
-	}
-	if cfg.OutDir != "" && len(res.Steps) > 0 {
-		files, err := res.write(cfg)
-		res.Files = files
-		for _, f := range files {
-			fmt.Fprintf(w, "wrote %s\n", f)
-		}
-		if err != nil {
-			runErr = errors.Join(runErr, err)
-		}
-	}
-	return res, runErr
 }
 
 var limitText = map[string]string{
@@ -590,24 +689,40 @@ func (s Step) line() string {
 		mib(s.TcpcopyRSS), mib(s.InterceptRSS), s.LatencyP50, s.LatencyP99, verdict)
 }
 
-// runStep runs one experiment. Its logs are deleted when it passes.
+// runStep runs one experiment of the goals or the climb. Its logs are
+// deleted when it passes.
 func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log *slog.Logger) (Step, error) {
-	st := Step{Mode: mode.String(), Rate: rate}
 	lab := cfg.Lab
 	lab.Load.Rate = rate
 	lab.Load.Duration = cfg.Step
 	lab.Load.Mode = mode
 	lab.Load.MaxRequests = int(rate*cfg.Step.Seconds()) + 1
+	st, _, err := measure(ctx, lab, cfg.MinFidelity, log)
+	if err == nil && st.Pass {
+		os.RemoveAll(st.Dir)
+		st.Dir = ""
+	}
+	return st, err
+}
+
+// measure runs lab, whose Load has its rate, duration, mode and request
+// bound set, in a new directory (Step.Dir, left for the caller to delete),
+// and sums it up as a Step that passes at minFidelity percent. It returns
+// the run's report too, nil when the lab could not be built.
+func measure(ctx context.Context, lab labrun.Config, minFidelity float64, log *slog.Logger) (Step, *labrun.Report, error) {
+	mode, rate := lab.Load.Mode, lab.Load.Rate
+	st := Step{Mode: mode.String(), Rate: rate}
 	dir, err := os.MkdirTemp("", "tcpcopy-bench-")
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
 	lab.Dir = dir
+	st.Dir = dir
 	start := time.Now()
 	rep, err := labrun.Run(ctx, lab, log)
 	st.Elapsed = time.Since(start).Seconds()
 	if err != nil {
-		return st, fmt.Errorf("labbench: %s at %.0f/s: %w (logs in %s)", mode, rate, err, dir)
+		return st, rep, fmt.Errorf("labbench: %s at %.0f/s: %w (logs in %s)", mode, rate, err, dir)
 	}
 	l := rep.Load
 	if l.Elapsed > 0 {
@@ -625,8 +740,8 @@ func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log 
 		return p.CPUSeconds * 10000 / float64(st.Requests)
 	}
 	st.TcpcopyCPU10k = per10k(rep.Tcpcopy)
-	if rep.Tcpcopy != nil && cfg.Step > 0 {
-		st.TcpcopyPPS = rep.Tcpcopy.Metrics["tcpcopy_packets_sent_total"] / cfg.Step.Seconds()
+	if d := lab.Load.Duration; rep.Tcpcopy != nil && d > 0 {
+		st.TcpcopyPPS = rep.Tcpcopy.Metrics["tcpcopy_packets_sent_total"] / d.Seconds()
 	}
 	st.InterceptCPU10k = per10k(rep.Intercept)
 	st.LoadCPU10k = per10k(rep.LoadClient)
@@ -645,15 +760,14 @@ func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log 
 	}
 	var why []string
 	copyFailed := false
-	if st.Fidelity < cfg.MinFidelity {
-		why = append(why, fmt.Sprintf("fidelity %.3f%% < %.1f%%", st.Fidelity, cfg.MinFidelity))
+	// A little slack: 9999 of 10000 is 99.99 % in decimal, not in binary.
+	if st.Fidelity < minFidelity-1e-9 {
+		why = append(why, fmt.Sprintf("fidelity %.3f%% < %g%%", st.Fidelity, minFidelity))
 		copyFailed = true
 	}
-	for _, p := range rep.Problems {
-		if strings.HasPrefix(p, "tcpcopy") || strings.HasPrefix(p, "intercept") {
-			why = append(why, p)
-			copyFailed = true
-		}
+	if p := daemonProblems(rep); len(p) > 0 {
+		why = append(why, p...)
+		copyFailed = true
 	}
 	if st.Achieved < 0.9*rate {
 		why = append(why, fmt.Sprintf("the load client reached only %.0f/s", st.Achieved))
@@ -664,12 +778,7 @@ func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log 
 	st.Pass = len(why) == 0
 	st.LabLimited = !st.Pass && !copyFailed
 	st.Why = strings.Join(why, "; ")
-	if st.Pass {
-		os.RemoveAll(dir)
-	} else {
-		st.Dir = dir
-	}
-	return st, nil
+	return st, rep, nil
 }
 
 // write writes the benchstat text and the JSON lines into cfg.OutDir,
@@ -685,13 +794,19 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	}
 	fmt.Fprintf(&b, "step: %s\nmin-fidelity: %.1f\nbodies: %v\nconcurrency: %d\n",
 		cfg.Step, cfg.MinFidelity, cfg.Lab.Load.BodySizes, cfg.Lab.Load.Concurrency)
-	bench := func(name string, s Step, rateUnit string) {
-		fmt.Fprintf(&b, "%s 1 %.0f %s %.1f achieved-req/s %.3f fidelity-%% %.3f tcpcopy-cpu-s/10k-req %.3f intercept-cpu-s/10k-req %.3f loadgen-cpu-s/10k-req %.3f servers-cpu-s/10k-req %.1f tcpcopy-peak-MiB %.1f intercept-peak-MiB %.2f copy-p50-ms %.2f copy-p99-ms\n",
-			name, s.Rate, rateUnit, s.Achieved, s.Fidelity, s.TcpcopyCPU10k, s.InterceptCPU10k, s.LoadCPU10k, s.ServersCPU10k,
-			mib(s.TcpcopyRSS), mib(s.InterceptRSS), s.LatencyP50, s.LatencyP99)
+	if len(r.Stacks) > 0 {
+		fmt.Fprintf(&b, "matrix-load: mixed %g/s for %s, bodies %v\n", cfg.MatrixRate, cfg.MatrixDuration, MatrixBodySizes)
 	}
-	for _, mode := range cfg.Modes {
-		fmt.Fprintf(&b, "limit-%s: %s\n", mode, r.Limit[mode.String()])
+	if len(r.Loss) > 0 {
+		fmt.Fprintf(&b, "loss-load: %g/s for %s\n", cfg.LossRate, cfg.LossDuration)
+	}
+	bench := func(name string, s Step, rateUnit string) {
+		fmt.Fprintf(&b, "%s 1 %.0f %s %s\n", name, s.Rate, rateUnit, stepUnits(s))
+	}
+	if cfg.has(PhaseClimb) {
+		for _, mode := range cfg.Modes {
+			fmt.Fprintf(&b, "limit-%s: %s\n", mode, r.Limit[mode.String()])
+		}
 	}
 	if r.Ceiling > 0 {
 		fmt.Fprintf(&b, "BenchmarkLabRawSendCeiling 1 %.0f packets/s\n", r.Ceiling)
@@ -715,6 +830,19 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	for _, s := range r.Steps {
 		if s.Pass && s.Goal {
 			bench(fmt.Sprintf("BenchmarkLabGoal/mode=%s/rate=%.0f", s.Mode, s.Rate), s, "req/s")
+		}
+	}
+	// The matrix and the loss table are about fidelity: a stack or cell
+	// that missed its goal is written too, only runs that could not be
+	// made are not.
+	for _, st := range r.Stacks {
+		if line := st.benchLine(); line != "" {
+			b.WriteString(line + "\n")
+		}
+	}
+	for _, c := range r.Loss {
+		if line := c.benchLine(); line != "" {
+			b.WriteString(line + "\n")
 		}
 	}
 	txt := base + ".txt"
@@ -742,6 +870,18 @@ func (r *Result) write(cfg Config) ([]string, error) {
 			}{"best", s})
 		}
 	}
+	for _, st := range r.Stacks {
+		enc.Encode(struct {
+			Kind string `json:"kind"`
+			StackResult
+		}{"stack", st})
+	}
+	for _, c := range r.Loss {
+		enc.Encode(struct {
+			Kind string `json:"kind"`
+			LossResult
+		}{"loss", c})
+	}
 	for _, g := range r.Goals {
 		enc.Encode(struct {
 			Kind   string  `json:"kind"`
@@ -756,6 +896,13 @@ func (r *Result) write(cfg Config) ([]string, error) {
 		werr = cerr
 	}
 	return []string{txt, jl}, werr
+}
+
+// stepUnits are the figures of s in a benchmark line, after the rate.
+func stepUnits(s Step) string {
+	return fmt.Sprintf("%.1f achieved-req/s %.3f fidelity-%% %.3f tcpcopy-cpu-s/10k-req %.3f intercept-cpu-s/10k-req %.3f loadgen-cpu-s/10k-req %.3f servers-cpu-s/10k-req %.1f tcpcopy-peak-MiB %.1f intercept-peak-MiB %.2f copy-p50-ms %.2f copy-p99-ms",
+		s.Achieved, s.Fidelity, s.TcpcopyCPU10k, s.InterceptCPU10k, s.LoadCPU10k, s.ServersCPU10k,
+		mib(s.TcpcopyRSS), mib(s.InterceptRSS), s.LatencyP50, s.LatencyP99)
 }
 
 // environment describes the machine and build, as benchstat configuration

@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 
 // TestBench runs a small bench with the real binaries: one goal of short
 // connections at a low rate with room to spare, run once, then two low
-// rates of keep-alive connections, both pass, so the limit is the cap.
+// rates of keep-alive connections, both pass, so the limit is the cap. The
+// matrix and the loss table are left to the e2e tests.
 func TestBench(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: builds network namespaces")
@@ -47,6 +48,7 @@ func TestBench(t *testing.T) {
 		Repeat: 1,
 		Budget: time.Minute,
 		OutDir: t.TempDir(),
+		Phases: []labbench.Phase{labbench.PhaseGoals, labbench.PhaseClimb},
 	}
 	var out bytes.Buffer
 	res, err := labbench.Run(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), &out)

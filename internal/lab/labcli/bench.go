@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,12 +22,17 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name: "bench",
 		Usage: "check the performance goals (--goals: tcpcopy's CPU seconds per 10,000 requests at fixed rates, --repeat times each), " +
+			"run every client stack live and offline (--stacks), run every loss level with short and keep-alive connections (--loss-levels), " +
 			"then find the highest request rate copied with fidelity >= --min-fidelity, for short and for keep-alive connections; " +
-			"prints CPU seconds per 10,000 requests and peak memory, and writes them to --out",
+			"prints fidelity, CPU seconds and peak memory, and writes them to --out",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "tcpcopy-bin", Usage: "tcpcopy binary (default: next to this executable)"},
 			&cli.StringFlag{Name: "intercept-bin", Usage: "intercept binary (default: next to this executable)"},
-			&cli.StringFlag{Name: "modes", Value: "short,keepalive", Usage: "connection modes to measure, in order"},
+			&cli.StringFlag{Name: "phases", Value: "all",
+				Usage: "phases to run, comma-separated, always in this order: goals, matrix (client stacks live and offline), loss (the loss table), climb (raw-send ceiling and rate climb); \"all\" for all"},
+			&cli.StringFlag{Name: "stacks", Value: "all", Usage: "client stacks of the matrix, comma-separated (" + stackNames() + "); \"all\" for all"},
+			&cli.StringFlag{Name: "loss-levels", Value: "all", Usage: "loss levels of the loss table, comma-separated (" + lossNames() + "); \"all\" for all"},
+			&cli.StringFlag{Name: "modes", Value: "short,keepalive", Usage: "connection modes of the climb, in order"},
 			&cli.StringFlag{Name: "rates", Value: formatRates(labbench.DefaultRates), Usage: "rising request rates to try, per second"},
 			&cli.DurationFlag{Name: "step", Value: labbench.DefaultStep, Usage: "load duration of each step"},
 			&cli.FloatFlag{Name: "min-fidelity", Value: labbench.DefaultMinFidelity, Usage: "fidelity (percent) a step needs to pass"},
@@ -34,10 +40,10 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "goals", Value: labbench.FormatGoals(labbench.DefaultGoals),
 				Usage: "goals checked before the climb, as mode:rate:max, max being tcpcopy's CPU seconds per 10,000 requests; \"none\" for none"},
 			&cli.IntFlag{Name: "repeat", Value: labbench.DefaultRepeat, Usage: "times each goal runs; the goals take turns"},
-			&cli.DurationFlag{Name: "budget", Value: labbench.DefaultBudget, Usage: "no step starts that would end after this"},
+			&cli.DurationFlag{Name: "budget", Value: labbench.DefaultBudget, Usage: "no run of any phase starts that would end after this"},
 			&cli.IntFlag{Name: "concurrency", Value: labbench.DefaultConcurrency, Usage: "load client requests in flight"},
 			&cli.IntFlag{Name: "per-conn", Value: labbench.DefaultPerConn, Usage: "requests per keep-alive connection"},
-			&cli.IntSliceFlag{Name: "body-size", Usage: "POST body sizes drawn uniformly, bytes (repeatable; default " + fmt.Sprint(labbench.DefaultBodySizes) + ")"},
+			&cli.IntSliceFlag{Name: "body-size", Usage: "POST body sizes drawn uniformly, bytes, of the goals, the loss table and the climb (repeatable; default " + fmt.Sprint(labbench.DefaultBodySizes) + "; the matrix has its own)"},
 			&cli.BoolFlag{Name: "gro", Value: true, Usage: "enable GRO on the receiving veths (needs ethtool)"},
 			&cli.StringFlag{Name: "out", Value: "bench-results", Usage: "directory for the result files (empty: none)"},
 			&cli.StringFlag{Name: "prefix", Value: netlab.DefaultPrefix, Usage: "namespace name prefix"},
@@ -66,6 +72,18 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return &exitError{ExitSetup, fmt.Errorf("--goals: %w", err)}
 			}
+			phases, err := labbench.ParsePhases(cmd.String("phases"))
+			if err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--phases: %w", err)}
+			}
+			stacks, err := labbench.ParseStacks(cmd.String("stacks"))
+			if err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--stacks: %w", err)}
+			}
+			levels, err := labbench.ParseLossLevels(cmd.String("loss-levels"))
+			if err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--loss-levels: %w", err)}
+			}
 			if n := cmd.Int("repeat"); n < 1 {
 				return &exitError{ExitSetup, fmt.Errorf("--repeat: %d: want at least 1 (--goals none skips the goals)", n)}
 			}
@@ -90,6 +108,9 @@ func benchCommand() *cli.Command {
 				Repeat:      cmd.Int("repeat"),
 				Budget:      cmd.Duration("budget"),
 				OutDir:      cmd.String("out"),
+				Phases:      phases,
+				Stacks:      stacks,
+				LossLevels:  levels,
 			}
 			if cfg.Refine == 0 {
 				cfg.Refine = -1 // the flag's 0 means none
@@ -105,12 +126,23 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return &exitError{ExitFailure, err}
 			}
-			if len(res.Best) == 0 {
-				return &exitError{ExitLowFidelity, errors.New("no step passed")}
+			// Only the climb decides the exit status: goals, stacks and
+			// loss cells that missed are results, shown in the output.
+			if slices.Contains(phases, labbench.PhaseClimb) && len(res.Best) == 0 {
+				return &exitError{ExitLowFidelity, errors.New("no step of the climb passed")}
 			}
 			return nil
 		},
 	}
+}
+
+// lossNames lists the names of labrun.LossLevels, comma-separated.
+func lossNames() string {
+	var names []string
+	for _, l := range labrun.LossLevels {
+		names = append(names, l.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 func formatRates(rs []float64) string {
