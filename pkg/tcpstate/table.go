@@ -148,7 +148,7 @@ type Table struct {
 	out      Output
 	sessions map[skey]*session
 	dead     map[skey]deadConn // connections not copied: dropped until their time
-	swept    int64              // last sweep of dead
+	swept    int64             // last sweep of dead
 	timers   timerHeap
 	free     []*session // reusable sessions
 	segs     segPool
