@@ -87,7 +87,7 @@ func (b *Batcher) Full() bool {
 		return true
 	}
 	return b.f.Version == Version7 &&
-		cap(b.buf)-len(b.buf) < rec7HdrOff+2*tcpMaxLen+b.f.PrefixLen
+		cap(b.buf)-len(b.buf) < rec7HdrOff+2*tcpMaxLen+max(b.f.PrefixLen, b.f.Compare)+rec7HashLen
 }
 
 // Bytes returns the encoded batch, ready for one write: nil if it holds no
@@ -138,6 +138,15 @@ func (b *Batcher) Reset() {
 //
 // Add does not allocate.
 func (b *Batcher) Add(pkt []byte, payloadLen int, ts int64, prefix []byte) bool {
+	return b.AddHashed(pkt, payloadLen, ts, prefix, 0, false)
+}
+
+// AddHashed is Add with the payload's hash (version 7 with Compare): the
+// record carries hash when hashed is set, and up to max(PrefixLen,
+// Compare) prefix bytes. The caller decides how many of the payload's
+// first bytes to pass in prefix (the start of a response). Version 6
+// ignores the hash.
+func (b *Batcher) AddHashed(pkt []byte, payloadLen int, ts int64, prefix []byte, hash uint64, hashed bool) bool {
 	if b.n >= b.limit {
 		return false
 	}
@@ -147,7 +156,7 @@ func (b *Batcher) Add(pkt []byte, payloadLen int, ts int64, prefix []byte) bool 
 		return true
 	}
 	if b.f.Version == Version7 {
-		return b.add7(pkt, c, payloadLen, ts, prefix)
+		return b.add7(pkt, c, payloadLen, ts, prefix, hash, hashed)
 	}
 	if c.v6 || payloadLen > math.MaxUint16-ipv4MinLen-c.tcpLen {
 		b.dropped++
@@ -182,7 +191,7 @@ func encode6(dst, pkt []byte, c captured, payloadLen int, prefix []byte, payload
 	}
 }
 
-func (b *Batcher) add7(pkt []byte, c captured, payloadLen int, ts int64, prefix []byte) bool {
+func (b *Batcher) add7(pkt []byte, c captured, payloadLen int, ts int64, prefix []byte, hash uint64, hashed bool) bool {
 	if uint64(payloadLen) > math.MaxUint32 {
 		b.dropped++
 		return true
@@ -196,8 +205,11 @@ func (b *Batcher) add7(pkt []byte, c captured, payloadLen int, ts int64, prefix 
 		}
 	}
 	hl := c.ipLen + c.tcpLen
-	pl := min(len(prefix), b.f.PrefixLen, payloadLen)
+	pl := min(len(prefix), max(b.f.PrefixLen, b.f.Compare), payloadLen)
 	need := rec7HdrOff + hl + pl
+	if hashed {
+		need += rec7HashLen
+	}
 	if cap(b.buf)-len(b.buf) < need {
 		return false
 	}
@@ -222,6 +234,10 @@ func (b *Batcher) add7(pkt []byte, c captured, payloadLen int, ts int64, prefix 
 		}
 	}
 	copy(m[rec7HdrOff+hl:], prefix[:pl])
+	if hashed {
+		m[msgFlagOff] |= rec7FlagHash
+		be.PutUint64(m[rec7HdrOff+hl+pl:], hash)
+	}
 	b.n++
 	return true
 }

@@ -40,9 +40,11 @@ const (
 	routeLen4          = routeAddrOff + 2*4
 	routeLen6          = routeAddrOff + 2*16
 
-	// Config body: u16 prefix length, u16 reserved.
-	configPrefixOff = 4
-	configLen       = 8
+	// Config body: u16 prefix length, u16 compare window (reserved, 0,
+	// before responses were compared).
+	configPrefixOff  = 4
+	configCompareOff = 6
+	configLen        = 8
 )
 
 // AppendRoute appends r encoded for the connection format f (any version
@@ -100,6 +102,11 @@ type Config struct {
 	// (intercept uses the smaller of this and its own limit, the value it
 	// announced in the Hello).
 	PrefixLen int
+	// Compare asks intercept to hash every record's payload and to copy the
+	// first Compare bytes of each response into the records (the response
+	// comparison); 0 is off. intercept uses the smaller of this and the
+	// window it announced in the Hello.
+	Compare int
 }
 
 // AppendConfig appends c as a version-7 message. PrefixLen is clamped to
@@ -110,6 +117,7 @@ func AppendConfig(dst []byte, c Config) []byte {
 	be.PutUint16(m[msgLenOff:], configLen)
 	m[msgTypeOff] = msgConfig
 	be.PutUint16(m[configPrefixOff:], uint16(min(max(c.PrefixLen, 0), MaxPrefixLen)))
+	be.PutUint16(m[configCompareOff:], uint16(min(max(c.Compare, 0), MaxPrefixLen)))
 	return append(dst, m[:]...)
 }
 
@@ -300,7 +308,11 @@ func (rr *RouteReader) next7() bool {
 		if n < configPrefixOff+2 {
 			return false
 		}
-		rr.msg = Msg{Kind: MsgConfig, Config: Config{PrefixLen: int(be.Uint16(m[configPrefixOff:]))}}
+		c := Config{PrefixLen: int(be.Uint16(m[configPrefixOff:]))}
+		if n >= configCompareOff+2 {
+			c.Compare = int(be.Uint16(m[configCompareOff:]))
+		}
+		rr.msg = Msg{Kind: MsgConfig, Config: c}
 		return true
 	}
 	return false

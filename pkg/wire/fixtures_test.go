@@ -162,7 +162,18 @@ var fixtures = map[string]string{
 0008  07            | version 7
 0009  00            | flags (version-6 framing; unused with version 7)
 000a  00 80         | longest payload prefix intercept will send: 128
-000c  00 00 00 00   | reserved, zero
+000c  00 00         | comparison window 0: this intercept cannot compare responses (§4.5)
+000e  00 00         | reserved, zero
+`,
+	"hello-v7-compare": `
+0000  00 00         | zero
+0002  54 43 47 4f   | magic "TCGO"
+0006  00 10         | hello length 16
+0008  07            | version 7
+0009  00            | flags
+000a  00 80         | longest payload prefix intercept will send: 128
+000c  40 00         | longest response comparison window: 16384 (0: intercept cannot compare)
+000e  00 00         | reserved, zero
 `,
 	"hello-v6-combined": `
 0000  00 00         | zero
@@ -200,7 +211,14 @@ var fixtures = map[string]string{
 0002  03            | type 3 = config
 0003  00            | flags
 0004  00 80         | payload prefix wanted: 128 bytes per record
-0006  00 00         | reserved
+0006  00 00         | compare window: 0, off (reserved before the response comparison)
+`,
+	"v7-config-compare": `
+0000  00 08         | length 8
+0002  03            | type 3 = config
+0003  00            | flags
+0004  00 00         | payload prefix wanted: none
+0006  08 00         | compare responses: hash every payload, copy the first 2048 bytes of each response
 `,
 	"v7-record-ipv6-synack": `
 0000  00 64         | length 100
@@ -238,6 +256,25 @@ var fixtures = map[string]string{
 002c  1f 90 9c 40 3a 4b 5c 6e 11 22 33 c5 80 18 01 f6 99 f8 00 00 | TCP header
 0040  01 01 08 0a 00 0a 0b 50 00 01 02 40 | TCP options
 004c  62*16         | first 16 payload bytes ("bbbb...")
+`,
+	"v7-record-hashed": `
+0000  00 64         | length 100 = 20 + 56 + 16 + 8
+0002  81            | type 0x81 = record
+0003  02            | flags: bit 1, the payload's hash follows the prefix
+0004  17 97 9c fe 3d 95 0f 55 | captured 1700000000124456789 ns
+000c  00 00 00 64   | payload length 100
+0010  00 38         | header length 56 = 24 + 32
+0012  00 10         | prefix length 16: the segment starts a response, window 16
+0014  46 00 00 9c   | the IPv4 header with options and the TCP header, as in v7-record-ipv4-options-prefix
+0018  1c 48 40 00   |
+001c  40 06 8a f0   |
+0020  cb 00 71 14   |
+0024  c0 00 02 0a   |
+0028  94 04 00 00   |
+002c  1f 90 9c 40 3a 4b 5c 6e 11 22 33 c5 80 18 01 f6 99 f8 00 00 |
+0040  01 01 08 0a 00 0a 0b 50 00 01 02 40 |
+004c  62*16         | first 16 payload bytes
+005c  05 c2 3a 68 f3 5b df 9f | streamhash of the whole 100-byte payload ("b" 100 times)
 `,
 }
 
@@ -324,6 +361,7 @@ func TestFixturesParse(t *testing.T) {
 		"hello-v7": 16, "hello-v6-combined": 16,
 		"v7-route-add-ipv4": 18, "v7-route-add-ipv6": 42, "v7-config": 8,
 		"v7-record-ipv6-synack": 100, "v7-record-ipv4-options-prefix": 92,
+		"hello-v7-compare": 16, "v7-config-compare": 8, "v7-record-hashed": 100,
 	}
 	for name := range fixtures {
 		want, ok := sizes[name]

@@ -13,7 +13,7 @@ import (
 )
 
 // fuzzFormats maps the selector byte of FuzzRecordReader to a format.
-var fuzzFormats = []Format{f6Plain, f6Combined, f6Payload, f6CombPay, f7, {Version: 7}}
+var fuzzFormats = []Format{f6Plain, f6Combined, f6Payload, f6CombPay, f7, {Version: 7}, {Version: 7, PrefixLen: 8, Compare: 64}}
 
 // decodedRec is a record copied out of the reader's buffer.
 type decodedRec struct {
@@ -204,7 +204,9 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		c, ok := parseCaptured(pkt)
 		for _, format := range fuzzFormats {
 			b := NewBatcher(format, 0)
-			if !b.Add(pkt, payloadLen, ts, prefix) {
+			// Hashed when the format compares (a hash derived from ts).
+			hash, hashed := uint64(ts)*0x9e3779b97f4a7c15, format.Compare > 0
+			if !b.AddHashed(pkt, payloadLen, ts, prefix, hash, hashed) {
 				t.Fatal("Add to an empty batch = false")
 			}
 			if b.Len() == 0 {
@@ -247,7 +249,10 @@ func FuzzRecordRoundTrip(f *testing.F) {
 				if !bytes.Equal(r.Header[c.ipLen:], tcpIn) || (!c.v6 && !bytes.Equal(ip, ipIn)) {
 					t.Fatalf("v7 header changed")
 				}
-				wantPrefix = prefix[:min(len(prefix), format.PrefixLen, payloadLen)]
+				wantPrefix = prefix[:min(len(prefix), max(format.PrefixLen, format.Compare), payloadLen)]
+				if r.Hashed != hashed || hashed && r.Hash != hash {
+					t.Fatalf("%v: hash %#x (%v), want %#x (%v)", format, r.Hash, r.Hashed, hash, hashed)
+				}
 			} else {
 				n := min(c.tcpLen, MaxTCPHeader6)
 				if !bytes.Equal(tcp[20:], tcpIn[20:n]) {

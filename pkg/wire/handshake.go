@@ -67,6 +67,7 @@ const (
 	helloVersionOff = 8
 	helloFlagsOff   = 9
 	helloPrefixOff  = 10
+	helloCompareOff = 12 // version 7: u16 longest compare window, 0 none
 
 	helloFlagCombined = 1 << 0
 	helloFlagPayload  = 1 << 1
@@ -93,6 +94,7 @@ func AppendHello(dst []byte, f Format) []byte {
 		}
 	} else {
 		be.PutUint16(h[helloPrefixOff:], uint16(f.PrefixLen))
+		be.PutUint16(h[helloCompareOff:], uint16(f.Compare))
 	}
 	return append(dst, h[:]...)
 }
@@ -171,6 +173,7 @@ func ParseHello(b []byte) (Format, error) {
 		f.Payload = h[helloFlagsOff]&helloFlagPayload != 0
 	case Version7:
 		f.PrefixLen = min(int(be.Uint16(h[helloPrefixOff:])), MaxPrefixLen)
+		f.Compare = min(int(be.Uint16(h[helloCompareOff:])), MaxPrefixLen)
 	default:
 		return Format{}, fmt.Errorf("%w: hello with unknown version %d", ErrFraming, f.Version)
 	}

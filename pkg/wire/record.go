@@ -20,7 +20,8 @@ const (
 // Version-7 record layout, after the message header (length, type 0x81,
 // flags): u64 capture time (ns since the Unix epoch, 0 = unknown), u32
 // payload length, u16 header length H, u16 prefix length P, H header bytes,
-// P prefix bytes, then bytes a newer peer may add (ignored).
+// P prefix bytes, with flag rec7FlagHash the u64 hash of the whole payload
+// (package streamhash), then bytes a newer peer may add (ignored).
 const (
 	rec7TimeOff      = 4
 	rec7PayLenOff    = 12
@@ -29,6 +30,8 @@ const (
 	rec7HdrOff       = 20
 
 	rec7FlagExtStripped = 1 << 0
+	rec7FlagHash        = 1 << 1
+	rec7HashLen         = 8
 )
 
 // RecordFlags tell how a record's header differs from the captured one.
@@ -77,6 +80,11 @@ type Record struct {
 	Prefix []byte
 	// Flags tell how Header differs from the captured headers.
 	Flags RecordFlags
+	// Hash is the streamhash of the packet's whole payload, if Hashed
+	// (version 7 with the response comparison on; intercept hashes only
+	// payloads it captured whole).
+	Hash   uint64
+	Hashed bool
 
 	ipLen int
 }
@@ -358,6 +366,13 @@ func decode7(m []byte, out *Record) bool {
 	}
 	if m[msgFlagOff]&rec7FlagExtStripped != 0 {
 		out.Flags |= ExtHeadersStripped
+	}
+	if m[msgFlagOff]&rec7FlagHash != 0 {
+		end := rec7HdrOff + hl + pl
+		if end+rec7HashLen > len(m) {
+			return false
+		}
+		out.Hash, out.Hashed = be.Uint64(m[end:]), true
 	}
 	return true
 }

@@ -605,3 +605,66 @@ func TestNegotiation(t *testing.T) {
 		})
 	}
 }
+
+// TestCompareFormat: the response comparison's fields, in the Hello, the
+// config message and the records, encode as the fixtures say and decode
+// back; an old peer's zero reserved bytes mean "no comparison".
+func TestCompareFormat(t *testing.T) {
+	fc := Format{Version: 7, PrefixLen: 128, Compare: MaxPrefixLen}
+	if got, want := AppendHello(nil, fc), fixture(t, "hello-v7-compare"); !bytes.Equal(got, want) {
+		t.Errorf("AppendHello = % x, want % x", got, want)
+	}
+	if f, err := ParseHello(fixture(t, "hello-v7-compare")); err != nil || f != fc {
+		t.Errorf("ParseHello = %+v, %v", f, err)
+	}
+	if f, err := ParseHello(fixture(t, "hello-v7")); err != nil || f.Compare != 0 {
+		t.Errorf("an intercept that does not compare: %+v, %v", f, err)
+	}
+	if got, want := AppendConfig(nil, Config{Compare: 2048}), fixture(t, "v7-config-compare"); !bytes.Equal(got, want) {
+		t.Errorf("AppendConfig = % x, want % x", got, want)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want Config
+	}{
+		{"compare", fixture(t, "v7-config-compare"), Config{Compare: 2048}},
+		{"an older tcpcopy", fixture(t, "v7-config"), Config{PrefixLen: 128}},
+	} {
+		rr := NewRouteReader(bytes.NewReader(cat(fixture(t, "v7-offer"), tc.in)))
+		if _, err := rr.ReadOffer(); err != nil {
+			t.Fatal(err)
+		}
+		rr.SetVersion(Version7)
+		if !rr.Next() || rr.Msg().Kind != MsgConfig || rr.Msg().Config != tc.want {
+			t.Errorf("%s: %+v, err %v", tc.name, rr.Msg(), rr.Err())
+		}
+	}
+
+	// A hashed record: the prefix the caller passes (the start of a
+	// response), bounded by the window, then the hash.
+	b := NewBatcher(Format{Version: 7, Compare: 16}, 0)
+	b.AddHashed(ipOptPkt(t), 100, ts2, bytes.Repeat([]byte{'b'}, 100), 0x05c23a68f35bdf9f, true)
+	if got, want := b.Bytes(), fixture(t, "v7-record-hashed"); !bytes.Equal(got, want) {
+		t.Errorf("AddHashed =\n% x\nwant\n% x", got, want)
+	}
+	rr := NewRecordReader(bytes.NewReader(cat(fixture(t, "v7-record-hashed"), fixture(t, "v7-record-ipv4-options-prefix"))), f7)
+	if !rr.Next() {
+		t.Fatal(rr.Err())
+	}
+	r := rr.Record()
+	checkRecord(t, r, wantRec{header: ipOptPkt(t), payloadLen: 100, prefix: bytes.Repeat([]byte{'b'}, 16)})
+	if !r.Hashed || r.Hash != 0x05c23a68f35bdf9f {
+		t.Errorf("hash %#x, hashed %v", r.Hash, r.Hashed)
+	}
+	if !rr.Next() || rr.Record().Hashed {
+		t.Errorf("a record without the flag has no hash: %+v", rr.Record())
+	}
+	// The flag without room for the hash: skipped.
+	cut := cat(fixture(t, "v7-record-hashed"))[:92]
+	cut[1] = 92
+	rr = NewRecordReader(bytes.NewReader(cut), f7)
+	if rr.Next() || rr.Skipped() != 1 || rr.Err() != nil {
+		t.Errorf("a hashed record without its hash: next, skipped %d, err %v", rr.Skipped(), rr.Err())
+	}
+}

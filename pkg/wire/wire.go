@@ -98,6 +98,12 @@ type Format struct {
 	// intercept copies into each record (0..MaxPrefixLen). Ignored for
 	// version 6.
 	PrefixLen int
+	// Compare is, for version 7, the response comparison window
+	// (0..MaxPrefixLen): intercept hashes the payload of every record
+	// (Record.Hash) and copies the first Compare bytes of each response
+	// into the records' prefixes; 0 is off. In a Hello, the longest window
+	// intercept supports (0: it cannot compare). Ignored for version 6.
+	Compare int
 }
 
 // Validate reports whether f describes a format this package can encode and
@@ -109,6 +115,9 @@ func (f Format) Validate() error {
 	case Version7:
 		if f.PrefixLen < 0 || f.PrefixLen > MaxPrefixLen {
 			return fmt.Errorf("%w: prefix length %d not in 0..%d", errBadFormat, f.PrefixLen, MaxPrefixLen)
+		}
+		if f.Compare < 0 || f.Compare > MaxPrefixLen {
+			return fmt.Errorf("%w: compare window %d not in 0..%d", errBadFormat, f.Compare, MaxPrefixLen)
 		}
 		return nil
 	}
@@ -129,6 +138,9 @@ func (f Format) String() string {
 		}
 		return s + " 64B"
 	case Version7:
+		if f.Compare > 0 {
+			return fmt.Sprintf("v7 prefix %d compare %d", f.PrefixLen, f.Compare)
+		}
 		return fmt.Sprintf("v7 prefix %d", f.PrefixLen)
 	}
 	return fmt.Sprintf("invalid version %d", f.Version)
