@@ -63,6 +63,7 @@ func newCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
 			&cli.IntFlag{Name: "queue-bytes", Value: def.QueueBytes, Usage: "bytes queued for one slow tcpcopy link before records are dropped"},
 			&cli.IntFlag{Name: "max-links", Value: def.MaxLinks, Usage: "most simultaneous tcpcopy links"},
+			&cli.IntFlag{Name: "compare-window", Value: def.CompareWindow, Usage: "longest start of each response a tcpcopy link may ask for to compare responses, `bytes` (0..16384); 0 captures headers only and compares nothing"},
 		},
 		Action: action,
 	}
@@ -122,6 +123,7 @@ func configFrom(c *cli.Command) (intercept.Config, error) {
 	cfg.Protect = c.Bool("c")
 	cfg.Combined = !c.Bool("no-combined")
 	cfg.RespPayload = c.Bool("resp-payload")
+	cfg.CompareWindow = int(c.Int("compare-window"))
 	for _, s := range cliutil.SplitList(c.String("allow")) {
 		p, err := parsePrefix(s)
 		if err != nil {

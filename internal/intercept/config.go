@@ -27,6 +27,11 @@ type Config struct {
 	RespPayload bool
 	// MaxPrefix is the most payload bytes a version-7 link may ask for.
 	MaxPrefix int
+	// CompareWindow is the longest response comparison window a version-7
+	// link may ask for (--compare-window): intercept then captures whole
+	// packets and hashes every response payload of such a link. 0 turns
+	// the comparison off and captures headers (and MaxPrefix bytes) only.
+	CompareWindow int
 	// Allow lists the networks tcpcopy links may come from; empty allows
 	// every address.
 	Allow []netip.Prefix
@@ -63,6 +68,7 @@ func Default() Config {
 		Combined:       true,
 		MaxCombined:    wire.MaxCombined,
 		MaxPrefix:      256,
+		CompareWindow:  wire.MaxPrefixLen,
 		HeldMax:        65536,
 		RouteIdle:      15 * time.Minute,
 		QueueBytes:     8 << 20,
@@ -85,6 +91,9 @@ func (c *Config) Validate() error {
 	}
 	if err := cliutil.MillisInRange("--capture-timeout", c.CaptureTimeout, time.Millisecond, time.Second); err != nil {
 		return err
+	}
+	if c.CompareWindow < 0 || c.CompareWindow > wire.MaxPrefixLen {
+		return fmt.Errorf("option --compare-window: %d is out of range 0..%d", c.CompareWindow, wire.MaxPrefixLen)
 	}
 	return nil
 }

@@ -80,6 +80,12 @@ func (l *link) setFormat(f wire.Format, maxCombined int) {
 // record was dropped because the link's queue is full or the link is
 // closing. It does not allocate once the buffers have grown.
 func (l *link) enqueue(hdr []byte, payloadLen int, ts int64, prefix []byte) bool {
+	return l.enqueueHashed(hdr, payloadLen, ts, prefix, 0, false)
+}
+
+// enqueueHashed is enqueue with the payload's hash (the response
+// comparison, version 7).
+func (l *link) enqueueHashed(hdr []byte, payloadLen int, ts int64, prefix []byte, hash uint64, hashed bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closing || l.batch == nil {
@@ -93,10 +99,10 @@ func (l *link) enqueue(hdr []byte, payloadLen int, ts int64, prefix []byte) bool
 	// carry (IPv6 on a version-6 link) is dropped and counted by the
 	// Batcher.
 	dropped := l.batch.Dropped()
-	if !l.batch.Add(hdr, payloadLen, ts, prefix) {
+	if !l.batch.AddHashed(hdr, payloadLen, ts, prefix, hash, hashed) {
 		l.out = append(l.out, l.batch.Bytes()...)
 		l.batch.Reset()
-		l.batch.Add(hdr, payloadLen, ts, prefix)
+		l.batch.AddHashed(hdr, payloadLen, ts, prefix, hash, hashed)
 	}
 	if l.batch.Dropped() != dropped {
 		l.unfit.Add(1)

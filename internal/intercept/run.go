@@ -19,8 +19,12 @@ const batchSize = 128
 
 // snapLen returns the bytes to capture per packet: link-layer header with
 // up to two VLAN tags, the largest IP and TCP headers, and the longest
-// payload prefix any link may get.
+// payload prefix any link may get; whole packets (GRO super-packets
+// included) when responses may be compared, whose payloads are hashed.
 func (c *Config) snapLen() int {
+	if c.CompareWindow > 0 {
+		return capture.DefaultSnapLen
+	}
 	prefix := c.MaxPrefix
 	if c.RespPayload {
 		prefix = max(prefix, wire.MaxPayload6)
@@ -100,7 +104,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	log.Info("intercept started", "listen", cfg.Listen.String(), "interfaces", fmt.Sprint(cfg.Interfaces),
-		"filter", cfg.Filter, "snaplen", cfg.snapLen())
+		"filter", cfg.Filter, "snaplen", cfg.snapLen(), "compare_window", cfg.CompareWindow)
 
 	var wg sync.WaitGroup
 	capErr := make(chan error, len(sources))

@@ -17,6 +17,7 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/pkg/capture"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 	"github.com/tcpcopy-go/tcpcopy/pkg/router"
+	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
@@ -39,6 +40,8 @@ type counters struct {
 	refused    atomic.Uint64 // connections refused (allow list, -c, limit)
 	linkErrors atomic.Uint64 // links closed for a protocol or I/O error
 	routeMsgs  atomic.Uint64 // route messages received
+	hashed     atomic.Uint64 // response segments hashed for comparison
+	unhashed   atomic.Uint64 // ... not hashed: the capture had cut them
 }
 
 // Server is a running intercept. Make it with NewServer.
@@ -226,14 +229,14 @@ func (s *Server) readLoop(l *link) {
 	_ = l.conn.SetReadDeadline(time.Time{})
 	f := wire.Format{Version: wire.Version6, Combined: s.cfg.Combined, Payload: s.cfg.RespPayload}
 	if offer.MaxVersion >= wire.Version7 {
-		f = wire.Format{Version: wire.Version7, PrefixLen: s.cfg.MaxPrefix}
+		f = wire.Format{Version: wire.Version7, PrefixLen: s.cfg.MaxPrefix, Compare: s.cfg.CompareWindow}
 		rr.SetVersion(wire.Version7)
 		if _, err := l.conn.Write(wire.AppendHello(nil, f)); err != nil {
 			s.dropLink(l, fmt.Errorf("hello: %w", err))
 			return
 		}
-		// Records carry no prefix until tcpcopy asks for one.
-		f.PrefixLen = 0
+		// Records carry no prefix and no hash until tcpcopy asks.
+		f.PrefixLen, f.Compare = 0, 0
 	}
 	if offer.Type != wire.Version6 {
 		s.log.Warn("tcpcopy handshake type differs from 6, continuing", "link", l.id, "type", offer.Type)
@@ -258,7 +261,11 @@ func (s *Server) readLoop(l *link) {
 		case wire.MsgConfig:
 			if f.Version == wire.Version7 {
 				f.PrefixLen = min(msg.Config.PrefixLen, s.cfg.MaxPrefix)
+				f.Compare = min(msg.Config.Compare, s.cfg.CompareWindow)
 				l.setFormat(f, s.cfg.MaxCombined)
+				if f.Compare > 0 {
+					s.log.Info("tcpcopy link compares responses", "link", l.id, "window", f.Compare)
+				}
 			}
 		}
 	}
@@ -286,6 +293,27 @@ func (s *Server) deliverHeld(l *link, data []byte, m router.Meta) {
 	} else {
 		s.c.dropped.Add(1)
 	}
+}
+
+// enqueue queues the record of a response for l: for a link comparing
+// responses, with the payload's hash (if the payload was captured whole)
+// and the bytes within the first Compare bytes of the response (off is
+// the segment's offset in its response, -1 if unknown).
+func (s *Server) enqueue(l *link, hdr []byte, payloadLen int, ts int64, payload []byte, off int) bool {
+	f := l.format.Load()
+	if f == nil || f.Compare == 0 || payloadLen == 0 {
+		return l.enqueue(hdr, payloadLen, ts, s.prefixFor(l, payload))
+	}
+	n := min(f.PrefixLen, len(payload))
+	if off >= 0 && off < f.Compare {
+		n = max(n, min(f.Compare-off, len(payload)))
+	}
+	if len(payload) < payloadLen {
+		s.c.unhashed.Add(1)
+		return l.enqueue(hdr, payloadLen, ts, payload[:n])
+	}
+	s.c.hashed.Add(1)
+	return l.enqueueHashed(hdr, payloadLen, ts, payload[:n], streamhash.Sum(payload), true)
 }
 
 // prefixFor cuts a payload prefix to what l's format carries.
@@ -332,7 +360,16 @@ func (s *Server) handle(sc *scratch, data []byte, ts int64) {
 	}
 	k := router.Key{Client: p.Dst, Target: p.Src}
 	now := time.Unix(0, ts)
-	owner, ok := s.routes.Lookup(k, now)
+	var (
+		owner router.Owner
+		ok    bool
+		off   = -1 // the segment's offset in its response (comparison)
+	)
+	if p.PayloadLen > 0 && s.cfg.CompareWindow > 0 {
+		owner, off, ok = s.routes.LookupSegment(k, now, p.Seq, p.Ack)
+	} else {
+		owner, ok = s.routes.Lookup(k, now)
+	}
 	hdr := data[:p.PayloadOffset]
 	prefix := p.Payload(data) // what was captured of the payload, without link padding
 	if !ok {
@@ -352,7 +389,7 @@ func (s *Server) handle(sc *scratch, data []byte, ts int64) {
 		s.unrouted(k, p.Flags)
 		return
 	}
-	if !l.enqueue(hdr, p.PayloadLen, ts, s.prefixFor(l, prefix)) {
+	if !s.enqueue(l, hdr, p.PayloadLen, ts, prefix, off) {
 		s.c.dropped.Add(1)
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
+	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
@@ -486,5 +487,63 @@ func BenchmarkHandle(b *testing.B) {
 			l.out = l.out[:0]
 			l.mu.Unlock()
 		}
+	}
+}
+
+// TestCompareRecords: a link that asks for the response comparison gets
+// every response segment's hash and the first bytes of each response;
+// one that does not gets neither, from the same intercept.
+func TestCompareRecords(t *testing.T) {
+	s, addr := startServer(t, testConfig())
+	cmp := dial(t, addr, true, 0)
+	if cmp.f.Compare != wire.MaxPrefixLen {
+		t.Fatalf("the Hello announces window %d, want %d", cmp.f.Compare, wire.MaxPrefixLen)
+	}
+	if _, err := cmp.conn.Write(wire.AppendConfig(nil, wire.Config{Compare: 12})); err != nil {
+		t.Fatal(err)
+	}
+	plain := dial(t, addr, true, 0)
+	cmp.route("192.0.2.10:40000", target4)
+	plain.route("192.0.2.11:40000", target4)
+	waitFor(t, "routes", func() bool { return s.routes.Stats().Routes == 2 })
+	seg := func(client string, seq, ack uint32, payload string) []byte {
+		f := ipmangle.Fields{Src: netip.MustParseAddrPort(target4), Dst: netip.MustParseAddrPort(client),
+			Seq: seq, Ack: ack, Flags: ipmangle.ACK | ipmangle.PSH, Window: 65535, WScale: -1, Payload: []byte(payload)}
+		b := make([]byte, f.Len())
+		f.Encode(b)
+		return b
+	}
+	resp1 := []string{"HTTP/1.1 2", "00 OK\r\n\r\nhel", "lo"} // the first 12 bytes span two segments
+	resp2 := "HTTP/1.1 404 Not Found\r\n\r\n"
+	var pkts [][]byte
+	seq := uint32(5001)
+	for _, p := range resp1 {
+		pkts = append(pkts, seg("192.0.2.10:40000", seq, 2000, p))
+		seq += uint32(len(p))
+	}
+	pkts = append(pkts, seg("192.0.2.10:40000", seq, 2100, resp2)) // the ack moved: a new response
+	pkts = append(pkts, seg("192.0.2.11:40000", 1, 1, "HTTP/1.1 200 OK\r\n\r\n"))
+	injectBatch(s, pkts...)
+
+	cmp.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	want := []struct {
+		prefix  string
+		payload string
+	}{{"HTTP/1.1 2", resp1[0]}, {"00", resp1[1]}, {"", resp1[2]}, {"HTTP/1.1 404", resp2}}
+	for i, w := range want {
+		if !cmp.rr.Next() {
+			t.Fatalf("record %d: %v", i, cmp.rr.Err())
+		}
+		r := cmp.rr.Record()
+		if string(r.Prefix) != w.prefix || !r.Hashed || r.Hash != streamhash.Sum([]byte(w.payload)) {
+			t.Errorf("record %d: prefix %q hashed %v hash %#x; want %q and the payload's hash", i, r.Prefix, r.Hashed, r.Hash, w.prefix)
+		}
+	}
+	got := plain.read(1)
+	if got[0].prefix != "" {
+		t.Errorf("a link without comparison got prefix %q", got[0].prefix)
+	}
+	if n := s.c.hashed.Load(); n != 4 {
+		t.Errorf("hashed %d segments, want 4", n)
 	}
 }

@@ -223,6 +223,8 @@ func (s *Server) register(reg prometheus.Registerer) {
 	c("links_refused_total", "tcpcopy connections refused (--allow, -c, --max-links).", s.c.refused.Load)
 	c("link_errors_total", "tcpcopy links closed because of a protocol or I/O error.", s.c.linkErrors.Load)
 	c("route_messages_total", "Route messages received from tcpcopy.", s.c.routeMsgs.Load)
+	c("segments_hashed_total", "Response segments hashed for a tcpcopy link that compares responses.", s.c.hashed.Load)
+	c("segments_unhashed_total", "Response segments of such a link sent without hash: the capture cut them (their responses are not compared).", s.c.unhashed.Load)
 	c("routes_added_total", "Route add messages applied.", table(func(st *router.Stats) uint64 { return st.Added }))
 	c("routes_deleted_total", "Routes removed by a delete message.", table(func(st *router.Stats) uint64 { return st.Deleted }))
 	c("routes_expired_total", "Routes removed because idle (-t) or their link closed.", table(func(st *router.Stats) uint64 { return st.Expired }))

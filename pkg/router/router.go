@@ -103,6 +103,11 @@ type shard struct {
 type entry struct {
 	owner Owner
 	last  int64 // unix nanoseconds of the last add or use
+	// The response the target is sending (LookupSegment): ack is the
+	// acknowledgement number of its data so far, start the sequence
+	// number of its first byte.
+	ack, start uint32
+	resp       bool // ack and start are set
 }
 
 // New returns an empty table with cfg's limits.
@@ -213,6 +218,33 @@ func (t *Table) Lookup(k Key, now time.Time) (Owner, bool) {
 	}
 	s.mu.Unlock()
 	return e.owner, ok
+}
+
+// LookupSegment is Lookup for a data segment of the target at seq,
+// acknowledging client bytes up to ack: besides the owner it returns the
+// segment's offset in the response it belongs to, for the response
+// comparison (which wants each response's first bytes), or -1 for a
+// segment before the response's start. A response starts with the first
+// data segment whose acknowledgement number moved past that of the data
+// before it: the target read more of the client's stream before
+// answering again. Call it for segments with payload only.
+func (t *Table) LookupSegment(k Key, now time.Time, seq, ack uint32) (Owner, int, bool) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	e, ok := s.routes[k]
+	off := -1
+	if ok {
+		e.last = now.UnixNano()
+		if !e.resp || int32(ack-e.ack) > 0 {
+			e.ack, e.start, e.resp = ack, seq, true
+		}
+		if d := int32(seq - e.start); d >= 0 {
+			off = int(d)
+		}
+		s.routes[k] = e
+	}
+	s.mu.Unlock()
+	return e.owner, off, ok
 }
 
 // Forget removes route k whatever its owner; the caller found the owner

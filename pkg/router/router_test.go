@@ -210,3 +210,39 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("stats = %+v", st)
 	}
 }
+
+// TestLookupSegment follows the responses of a connection: each
+// segment's offset in its response, a response starting when the
+// target's acknowledgement number moves.
+func TestLookupSegment(t *testing.T) {
+	tab := New(Config{})
+	k := Key{Client: netip.MustParseAddrPort("192.0.2.10:40000"), Target: netip.MustParseAddrPort("198.51.100.2:8080")}
+	now := time.Unix(1700000000, 0)
+	tab.Add(k, 7, now, nil)
+	steps := []struct {
+		name     string
+		seq, ack uint32
+		off      int
+	}{
+		{"first response, first segment", 5001, 1100, 0},
+		{"its second segment", 6001, 1100, 1000},
+		{"the start again (retransmitted)", 5001, 1100, 0},
+		{"the next response: the ack moved", 8897, 1200, 0},
+		{"an old ack: same response", 9397, 1150, 500},
+		{"before the start (an old segment again)", 8000, 1200, -1},
+		{"sequence numbers wrap", 0xffff_fff0, 1400, 0},
+		{"after the wrap", 0x0000_0050, 1400, 0x60},
+	}
+	for _, st := range steps {
+		owner, off, ok := tab.LookupSegment(k, now, st.seq, st.ack)
+		if !ok || owner != 7 || off != st.off {
+			t.Errorf("%s: owner %d, offset %d, ok %v; want 7, %d", st.name, owner, off, ok, st.off)
+		}
+	}
+	if _, _, ok := tab.LookupSegment(Key{Client: k.Client}, now, 1, 1); ok {
+		t.Errorf("an unknown route was found")
+	}
+	if n := testing.AllocsPerRun(100, func() { tab.LookupSegment(k, now, 5001, 1100) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
