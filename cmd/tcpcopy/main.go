@@ -98,6 +98,11 @@ func newCommand(run starter) *cli.Command {
 			&cli.IntFlag{Name: "workers", Value: def.Workers, Usage: "session `workers` (and cores used), 1..256"},
 			&cli.DurationFlag{Name: "capture-timeout", Value: def.CaptureTimeout, Usage: "longest wait before captured packets are handed over, whole ms, 1ms..1s (live capture): longer wakes tcpcopy less often and delays copies more"},
 			&cli.DurationFlag{Name: "ack-delay", Value: def.AckDelay, Usage: "delay acknowledgements of the target's answers up to this long, so the next packet carries them (0: at once)"},
+			&cli.IntFlag{Name: "compare-bytes", Value: def.CompareBytes, Usage: "compare the target's responses with the online server's, keeping the first `bytes` of each verbatim (status line and headers), 0..16384; 0 turns the comparison off"},
+			&cli.StringSliceFlag{Name: "compare-ignore-header", Usage: "do not compare this response `header` (repeatable; Date, Set-Cookie, Server, ETag and others are ignored already)"},
+			&cli.StringSliceFlag{Name: "compare-mask", Usage: "replace what this `regexp` matches in response bodies before comparing them (repeatable; bodies within --compare-bytes)"},
+			&cli.StringFlag{Name: "diff-log", Usage: "write the responses that differ or are missing to this `file`, JSON Lines, rotated"},
+			&cli.IntFlag{Name: "diff-log-size", Value: def.DiffLogMB, Usage: "rotate the diff log at this size, `MB` (keeps 3 older files)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: def.StallTimeout, Usage: "end a session that made no progress this long while the target kept answering (outcome reason stalled), 1s..1h"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
@@ -116,6 +121,9 @@ func newCommand(run starter) *cli.Command {
 			return run(ctx, c, cfg)
 		},
 	}
+	// Repeated flags take one value each: a --compare-mask regexp may
+	// hold commas.
+	cmd.DisableSliceFlagSeparator = true
 	cliutil.Prepare(cmd)
 	return cmd
 }
@@ -263,6 +271,15 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.Workers = int(c.Int("workers"))
 	cfg.AckDelay = c.Duration("ack-delay")
 	cfg.StallTimeout = c.Duration("stall-timeout")
+	cfg.CompareBytes = int(c.Int("compare-bytes"))
+	if v := c.StringSlice("compare-ignore-header"); len(v) > 0 {
+		cfg.CompareIgnore = v
+	}
+	if v := c.StringSlice("compare-mask"); len(v) > 0 {
+		cfg.CompareMasks = v
+	}
+	cfg.DiffLog = c.String("diff-log")
+	cfg.DiffLogMB = int(c.Int("diff-log-size"))
 	cfg.CaptureTimeout = c.Duration("capture-timeout")
 	cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr"))
 	cfg.StatsInterval = c.Duration("stats-interval")

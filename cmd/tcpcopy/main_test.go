@@ -299,3 +299,33 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestCompareFlags: the comparison's options, a mask with commas kept
+// whole, and their errors.
+func TestCompareFlags(t *testing.T) {
+	x := []string{"tcpcopy", "-x", "80-203.0.113.20:8080", "-s", "203.0.113.30"}
+	code, got, stderr := run(t, append(x, "--compare-bytes", "4096", "--compare-ignore-header", "X-Build",
+		"--compare-ignore-header", "X-Host", "--compare-mask", `"id":\d{1,9}`, "--diff-log", "/tmp/diff.jsonl", "--diff-log-size", "10")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got.CompareBytes != 4096 || len(got.CompareIgnore) != 2 || len(got.CompareMasks) != 1 || got.CompareMasks[0] != `"id":\d{1,9}` ||
+		got.DiffLog != "/tmp/diff.jsonl" || got.DiffLogMB != 10 {
+		t.Errorf("config %+v", got)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--compare-bytes", "20000"}, "option --compare-bytes: 20000 is out of range 0..16384"},
+		{[]string{"--compare-mask", "a("}, "option --compare-mask: \"a(\": error parsing regexp: missing closing ): `a(`"},
+		{[]string{"--compare-ignore-header", "X Y"}, `option --compare-ignore-header: "X Y" is not a header name`},
+		{[]string{"--compare-bytes", "0", "--diff-log", "d.jsonl"}, "option --diff-log: the comparison is off (--compare-bytes 0)"},
+		{[]string{"--diff-log-size", "0"}, "option --diff-log-size: 0 is out of range 1..4096"},
+	} {
+		code, _, stderr := run(t, append(x, tt.args...)...)
+		if code != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, code, stderr, tt.want)
+		}
+	}
+}

@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
+	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
@@ -538,6 +540,24 @@ type Config struct {
 	// the client's next packet carries them (--ack-delay, 0..500 ms; 0
 	// acknowledges at once).
 	AckDelay time.Duration
+	// CompareBytes turns the response comparison on (compare.md): the
+	// first CompareBytes bytes of each response are kept verbatim on both
+	// sides (--compare-bytes, 0..16384; 0 off).
+	CompareBytes int
+	// CompareIgnore are headers not compared, besides the defaults
+	// (--compare-ignore-header).
+	CompareIgnore []string
+	// CompareMasks are regular expressions whose matches in bodies are
+	// not compared (--compare-mask); Validate compiles them into
+	// compareMasks.
+	CompareMasks []string
+	compareMasks []*regexp.Regexp
+	// DiffLog is the JSON Lines file of the responses that differ or are
+	// missing (--diff-log); empty: none.
+	DiffLog string
+	// DiffLogMB bounds the diff log: past it the file is rotated (kept as
+	// FILE.1 .. FILE.3) (--diff-log-size, 1..4096).
+	DiffLogMB int
 	// StallTimeout ends a session that made no progress this long while the
 	// target kept answering (--stall-timeout, 1 s..1 h), outcome reason
 	// stalled.
@@ -552,6 +572,10 @@ type Config struct {
 // DefaultAckDelay is the default of --ack-delay: short enough for any
 // client's pace, as Linux's 40 ms minimum is for real clients.
 const DefaultAckDelay = 20 * time.Millisecond
+
+// DefaultCompareBytes is the default of --compare-bytes: room for a status
+// line and the headers of most HTTP responses.
+const DefaultCompareBytes = compare.DefaultBytes
 
 // DefaultStallTimeout is the default of --stall-timeout: longer than any
 // run of retransmissions that still gets through on a lossy path (a
@@ -584,6 +608,8 @@ func Default() Config {
 		StatsInterval:     30 * time.Second,
 		AckDelay:          DefaultAckDelay,
 		StallTimeout:      DefaultStallTimeout,
+		CompareBytes:      DefaultCompareBytes,
+		DiffLogMB:         64,
 		CaptureTimeout:    DefaultCaptureTimeout,
 		Combined:          true,
 		Workers:           1,
@@ -716,6 +742,9 @@ func (c *Config) validateRanges() error {
 	}
 	if c.StallTimeout < minStall || c.StallTimeout > maxStall {
 		return fmt.Errorf("option --stall-timeout: %v is not between %v and %v", c.StallTimeout, minStall, maxStall)
+	}
+	if err := c.validateCompare(); err != nil {
+		return err
 	}
 	if err := cliutil.MillisInRange("--capture-timeout", c.CaptureTimeout, time.Millisecond, maxCaptureWait); err != nil {
 		return err
@@ -857,4 +886,44 @@ func parseMAC(s string) (net.HardwareAddr, error) {
 		return nil, fmt.Errorf("MAC %q is not aa:bb:cc:dd:ee:ff", s)
 	}
 	return mac, nil
+}
+
+// validateCompare checks the response comparison's options and compiles
+// the masks.
+func (c *Config) validateCompare() error {
+	if err := optRange("--compare-bytes", c.CompareBytes, 0, compare.MaxBytes); err != nil {
+		return err
+	}
+	for _, h := range c.CompareIgnore {
+		if h == "" || strings.ContainsAny(h, " \t:\r\n") || len(h) > 64 {
+			return fmt.Errorf("option --compare-ignore-header: %q is not a header name", h)
+		}
+	}
+	c.compareMasks = nil
+	for _, m := range c.CompareMasks {
+		re, err := regexp.Compile(m)
+		if err != nil {
+			return fmt.Errorf("option --compare-mask: %q: %w", m, err)
+		}
+		c.compareMasks = append(c.compareMasks, re)
+	}
+	if c.DiffLog != "" && c.CompareBytes == 0 {
+		return errors.New("option --diff-log: the comparison is off (--compare-bytes 0)")
+	}
+	return optRange("--diff-log-size", c.DiffLogMB, 1, 4096)
+}
+
+// compareConfig returns the comparison rules, or nil when the comparison
+// is off.
+func (c *Config) compareConfig() *compare.Config {
+	if c.CompareBytes == 0 {
+		return nil
+	}
+	cc := &compare.Config{
+		Bytes:         c.CompareBytes,
+		IgnoreHeaders: append(append([]string(nil), compare.DefaultIgnoreHeaders...), c.CompareIgnore...),
+		Masks:         c.compareMasks,
+	}
+	cc.Init()
+	return cc
 }

@@ -103,6 +103,10 @@ type LinkConfig struct {
 	// PrefixLen is the number of payload bytes wanted in each version-7
 	// record (sent in a config message after the Hello); 0 asks for none.
 	PrefixLen int
+	// Compare is the response comparison window wanted (--compare-bytes,
+	// sent in the config message); 0 asks for none. Intercepts that cannot
+	// compare (version 6, or a window of 0 in their Hello) are logged once.
+	Compare int
 	// HelloWait bounds the wait for a Hello after a version-7 offer;
 	// default 1 s. With a C intercept every connect costs this long. A
 	// connection whose Hello arrives after the wait ended fails (its
@@ -147,6 +151,7 @@ func (c LinkConfig) withDefaults() LinkConfig {
 		panic(fmt.Sprintf("tcpcopy: LinkConfig.WireVersion %d is not 0, 6 or 7", c.WireVersion))
 	}
 	c.PrefixLen = min(max(c.PrefixLen, 0), wire.MaxPrefixLen)
+	c.Compare = min(max(c.Compare, 0), wire.MaxPrefixLen)
 	return c
 }
 
@@ -231,6 +236,7 @@ type Links struct {
 	downSince time.Time // when upN last became 0 (or Run started)
 	lastErr   error     // the last connection error, for Run's error
 	up        atomic.Int32
+	comparing atomic.Int32  // connections up that compare responses
 	changed   chan struct{} // capacity 1: upN changed
 
 	c linkCounters
@@ -249,12 +255,15 @@ type Links struct {
 
 // linkServer is one intercept and its connection slots.
 type linkServer struct {
-	addr   netip.AddrPort
-	conns  []*linkConn
-	next   atomic.Uint32               // round robin over conns
-	up     atomic.Int32                // connections up
-	format atomic.Pointer[wire.Format] // of the connection that came up last
-	warn   *logging.Limiter            // connect failures
+	addr  netip.AddrPort
+	conns []*linkConn
+	next  atomic.Uint32 // round robin over conns
+	up    atomic.Int32  // connections up
+	// noCompareLogged: the warning that this intercept cannot compare
+	// was logged.
+	noCompareLogged atomic.Bool
+	format          atomic.Pointer[wire.Format] // of the connection that came up last
+	warn            *logging.Limiter            // connect failures
 }
 
 // linkConn is one connection slot of a server: one connection at a time,
@@ -406,6 +415,12 @@ func (l *Links) Close() {
 
 // Up returns the number of connections up now (handshake done).
 func (l *Links) Up() int { return int(l.up.Load()) }
+
+// Comparing reports whether a link that compares responses is up: new
+// sessions are then compared (a session's records come from every
+// intercept its route went to; records of one that does not compare
+// carry no hashes, and their responses end as not compared).
+func (l *Links) Comparing() bool { return l.comparing.Load() > 0 }
 
 // Stats returns a snapshot of the counters. It allocates the Servers
 // slice.
@@ -806,6 +821,9 @@ func (l *Links) handshake(conn net.Conn, r io.Reader, wait time.Duration) (hands
 	}
 	if hs.f.Version == wire.Version7 {
 		hs.f.PrefixLen = min(hs.f.PrefixLen, l.cfg.PrefixLen)
+		hs.f.Compare = min(hs.f.Compare, l.cfg.Compare)
+	} else {
+		hs.f.Compare = 0
 	}
 	return hs, nil
 }
@@ -820,8 +838,8 @@ func (l *Links) markUp(c *linkConn, f wire.Format) {
 	c.out = c.out[:0]
 	c.exempt = 0
 	c.format = f
-	if f.Version == wire.Version7 && l.cfg.PrefixLen > 0 {
-		c.out = wire.AppendConfig(c.out, wire.Config{PrefixLen: l.cfg.PrefixLen})
+	if f.Version == wire.Version7 && (l.cfg.PrefixLen > 0 || f.Compare > 0) {
+		c.out = wire.AppendConfig(c.out, wire.Config{PrefixLen: l.cfg.PrefixLen, Compare: f.Compare})
 	}
 	l.announceAllLocked(c)
 	c.up = true
@@ -832,6 +850,16 @@ func (l *Links) markUp(c *linkConn, f wire.Format) {
 
 	c.srv.format.Store(&f)
 	c.srv.up.Add(1)
+	if f.Compare > 0 {
+		l.comparing.Add(1)
+	} else if l.cfg.Compare > 0 && c.srv.noCompareLogged.CompareAndSwap(false, true) {
+		why := "a C intercept (protocol version 6): records carry no payload hashes"
+		if f.Version == wire.Version7 {
+			why = "the intercept runs with --compare-window 0, or is older"
+		}
+		l.log.Warn("intercept does not compare responses: the responses it sends are not compared",
+			"intercept", c.srv.addr, "why", why)
+	}
 	l.c.connects.Add(1)
 	l.stateMu.Lock()
 	l.upN++
@@ -871,6 +899,9 @@ func (l *Links) markDown(c *linkConn) {
 	l.routeMu.Unlock()
 
 	c.srv.up.Add(-1)
+	if c.format.Compare > 0 {
+		l.comparing.Add(-1)
+	}
 	l.c.disconnects.Add(1)
 	l.stateMu.Lock()
 	l.upN--

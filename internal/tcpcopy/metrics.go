@@ -1,11 +1,13 @@
 package tcpcopy
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/version"
+	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
 	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
 
@@ -28,6 +30,7 @@ type snapshot struct {
 	sent, sendErrors, tooBig uint64
 	ringDrops, overload      uint64
 	shedding                 bool
+	cmp                      compareSnapshot
 }
 
 // snapshot reads every counter. It allocates (the links' per-server
@@ -54,7 +57,23 @@ func (e *engine) snapshot() snapshot {
 	for _, w := range e.disp.workers {
 		s.overload += w.overload.Load()
 	}
+	s.cmp = e.compareSnapshot()
 	return s
+}
+
+// compareSnapshot sums the workers' comparison counts.
+func (e *engine) compareSnapshot() compareSnapshot {
+	cs := compareSnapshot{On: e.cmp != nil}
+	if !cs.On {
+		return cs
+	}
+	for _, w := range e.disp.workers {
+		ws := w.compareSnapshot()
+		cs.Stats.Add(&ws)
+	}
+	cs.Written, cs.Dropped = e.diffs.written.Load(), e.diffs.dropped.Load()
+	cs.Responses = e.responses.Load()
+	return cs
 }
 
 // drops lists the packet drop counters by their reason label.
@@ -94,6 +113,7 @@ type collector struct {
 	// The labelled families and the histograms.
 	dropped, closed, retrans, linksUp, wire, build, stalls *prometheus.Desc
 	uncopiedBytes, uncopiedRequests                        *prometheus.Desc
+	verdicts, differences, notCompared, statusPairs        *prometheus.Desc
 	target, online, ratio                                  *prometheus.Desc
 }
 
@@ -120,6 +140,9 @@ func newCollector(e *engine) *collector {
 	counter("segments_fitted_total", "Captured segments split when sent, being longer than the target's MSS or the MTU allow with the headers tcpcopy builds (clients without TCP timestamps, jumbo frames).", func(s *snapshot) uint64 { return s.st.Splits })
 	counter("mtu_blackholes_total", "Times a session's segment size was lowered after the same data timed out again and again (a path MTU black hole).", func(s *snapshot) uint64 { return s.st.Blackholes })
 	counter("records_received_total", "Response records received from intercept.", func(s *snapshot) uint64 { return s.records })
+	counter("online_response_packets_total", "Packets of the online server's answers captured for the response comparison.", func(s *snapshot) uint64 { return s.cmp.Responses })
+	counter("diff_log_written_total", "Responses that differ or are missing written to the diff log (--diff-log).", func(s *snapshot) uint64 { return s.cmp.Written })
+	counter("diff_log_dropped_total", "Responses that differ or are missing not written to the diff log because it fell behind.", func(s *snapshot) uint64 { return s.cmp.Dropped })
 	counter("responses_total", "Response records the session engine handled.", func(s *snapshot) uint64 { return s.st.Responses })
 	// Sessions.
 	counter("sessions_opened_total", "Sessions opened.", func(s *snapshot) uint64 { return s.st.Opened })
@@ -170,6 +193,14 @@ func newCollector(e *engine) *collector {
 		"Captured request bytes of copied connections that no session carried (their session had ended or was refused), by reason; in the denominator of fidelity.", []string{"reason"}, nil)
 	c.uncopiedRequests = prometheus.NewDesc("tcpcopy_uncopied_requests_total",
 		"Requests among the uncopied bytes, by reason.", []string{"reason"}, nil)
+	c.verdicts = prometheus.NewDesc("tcpcopy_responses_compared_total",
+		"Target responses compared with the online server's, by verdict: same, differs, missing (the target did not answer), not_compared.", []string{"verdict"}, nil)
+	c.differences = prometheus.NewDesc("tcpcopy_response_differences_total",
+		"Responses that differ, by what differs first: status, header, length, body.", []string{"kind"}, nil)
+	c.notCompared = prometheus.NewDesc("tcpcopy_responses_not_compared_total",
+		"Responses not compared, by reason.", []string{"reason"}, nil)
+	c.statusPairs = prometheus.NewDesc("tcpcopy_response_status_pairs_total",
+		"Compared HTTP responses by the online server's status and the target's.", []string{"online", "target"}, nil)
 	c.stalls = prometheus.NewDesc("tcpcopy_stalls_total",
 		"Sessions ended as stalled (no progress while the target kept answering), by what they waited for: unacknowledged data, or a zero window.", []string{"cause"}, nil)
 	c.target = prometheus.NewDesc("tcpcopy_target_response_seconds",
@@ -186,7 +217,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.plain {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{c.dropped, c.closed, c.retrans, c.linksUp, c.wire, c.build, c.stalls, c.uncopiedBytes, c.uncopiedRequests, c.target, c.online, c.ratio} {
+	for _, d := range []*prometheus.Desc{c.dropped, c.closed, c.retrans, c.linksUp, c.wire, c.build, c.stalls, c.uncopiedBytes, c.uncopiedRequests, c.verdicts, c.differences, c.notCompared, c.statusPairs, c.target, c.online, c.ratio} {
 		ch <- d
 	}
 }
@@ -222,6 +253,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if n := s.st.UncopiedBytes[r]; n > 0 {
 			ch <- prometheus.MustNewConstMetric(c.uncopiedBytes, prometheus.CounterValue, float64(n), tcpstate.Reason(r).String())
 			ch <- prometheus.MustNewConstMetric(c.uncopiedRequests, prometheus.CounterValue, float64(s.st.UncopiedRequests[r]), tcpstate.Reason(r).String())
+		}
+	}
+	if s.cmp.On {
+		cs := &s.cmp.Stats
+		for v := range compare.NumVerdicts {
+			ch <- prometheus.MustNewConstMetric(c.verdicts, prometheus.CounterValue, float64(cs.Verdicts[v]), compare.Verdict(v).String())
+		}
+		for k := 1; k < compare.NumKinds; k++ {
+			ch <- prometheus.MustNewConstMetric(c.differences, prometheus.CounterValue, float64(cs.Kinds[k]), compare.Kind(k).String())
+		}
+		for r := 1; r < compare.NumReasons; r++ {
+			ch <- prometheus.MustNewConstMetric(c.notCompared, prometheus.CounterValue, float64(cs.NotCompared[r]), compare.Reason(r).String())
+		}
+		for k, n := range cs.Statuses {
+			ch <- prometheus.MustNewConstMetric(c.statusPairs, prometheus.CounterValue, float64(n), strconv.Itoa(k/1000), strconv.Itoa(k%1000))
 		}
 	}
 	for i, n := range s.st.Stalls {

@@ -174,6 +174,14 @@ func (e *endpoints) lease(c connKey, target netip.AddrPort, now int64) *lease {
 	return l
 }
 
+// existing returns the lease of connection c, or nil if none was made
+// (its packets were never copied). It allocates nothing.
+func (e *endpoints) existing(c connKey) *lease {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leases[c]
+}
+
 // probePort is the a-th port tried for a copy whose preferred port is p0.
 // After p0 the probes walk lowPort..65535 from a point that depends on
 // seed (the connection), so that connections preferring the same port do

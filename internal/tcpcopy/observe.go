@@ -19,6 +19,7 @@ import (
 
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
+	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
 	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
 
@@ -79,13 +80,18 @@ func (e *engine) ringDrops() uint64 {
 func (e *engine) logStats(time.Time) {
 	s := e.snapshot()
 	st := &s.st
-	e.log.Info("stats",
+	attrs := []any{
 		"captured", s.captured, "sessions_active", st.Active, "sessions_opened", st.Opened,
 		"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial),
 		"failed", st.ClosedBy(tcpstate.Failed), "requests", st.Requests, "uncopied_requests", uncopiedRequests(st), "responses", st.Responses,
-		"retransmits", st.Retransmits+st.FastRetransmits, "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
+		"retransmits", st.Retransmits + st.FastRetransmits, "fidelity", fmt.Sprintf("%.4f", st.Fidelity()),
 		"links_up", s.links.Up, "ring_drops", s.ringDrops,
-		"send_errors", s.sendErrors)
+		"send_errors", s.sendErrors,
+	}
+	if s.cmp.On {
+		attrs = verdictAttrs(&s.cmp.Stats, attrs)
+	}
+	e.log.Info("stats", attrs...)
 }
 
 // budget returns the job that enforces the memory budget (-m) once a
@@ -299,6 +305,15 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 	if st.LastStall.At != 0 {
 		attrs = append(attrs, "last_stall", stallText(&st.LastStall))
 	}
+	if s.cmp.On {
+		// The response comparison: verdicts, what differs, the status
+		// pairs that differ.
+		attrs = verdictAttrs(&s.cmp.Stats, attrs)
+		attrs = append(attrs, "differences", kindText(&s.cmp.Stats), "status_changes", statusChanges(&s.cmp.Stats, topReasons))
+		if n := s.cmp.Stats.Verdicts[compare.NotCompared]; n > 0 {
+			attrs = append(attrs, "not_compared_why", notComparedText(&s.cmp.Stats))
+		}
+	}
 	for o := range tcpstate.NumOutcomes {
 		if tcpstate.Outcome(o) == tcpstate.Reproduced {
 			continue
@@ -310,6 +325,41 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 		}
 	}
 	return attrs
+}
+
+// kindText lists what differed, most first: "status=3 body=1"; "none".
+func kindText(s *compare.Stats) string {
+	var rs []labelled
+	for k := 1; k < compare.NumKinds; k++ {
+		if n := s.Kinds[k]; n > 0 {
+			rs = append(rs, labelled{compare.Kind(k).String(), n})
+		}
+	}
+	return topText(rs, compare.NumKinds)
+}
+
+// notComparedText lists why responses were not compared, most first.
+func notComparedText(s *compare.Stats) string {
+	var rs []labelled
+	for r := 1; r < compare.NumReasons; r++ {
+		if n := s.NotCompared[r]; n > 0 {
+			rs = append(rs, labelled{compare.Reason(r).String(), n})
+		}
+	}
+	return topText(rs, compare.NumReasons)
+}
+
+// statusChanges lists the HTTP status pairs that differ, most first, at
+// most n: "200->500=40 200->404=2"; "none".
+func statusChanges(s *compare.Stats, n int) string {
+	var rs []labelled
+	for k, c := range s.Statuses {
+		if k/1000 != k%1000 {
+			rs = append(rs, labelled{statusPair(k), c})
+		}
+	}
+	slices.SortFunc(rs, func(a, b labelled) int { return cmp.Compare(a.label, b.label) }) // map order: a stable start
+	return topText(rs, n)
 }
 
 // uncopiedRequests is the number of requests no session carried.

@@ -15,6 +15,7 @@ import (
 	imetrics "github.com/tcpcopy-go/tcpcopy/internal/metrics"
 	"github.com/tcpcopy-go/tcpcopy/pkg/bpfgen"
 	"github.com/tcpcopy-go/tcpcopy/pkg/capture"
+	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
 	"github.com/tcpcopy-go/tcpcopy/pkg/inject"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 	"github.com/tcpcopy-go/tcpcopy/pkg/pcapfilter"
@@ -63,11 +64,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		for _, name := range names {
 			src, err := capture.Open(capture.Config{
-				Interface:      name,
-				SnapLen:        cfg.SnapLen,
-				NumBlocks:      max(cfg.BufferMB<<20/capture.DefaultBlockSize, 2),
-				Filter:         prog,
-				IgnoreOutgoing: true,
+				Interface: name,
+				SnapLen:   cfg.SnapLen,
+				NumBlocks: max(cfg.BufferMB<<20/capture.DefaultBlockSize, 2),
+				Filter:    prog,
+				// The online server's answers leave this host: captured
+				// for the comparison. Our own copies are never taken for
+				// client packets (captureLoop).
+				IgnoreOutgoing: cfg.CompareBytes == 0,
 				BlockTimeout:   cfg.CaptureTimeout,
 			})
 			if err != nil {
@@ -102,7 +106,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	} else {
 		attrs = append(attrs, "interfaces", fmt.Sprint(cfg.Interfaces))
 	}
-	log.Info("tcpcopy started", append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies)...)
+	attrs = append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies, "compare_bytes", cfg.CompareBytes)
+	if cfg.DiffLog != "" {
+		attrs = append(attrs, "diff_log", cfg.DiffLog)
+	}
+	log.Info("tcpcopy started", attrs...)
+
+	diffsDone := make(chan struct{})
+	stopDiffs := make(chan struct{})
+	if e.diffs != nil {
+		go func() {
+			defer close(diffsDone)
+			e.diffs.run(cfg.DiffLog, int64(cfg.DiffLogMB)<<20, stopDiffs, log)
+		}()
+	} else {
+		close(diffsDone)
+	}
 
 	var wg sync.WaitGroup
 	wctx, stopWorkers := context.WithCancel(context.Background())
@@ -152,6 +171,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cwg.Wait()
 	stopWorkers() // every session is reset toward the target
 	wg.Wait()
+	close(stopDiffs) // the workers' last verdicts are in: write them
+	<-diffsDone
 	e.links.Close()
 	err = <-linkErr
 	e.logSummary()
@@ -182,7 +203,11 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 	for _, m := range cfg.Mappings {
 		ms = append(ms, bpfgen.Match{Addr: m.Online.Addr(), Port: m.Online.Port()})
 	}
-	prog, err := bpfgen.Inbound(ms)
+	build := bpfgen.Inbound
+	if cfg.CompareBytes > 0 {
+		build = bpfgen.InboundAndResponses // the online server's answers too
+	}
+	prog, err := build(ms)
 	if err != nil {
 		return nil, fmt.Errorf("capture filter for -x: %w", err)
 	}
@@ -206,8 +231,15 @@ type engine struct {
 	now      func() int64
 	linksUp  func() int // intercept links up now
 	replayed replayStats
+	// cmp holds the comparison rules, nil when it is off; diffs takes the
+	// responses that differ.
+	cmp   *compare.Config
+	diffs *diffSink
 
 	captured, invalid, unmatched, sampledOut, truncated, segmented, noEndpoint atomic.Uint64
+	// responses counts the online server's packets captured for the
+	// comparison.
+	responses atomic.Uint64
 }
 
 func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
@@ -216,10 +248,12 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 	// that a test can replace the clock after newEngine.
 	now := func() int64 { return e.now() }
 	e.disp = &dispatcher{seed: maphash.MakeSeed(), now: now}
+	e.cmp = cfg.compareConfig()
 	e.links = NewLinks(LinkConfig{
 		Servers:        cfg.Intercepts,
 		ConnsPerServer: cfg.ConnsPerIntercept,
 		WireVersion:    cfg.WireVersion,
+		Compare:        cfg.CompareBytes,
 		Fallback:       wire.Format{Version: wire.Version6, Combined: cfg.Combined, Payload: cfg.RespPayload},
 		Lonely:         cfg.Lonely,
 	}, log, func() Sink { return e.disp.newBatch() })
@@ -235,8 +269,14 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		StallTimeout:     cfg.StallTimeout,
 		OnlyFullSessions: cfg.OnlyFullSessions,
 	}
+	if e.cmp != nil {
+		e.diffs = newDiffSink()
+	}
 	for i := range max(cfg.Workers, 1) {
 		w := newWorker(i, cfg, tc, snd, e.links, &e.sc, &e.shed, now, log)
+		if e.cmp != nil {
+			w.cmp = newCompareState(e.cmp, e.diffs, now, e.links.Comparing)
+		}
 		e.track(w)
 		e.disp.workers = append(e.disp.workers, w)
 	}
@@ -283,6 +323,12 @@ func (e *engine) captureLoop(src *capture.Source) error {
 			now := e.now()
 			behind := src.Behind()
 			for i := range n {
+				if pkts[i].Outgoing {
+					// Sent by this host: an answer of the online server
+					// (the comparison), never a client packet.
+					e.handleOutgoing(pkts[i].Data, &p, b, now)
+					continue
+				}
 				e.handleCaptured(pkts[i].Data, &p, &seg, segb, b, now, behind)
 			}
 			b.flush(now)
@@ -315,6 +361,9 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 	}
 	m, ok := e.rw.match(p.Dst)
 	if !ok {
+		if e.cmp != nil && e.response(data, p, b, pass, now) {
+			return
+		}
 		e.unmatched.Add(1)
 		return
 	}
@@ -347,6 +396,48 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 			return
 		}
 	}
+}
+
+// handleOutgoing takes a packet this host sent: an answer of the online
+// server for the comparison, or else nothing of ours.
+func (e *engine) handleOutgoing(data []byte, p *ipmangle.Parsed, b *batch, now int64) {
+	e.captured.Add(1)
+	p.Decode(data)
+	if !p.Valid || e.cmp == nil || !e.response(data, p, b, 0, now) {
+		e.unmatched.Add(1)
+	}
+}
+
+// response hands an answer of the online server (p, the decoding of data:
+// its source is a mapping's online side) to the comparison of its
+// connection's copies, in offline pass pass. It reports false if data is
+// no such answer. It allocates nothing.
+func (e *engine) response(data []byte, p *ipmangle.Parsed, b *batch, pass uint32, now int64) bool {
+	m, ok := e.rw.match(p.Src)
+	if !ok {
+		return false
+	}
+	e.responses.Add(1)
+	if !e.rw.sampled(p.Dst, e.percentNow(now)) {
+		return true
+	}
+	payload := p.Payload(data)
+	if e.rw.eps == nil {
+		k := tcpstate.Key{Client: p.Dst, Target: m.Target}
+		b.worker(k.Client).online(now, k, p, payload)
+		return true
+	}
+	l := e.rw.eps.existing(connKey{client: p.Dst, server: p.Src, pass: pass})
+	if l == nil {
+		return true // a connection no copy was made of
+	}
+	for _, fake := range l.fakes {
+		if fake.IsValid() {
+			k := tcpstate.Key{Client: fake, Target: m.Target}
+			b.worker(k.Client).online(now, k, p, payload)
+		}
+	}
+	return true
 }
 
 // delivery is where and how a captured packet goes to the workers.

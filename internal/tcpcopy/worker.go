@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
+	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
 	"github.com/tcpcopy-go/tcpcopy/pkg/inject"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
@@ -79,14 +80,18 @@ type worker struct {
 	out     [][]byte
 	outBuf  []byte
 	failFn  func(pkt []byte, err error)
+	// cmp is the response comparison of the worker's sessions; nil when
+	// it is off.
+	cmp *compareState
 	// refused holds the headers of the packets the kernel refused as too
 	// big in this batch, for the table to send their data again in
 	// smaller segments when the batch ends (the table cannot be called
 	// back from its own Send); spare is the other buffer of the two.
 	refused, spare []refusal
 
-	statsMu sync.Mutex
-	stats   tcpstate.Stats
+	statsMu  sync.Mutex
+	stats    tcpstate.Stats
+	cmpStats compare.Stats
 }
 
 // refusal is the start of a packet refused as too big: its IP and TCP
@@ -216,8 +221,21 @@ func (w *worker) handleRefused(now int64) {
 	}
 }
 
+// Request implements tcpstate.Output: the response comparison times the
+// target's answers from here.
+func (w *worker) Request(k tcpstate.Key, ack uint32, now int64) {
+	if w.cmp != nil {
+		if c := w.cmp.conns[k]; c != nil {
+			c.Requested(now, ack)
+		}
+	}
+}
+
 // Route implements tcpstate.Output.
 func (w *worker) Route(k tcpstate.Key, add bool) bool {
+	if w.cmp != nil {
+		w.cmp.route(k, add)
+	}
 	op := wire.RouteAdd
 	if !add {
 		op = wire.RouteDel
@@ -247,14 +265,29 @@ func (w *worker) client(now int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parse
 	default:
 		w.tab.Client(now, k, pkt, p)
 	}
+	if w.cmp != nil && p.Valid {
+		w.cmp.client(now, k, pkt, p)
+	}
+	w.mu.Unlock()
+}
+
+// online runs one packet of the online server's answer on session k's
+// connection (p its decoding, payload what was captured of its payload)
+// through the response comparison.
+func (w *worker) online(now int64, k tcpstate.Key, p *ipmangle.Parsed, payload []byte) {
+	w.mu.Lock()
+	w.cmp.online(now, k, p, payload)
 	w.mu.Unlock()
 }
 
 // response runs one response record of session k (p is its header's
 // decoding) through the table.
-func (w *worker) response(now int64, k tcpstate.Key, p *ipmangle.Parsed, payloadLen int) {
+func (w *worker) response(now int64, k tcpstate.Key, p *ipmangle.Parsed, rec *wire.Record) {
 	w.mu.Lock()
-	w.tab.Response(now, k, p, payloadLen)
+	w.tab.Response(now, k, p, rec.PayloadLen)
+	if w.cmp != nil {
+		w.cmp.target(now, k, p, rec.PayloadLen, rec.Prefix, rec.Hash, rec.Hashed)
+	}
 	w.mu.Unlock()
 }
 
@@ -333,14 +366,22 @@ func (w *worker) closeAll() {
 	w.tab.Flush(now)
 	w.flushSends()
 	w.refused = w.refused[:0] // no session is left to send them
+	if w.cmp != nil {
+		w.cmp.finishAll(now)
+	}
 	w.publish()
 }
 
 // publish copies the table's statistics for snapshot; mu is held.
 func (w *worker) publish() {
 	st := w.tab.Stats()
+	var cs compare.Stats
+	if w.cmp != nil {
+		cs = w.cmp.eng.Stats()
+	}
 	w.statsMu.Lock()
 	w.stats = st
+	w.cmpStats = cs
 	w.statsMu.Unlock()
 }
 
@@ -348,6 +389,13 @@ func (w *worker) snapshot() tcpstate.Stats {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
 	return w.stats
+}
+
+// compareSnapshot returns the published comparison counts.
+func (w *worker) compareSnapshot() compare.Stats {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	return w.cmpStats
 }
 
 // dispatcher hands packets to the worker that owns their session: the
@@ -417,7 +465,7 @@ func (b *batch) record(now int64, rec *wire.Record) {
 		return
 	}
 	k := tcpstate.Key{Client: b.p.Dst, Target: b.p.Src}
-	b.worker(k.Client).response(now, k, &b.p, rec.PayloadLen)
+	b.worker(k.Client).response(now, k, &b.p, rec)
 }
 
 // Flush ends the batch, at the time of its records.

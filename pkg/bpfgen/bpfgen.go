@@ -62,6 +62,15 @@ func ResponsesFrom(matches []Match) ([]bpf.RawInstruction, error) {
 	return build(matches, src)
 }
 
+// InboundAndResponses returns a program accepting the Ethernet frames that
+// carry a TCP segment whose destination or source is one of matches: the
+// clients' requests to the servers of matches and the servers' answers
+// (tcpcopy with the response comparison). It returns an error for no
+// matches or more than MaxMatches.
+func InboundAndResponses(matches []Match) ([]bpf.RawInstruction, error) {
+	return build(matches, dst, src)
+}
+
 // direction selects the source or destination fields.
 type direction struct {
 	name                string
@@ -87,15 +96,19 @@ var (
 	src = direction{name: "ResponsesFrom", addr4: offIP + 12, addr6: offIP + 8, port4: 0}
 )
 
-func build(matches []Match, d direction) ([]bpf.RawInstruction, error) {
+func build(matches []Match, dirs ...direction) ([]bpf.RawInstruction, error) {
+	d := dirs[0]
 	if len(matches) == 0 {
 		return nil, errNoMatches
 	}
 	if len(matches) > MaxMatches {
 		return nil, fmt.Errorf("bpfgen: %d matches, at most %d supported", len(matches), MaxMatches)
 	}
-	v4 := section4(matches, d)
-	v6 := section6(matches, d)
+	if len(dirs) > 1 {
+		d.name = "InboundAndResponses"
+	}
+	v4 := section4(matches, dirs)
+	v6 := section6(matches, dirs)
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: offEtherType, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv6, SkipFalse: 1},
@@ -137,22 +150,10 @@ func matchBlock(checks []check) []bpf.Instruction {
 
 // section4 returns the IPv4 part of a program, entered with an IPv4
 // EtherType.
-func section4(matches []Match, d direction) []bpf.Instruction {
+func section4(matches []Match, dirs []direction) []bpf.Instruction {
 	var blocks []bpf.Instruction
-	for _, m := range matches {
-		a := m.Addr.Unmap()
-		if a.IsValid() && !a.Is4() {
-			continue
-		}
-		var checks []check
-		if a.IsValid() {
-			b := a.As4()
-			checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr4, Size: 4}, binary.BigEndian.Uint32(b[:])})
-		}
-		if m.Port != 0 {
-			checks = append(checks, check{bpf.LoadIndirect{Off: offIP + d.port4, Size: 2}, uint32(m.Port)})
-		}
-		blocks = append(blocks, matchBlock(checks)...)
+	for _, d := range dirs {
+		blocks = append(blocks, blocks4(matches, d)...)
 	}
 	if blocks == nil {
 		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
@@ -172,9 +173,50 @@ func section4(matches []Match, d direction) []bpf.Instruction {
 	return append(out, bpf.RetConstant{Val: 0})
 }
 
+// blocks4 returns the IPv4 match blocks of one direction.
+func blocks4(matches []Match, d direction) []bpf.Instruction {
+	var blocks []bpf.Instruction
+	for _, m := range matches {
+		a := m.Addr.Unmap()
+		if a.IsValid() && !a.Is4() {
+			continue
+		}
+		var checks []check
+		if a.IsValid() {
+			b := a.As4()
+			checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr4, Size: 4}, binary.BigEndian.Uint32(b[:])})
+		}
+		if m.Port != 0 {
+			checks = append(checks, check{bpf.LoadIndirect{Off: offIP + d.port4, Size: 2}, uint32(m.Port)})
+		}
+		blocks = append(blocks, matchBlock(checks)...)
+	}
+	return blocks
+}
+
 // section6 returns the IPv6 part of a program, entered with an IPv6
 // EtherType.
-func section6(matches []Match, d direction) []bpf.Instruction {
+func section6(matches []Match, dirs []direction) []bpf.Instruction {
+	var blocks []bpf.Instruction
+	for _, d := range dirs {
+		blocks = append(blocks, blocks6(matches, d)...)
+	}
+	if blocks == nil {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	}
+	out := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		// Both ports must be in the frame: a load beyond its end rejects.
+		bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2},
+	}
+	out = append(out, blocks...)
+	return append(out, bpf.RetConstant{Val: 0})
+}
+
+// blocks6 returns the IPv6 match blocks of one direction.
+func blocks6(matches []Match, d direction) []bpf.Instruction {
 	var blocks []bpf.Instruction
 	for _, m := range matches {
 		a := m.Addr.Unmap()
@@ -193,16 +235,5 @@ func section6(matches []Match, d direction) []bpf.Instruction {
 		}
 		blocks = append(blocks, matchBlock(checks)...)
 	}
-	if blocks == nil {
-		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
-	}
-	out := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
-		bpf.RetConstant{Val: 0},
-		// Both ports must be in the frame: a load beyond its end rejects.
-		bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2},
-	}
-	out = append(out, blocks...)
-	return append(out, bpf.RetConstant{Val: 0})
+	return blocks
 }

@@ -25,9 +25,21 @@ import (
 // When a match has no port, libpcap would accept IPv4 non-first fragments
 // and IPv6 TCP behind a fragment header, which bpfgen deliberately does
 // not: the expression then excludes those too.
-func pcapExpr(ms []bpfgen.Match, dir string) string {
+func pcapExpr(ms []bpfgen.Match, dirs ...string) string {
 	terms := make([]string, 0, len(ms))
 	anyPort := false
+	for _, dir := range dirs {
+		terms, anyPort = pcapTerms(ms, dir, terms, anyPort)
+	}
+	expr := "tcp and (" + strings.Join(terms, " or ") + ")"
+	if anyPort {
+		expr += " and not (ip and ip[6:2] & 0x1fff != 0) and not (ip6 and ip6[6] != 6)"
+	}
+	return expr
+}
+
+// pcapTerms appends the terms of one direction.
+func pcapTerms(ms []bpfgen.Match, dir string, terms []string, anyPort bool) ([]string, bool) {
 	for _, m := range ms {
 		var parts []string
 		if m.Port != 0 {
@@ -43,11 +55,7 @@ func pcapExpr(ms []bpfgen.Match, dir string) string {
 		}
 		terms = append(terms, "("+strings.Join(parts, " and ")+")")
 	}
-	expr := "tcp and (" + strings.Join(terms, " or ") + ")"
-	if anyPort {
-		expr += " and not (ip and ip[6:2] & 0x1fff != 0) and not (ip6 and ip6[6] != 6)"
-	}
-	return expr
+	return terms, anyPort
 }
 
 type program struct {
@@ -75,20 +83,23 @@ func programs(tb testing.TB) []program {
 	var out []program
 	for _, s := range sets {
 		for _, d := range []struct {
-			dir string
+			dir []string
 			fn  func([]bpfgen.Match) ([]bpf.RawInstruction, error)
-		}{{"dst", bpfgen.Inbound}, {"src", bpfgen.ResponsesFrom}} {
+		}{{[]string{"dst"}, bpfgen.Inbound}, {[]string{"src"}, bpfgen.ResponsesFrom}, {[]string{"dst", "src"}, bpfgen.InboundAndResponses}} {
+			if len(d.dir) > 1 && len(s.ms) > bpfgen.MaxMatches/2 {
+				continue // the maximal set: libpcap's program would be too long to compare
+			}
 			gen, err := d.fn(s.ms)
 			if err != nil {
 				tb.Fatal(err)
 			}
-			expr := pcapExpr(s.ms, d.dir)
+			expr := pcapExpr(s.ms, d.dir...)
 			ref, err := pcapfilter.Compile(pcapfilter.LinkTypeEthernet, bpfgen.AcceptLen, expr)
 			if err != nil {
 				tb.Fatal(err)
 			}
 			out = append(out, program{
-				name: s.name + "/" + d.dir, gen: vm(tb, gen), pcap: vm(tb, ref),
+				name: s.name + "/" + strings.Join(d.dir, "+"), gen: vm(tb, gen), pcap: vm(tb, ref),
 				expr: expr, insns: len(gen), pcapIn: len(ref),
 			})
 		}

@@ -70,7 +70,7 @@ func segments(b []byte, n int) [][]byte {
 // greet feeds a greeting sent before any request.
 func (cv *conn) greet(online, target string) {
 	for _, p := range segments([]byte(online), 0) {
-		cv.c.Online(cv.now, cv.onSeq, cv.seq, p, false)
+		cv.c.Online(cv.now, cv.onSeq, cv.seq, p, len(p), false)
 		cv.onSeq += uint32(len(p))
 	}
 	cv.onAck = cv.onSeq
@@ -86,7 +86,7 @@ func (cv *conn) run(x exchange) {
 	cv.seq += uint32(len(x.req))
 	cv.now += 1e6
 	for _, p := range segments([]byte(x.online), x.onSeg) {
-		cv.c.Online(cv.now, cv.onSeq, cv.seq, p, false)
+		cv.c.Online(cv.now, cv.onSeq, cv.seq, p, len(p), false)
 		cv.onSeq += uint32(len(p))
 	}
 	cv.onAck = cv.onSeq
@@ -267,7 +267,7 @@ func TestGreeting(t *testing.T) {
 
 	cv = newConn(t, cfg, false)
 	// The online server still answers a request from before the copy.
-	cv.c.Online(cv.now, cv.onSeq, cv.seq, []byte("HTTP/1.1 200 OK\r\n\r\n"), false)
+	cv.c.Online(cv.now, cv.onSeq, cv.seq, []byte("HTTP/1.1 200 OK\r\n\r\n"), 19, false)
 	cv.onSeq += 19
 	cv.onAck = cv.onSeq
 	cv.run(exchange{req: "GET / HTTP/1.1\r\n\r\n", online: httpResp("200 OK", nil, "a"), target: httpResp("200 OK", nil, "a")})
@@ -339,7 +339,7 @@ func TestNoAllocsPerSegment(t *testing.T) {
 	cycle := func() {
 		c.Client(1, false, seq, on, req)
 		seq += uint32(len(req))
-		c.Online(2, on, seq, resp, false)
+		c.Online(2, on, seq, resp, len(resp), false)
 		on += uint32(len(resp))
 		c.Target(3, tg, seq, len(resp), resp, h, true, false)
 		tg += uint32(len(resp))
@@ -349,5 +349,23 @@ func TestNoAllocsPerSegment(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, cycle); n != 0 {
 		t.Errorf("%v allocations per request and answers", n)
+	}
+}
+
+// TestPortReuse: a new SYN on the same Conn ends the old connection's
+// pairs and starts afresh.
+func TestPortReuse(t *testing.T) {
+	cfg := &Config{}
+	cfg.Init()
+	cv := newConn(t, cfg, true)
+	cv.run(exchange{req: "GET /1 HTTP/1.1\r\n\r\n", online: httpResp("200 OK", nil, "a")}) // the target has not answered yet
+	cv.c.Client(cv.now, true, 77000, 0, nil)
+	if len(cv.results) != 1 || cv.results[0].Verdict != Missing {
+		t.Fatalf("the old connection: %+v", cv.results)
+	}
+	cv.seq, cv.onSeq, cv.tgSeq, cv.onAck = 77001, 1, 1, 1
+	cv.run(exchange{req: "GET /2 HTTP/1.1\r\n\r\n", online: httpResp("200 OK", nil, "b"), target: httpResp("200 OK", nil, "b")})
+	if rs := cv.finish(); len(rs) != 2 || rs[1].Verdict != Same || rs[1].Index != 0 {
+		t.Errorf("the new connection: %+v", rs)
 	}
 }

@@ -212,8 +212,16 @@ func (e *Engine) freeSlot(s *slot) {
 
 // Client takes a client packet of the connection: flags says whether it
 // is the SYN (syn), seq and ack are its numbers, payload its data.
+//
+// A SYN after requests is a new connection on the same addresses (a port
+// reused): the answers of the old one are judged as they are, and the new
+// one starts afresh.
 func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 	if syn {
+		if c.next > 0 || len(c.slots) > 0 {
+			c.Finish(now)
+			*c = Conn{e: c.e, slots: c.slots[:0]}
+		}
 		c.sawSYN = true
 		return
 	}
@@ -278,12 +286,17 @@ func (c *Conn) slotFor(ack seqnum.Value) *slot {
 }
 
 // Online takes a packet of the online server's answer: its numbers, its
-// whole payload, and whether it carries FIN or RST (end).
-func (c *Conn) Online(now int64, seq, ack uint32, payload []byte, end bool) {
-	if len(payload) > 0 {
+// payload of n bytes (payload holds them, or fewer if the capture cut the
+// packet: the answer then cannot be compared), and whether it carries FIN
+// or RST (end).
+func (c *Conn) Online(now int64, seq, ack uint32, payload []byte, n int, end bool) {
+	if n > 0 {
 		if s := c.slotFor(seqnum.Value(ack)); s != nil {
 			c.doneBefore(s.index, true)
 			c.onlineBytes(&s.on, now, seqnum.Value(seq), payload)
+			if len(payload) < n {
+				s.on.broken = true
+			}
 		}
 	}
 	if end {

@@ -15,8 +15,9 @@ import (
 // nopOut discards output, for allocation tests and benchmarks.
 type nopOut struct{ n int }
 
-func (o *nopOut) Send(pkt []byte)      { o.n++ }
-func (o *nopOut) Route(Key, bool) bool { return true }
+func (o *nopOut) Send(pkt []byte)            { o.n++ }
+func (o *nopOut) Route(Key, bool) bool       { return true }
+func (o *nopOut) Request(Key, uint32, int64) {}
 
 // cycle is one request and response on an established keep-alive session
 // with prebuilt packets.

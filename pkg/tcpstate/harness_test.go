@@ -57,6 +57,8 @@ func (o *fakeOut) Send(pkt []byte) {
 	}
 }
 
+func (o *fakeOut) Request(Key, uint32, int64) {}
+
 func (o *fakeOut) Route(k Key, add bool) bool {
 	if add {
 		o.routes = append(o.routes, "add "+k.Client.String())

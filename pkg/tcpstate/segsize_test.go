@@ -82,7 +82,8 @@ func (p *simPath) Send(pkt []byte) {
 	p.receive(&d, pkt)
 }
 
-func (p *simPath) Route(Key, bool) bool { return true }
+func (p *simPath) Route(Key, bool) bool       { return true }
+func (p *simPath) Request(Key, uint32, int64) {}
 
 func (p *simPath) receive(d *ipmangle.Parsed, pkt []byte) {
 	switch {

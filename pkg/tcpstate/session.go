@@ -652,6 +652,7 @@ func (t *Table) pump(s *session, now int64) {
 			s.reqCounted = true
 			t.stats.Requests++
 			s.requestSent(now, g.ack) // latency.go
+			t.out.Request(s.key.key(), uint32(g.ack), now)
 		}
 		t.sendSegment(s, g, now)
 		g.sentAt = now

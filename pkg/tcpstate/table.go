@@ -44,6 +44,10 @@ type Output interface {
 	// intercept. It reports false when no intercept link is up, in which
 	// case a new session waits (Config.RouteWait) and tries again.
 	Route(k Key, add bool) bool
+	// Request tells that the first segment of a request of session k, the
+	// one whose client segments carry acknowledgement number ack, went to
+	// the target at now (for the response comparison's response times).
+	Request(k Key, ack uint32, now int64)
 }
 
 // Config holds a Table's parameters. Zero values take the defaults noted.
