@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
+	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
@@ -138,5 +139,57 @@ func BenchmarkPipelinePacket(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		x.run(pl)
+	}
+}
+
+// TestPipelineCompareAllocs runs exchanges with the response comparison
+// on: the online server's answer through the capture path, the target's
+// record with its hash and first bytes. Every pair is judged same, and
+// the per-packet path allocates nothing.
+func TestPipelineCompareAllocs(t *testing.T) {
+	pl := newPipeline(t)
+	if pl.e.cmp == nil {
+		t.Fatal("the comparison is off by default")
+	}
+	for _, w := range pl.e.disp.workers {
+		w.cmp.on = func() bool { return true } // as with an intercept that compares
+	}
+	x := newExchange(pl)
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")
+	online := build(ipmangle.Fields{Src: benchOnline, Dst: benchClient, Flags: ipmangle.PSH | ipmangle.ACK, Window: 512, WScale: -1, Payload: answer})
+	resp := build(ipmangle.Fields{Src: benchTarget, Dst: benchClient, Flags: ipmangle.PSH | ipmangle.ACK, Window: 512, WScale: -1})
+	var p ipmangle.Parsed
+	oseq := uint32(7000)
+	run := func() {
+		p.Decode(x.req)
+		ipmangle.SetSeq(x.req, &p, x.seq)
+		ipmangle.SetAck(x.req, &p, oseq)
+		pl.capture(x.req)
+		x.seq += 400
+		p.Decode(online)
+		ipmangle.SetSeq(online, &p, oseq)
+		ipmangle.SetAck(online, &p, x.seq)
+		pl.capture(online)
+		oseq += uint32(len(answer))
+		p.Decode(resp)
+		ipmangle.SetSeq(resp, &p, x.tseq)
+		ipmangle.SetAck(resp, &p, x.seq)
+		rec := wire.Record{Header: resp, PayloadLen: len(answer), Prefix: answer, Hash: streamhash.Sum(answer), Hashed: true}
+		pl.b.Record(&rec)
+		pl.b.Flush()
+		x.tseq += uint32(len(answer))
+	}
+	for range 20 {
+		run()
+	}
+	if a := testing.AllocsPerRun(200, run); a != 0 {
+		t.Errorf("capture, answers and comparison allocate %v times per exchange", a)
+	}
+	w := pl.e.disp.workers[0]
+	w.mu.Lock()
+	st := w.cmp.eng.Stats()
+	w.mu.Unlock()
+	if st.Verdicts[0] < 200 || st.Total() != st.Verdicts[0] {
+		t.Errorf("verdicts %v, want every one same", st.Verdicts)
 	}
 }
