@@ -1083,3 +1083,37 @@ func BenchmarkLinksRoute(b *testing.B) {
 		}
 	}
 }
+
+// TestLinksCompare: a link to our intercept asks for the response
+// comparison and gets it; a C intercept cannot, said once in the log.
+func TestLinksCompare(t *testing.T) {
+	ln := listenLoopback(t, "127.0.0.1:0")
+	srv, _ := startIntercept(t, ln)
+	cfg := linkTestConfig(ln.Addr().String())
+	cfg.Compare = 2048
+	r := startLinks(t, cfg, nil, nil)
+	linkWaitFor(t, "two links up", func() bool { return r.l.Up() == 2 && srv.Stats().Links == 2 })
+	if got := r.l.Stats().Servers[0].Format; got.Compare != 2048 || !r.l.Comparing() {
+		t.Errorf("format %v, comparing %v; want window 2048", got, r.l.Comparing())
+	}
+
+	fi := newFake(t, fakeC, nil)
+	var logs syncBuffer
+	cfg = linkTestConfig(fi.addr)
+	cfg.Compare = 2048
+	cfg.HelloWait = 100 * time.Millisecond
+	l := NewLinks(cfg, slog.New(slog.NewTextHandler(&logs, nil)), func() Sink { return sinkFunc(func(*wire.Record) {}) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	fi.next(t)
+	fi.next(t)
+	linkWaitFor(t, "C links up", func() bool { return l.Up() == 2 })
+	if l.Comparing() {
+		t.Errorf("a C intercept compares")
+	}
+	if n := strings.Count(logs.String(), "intercept does not compare responses"); n != 1 {
+		t.Errorf("the warning was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
