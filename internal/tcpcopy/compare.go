@@ -306,6 +306,14 @@ func (cs *compareState) target(now int64, k tcpstate.Key, p *ipmangle.Parsed, n 
 	}
 }
 
+// tick decides the pairs of quiet connections (compare.Conn.Tick).
+func (cs *compareState) tick(now int64) {
+	for k, c := range cs.conns {
+		cs.cur = k
+		c.Tick(now)
+	}
+}
+
 // finishAll finishes every Conn (tcpcopy stopping).
 func (cs *compareState) finishAll(now int64) {
 	for k, c := range cs.conns {

@@ -345,6 +345,9 @@ func (w *worker) run(ctx context.Context) {
 		case <-publish.C:
 			w.mu.Lock()
 			w.tab.Shed(w.shed.Load())
+			if w.cmp != nil {
+				w.cmp.tick(w.now())
+			}
 			w.publish()
 			w.mu.Unlock()
 		case <-ctx.Done():

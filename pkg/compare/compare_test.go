@@ -369,3 +369,30 @@ func TestPortReuse(t *testing.T) {
 		t.Errorf("the new connection: %+v", rs)
 	}
 }
+
+// TestTick: the last answers of a connection that went quiet are decided
+// without waiting for its end.
+func TestTick(t *testing.T) {
+	cfg := &Config{}
+	cfg.Init()
+	cv := newConn(t, cfg, true)
+	cv.run(exchange{req: "GET /1 HTTP/1.1\r\n\r\n", online: httpResp("200 OK", nil, "a"), target: httpResp("200 OK", nil, "a")})
+	t1 := cv.now + 2e5                                                                     // the target's last record
+	cv.run(exchange{req: "GET /2 HTTP/1.1\r\n\r\n", online: httpResp("200 OK", nil, "b")}) // the target is slow
+	cv.c.Tick(t1 + Quiet - 1)
+	if len(cv.results) != 0 {
+		t.Fatalf("decided too early: %+v", cv.results)
+	}
+	cv.c.Tick(t1 + Quiet)
+	if len(cv.results) != 1 || cv.results[0].Verdict != Same {
+		t.Fatalf("after the quiet time: %+v", cv.results)
+	}
+	cv.c.Tick(cv.now + MissingAfter - 1)
+	if len(cv.results) != 1 {
+		t.Fatalf("the slow answer was decided missing too early")
+	}
+	cv.c.Tick(cv.now + MissingAfter)
+	if len(cv.results) != 2 || cv.results[1].Verdict != Missing {
+		t.Fatalf("after MissingAfter: %+v", cv.results)
+	}
+}

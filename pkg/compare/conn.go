@@ -70,6 +70,7 @@ type acc struct {
 	done    bool // the side moved on: no more bytes of this answer will come
 	broken  bool // a byte is missing (hole, segment without its hash)
 	first   int64
+	last    int64 // when the latest byte came
 	start   seqnum.Value
 	next    seqnum.Value
 	n       int
@@ -323,6 +324,37 @@ func (c *Conn) Target(now int64, seq, ack uint32, n int, prefix []byte, hash uin
 	c.decide(now)
 }
 
+// Quiet and MissingAfter decide the pairs of a connection whose client
+// went quiet (Tick): a keep-alive connection's last answers would
+// otherwise wait for the session's end.
+const (
+	// Quiet: both answers started and neither side sent anything for
+	// this long: both are complete.
+	Quiet = int64(5e9)
+	// MissingAfter: the online server answered and the target sent
+	// nothing for this long: the target's answer is missing.
+	MissingAfter = int64(30e9)
+)
+
+// Tick decides the oldest pairs whose answers have been quiet (Quiet),
+// or whose target answer has not come (MissingAfter), at now. Call it
+// now and then (tcpcopy: twice a second per worker).
+func (c *Conn) Tick(now int64) {
+	for len(c.slots) > 0 {
+		s := c.slots[0]
+		on, tg := &s.on, &s.tg
+		switch {
+		case on.started && tg.started && now-max(on.last, tg.last) >= Quiet:
+		case on.started && !tg.started && now-on.last >= MissingAfter:
+		case !on.started && tg.started && now-tg.last >= MissingAfter:
+		default:
+			return
+		}
+		on.done, tg.done = true, true
+		c.decide(now)
+	}
+}
+
 // Finish ends the connection: every answer is complete, and every pair
 // gets its verdict.
 func (c *Conn) Finish(now int64) {
@@ -357,6 +389,7 @@ func (c *Conn) onlineBytes(a *acc, now int64, seq seqnum.Value, payload []byte) 
 		a.started, a.first, a.start, a.next = true, now, seq, seq
 		a.buf = c.e.getBuf()
 	}
+	a.last = now
 	end := seq.Add(seqnum.Size(len(payload)))
 	switch {
 	case !a.next.LessThan(end):
@@ -378,6 +411,7 @@ func (c *Conn) targetBytes(a *acc, now int64, seq seqnum.Value, n int, prefix []
 		a.started, a.first, a.start, a.next = true, now, seq, seq
 		a.buf = c.e.getBuf()
 	}
+	a.last = now
 	if len(prefix) > 0 {
 		c.keep(a, seq, prefix)
 	}
