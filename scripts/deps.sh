@@ -2,8 +2,10 @@
 # deps.sh installs what building and testing need on a fresh Debian machine:
 # libpcap headers (the one cgo package compiles tcpdump filters with
 # libpcap), iproute2 (the namespace lab), ethtool, nftables (the lab's
-# random loss), tcpdump (the lab's client-side recordings) and shellcheck
-# (the route-setup script is checked by a test). It only installs what is
+# random loss), tcpdump (the lab's client-side recordings), shellcheck
+# (the route-setup script is checked by a test), and chromium with a font
+# (the page test opens tcpcopy's live page in headless Chromium; about
+# 100 MB, installed once, never upgraded here). It only installs what is
 # missing, and only as root; otherwise it says what to install.
 set -euo pipefail
 
@@ -15,6 +17,9 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Without any font headless Chromium draws no text in screenshots.
+[[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
 
 if ((${#missing[@]} == 0)); then
 	exit 0

@@ -105,7 +105,7 @@ func newCommand(run starter) *cli.Command {
 			&cli.IntFlag{Name: "diff-log-size", Value: def.DiffLogMB, Usage: "rotate the diff log at this size, `MB` (keeps 3 older files)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: def.StallTimeout, Usage: "end a session that made no progress this long while the target kept answering (outcome reason stalled), 1s..1h"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
-			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics (/metrics) and the live page (/, /api/status) on this `host:port`"},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", DefaultText: "text", Usage: "log `format`: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", DefaultText: "info", Usage: "log `level`: debug, info, warn or error"},

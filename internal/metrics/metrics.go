@@ -1,5 +1,6 @@
 // Package metrics serves a daemon's Prometheus metrics (text exposition
-// format, via the standard client library) on --metrics-addr.
+// format, via the standard client library) on --metrics-addr, and beside
+// them whatever else the daemon mounts there (tcpcopy's live page).
 //
 // The daemons keep their hot-path counters as plain atomics; collectors
 // made with CounterFunc and GaugeFunc read them at scrape time, so counting
@@ -48,10 +49,24 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve answers /metrics on ln until ctx is done.
-func Serve(ctx context.Context, ln net.Listener, reg *prometheus.Registry, log *slog.Logger) error {
+// Mount is a handler Serve answers beside /metrics.
+type Mount struct {
+	// Pattern is a net/http.ServeMux pattern ("/" takes every path that
+	// no other pattern does: the handler must answer 404 itself for
+	// those it does not know).
+	Pattern string
+	Handler http.Handler
+}
+
+// Serve answers /metrics, and the patterns of more, on ln until ctx is
+// done. It panics if a pattern of more is invalid or taken (a programmer
+// error).
+func Serve(ctx context.Context, ln net.Listener, reg *prometheus.Registry, log *slog.Logger, more ...Mount) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	for _, m := range more {
+		mux.Handle(m.Pattern, m.Handler)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -93,8 +93,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		reg := imetrics.NewRegistry()
 		e.register(reg)
+		pg := newPage(e, log) // the live page beside /metrics (page.go)
+		go pg.sample(ctx)
 		go func() {
-			if err := imetrics.Serve(ctx, ln, reg, log); err != nil {
+			if err := imetrics.Serve(ctx, ln, reg, log, pg.mount()); err != nil {
 				log.Error("metrics endpoint stopped", "err", err)
 			}
 		}()
