@@ -52,19 +52,22 @@ bench: deps
 fuzz: deps
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-# the whole copy in four network namespaces, with a report (docs/lab.md);
-# about 15 s, root only; leaves no namespace, process or interface behind.
+# the whole copy in four network namespaces, with a report (docs/lab.md),
+# the target answering differently for 30 of 1000 requests so that the
+# response comparison has something to find; about 15 s, root only; leaves
+# no namespace, process or interface behind.
 demo: build
 	$(BIN)/tcpcopy-lab run --demo
 
 # the performance goals (tcpcopy CPU per 10k requests at fixed rates, five
 # runs each), the client-stack matrix (every labrun.ClientStacks row live,
 # recorded, and replayed offline), the loss table (every labrun.LossLevels
-# entry with short and keep-alive connections), then the highest request
-# rate copied with fidelity >= 99.9 %, for short and keep-alive
-# connections, with CPU and memory; figures into bench-results/ (benchstat
-# format) so that runs compare. At most 11 minutes, root only; some phases
-# only: bin/tcpcopy-lab bench --phases matrix,loss (docs/lab.md).
+# entry with short and keep-alive connections), the cost of the response
+# comparison (off and on, interleaved), then the highest request rate
+# copied with fidelity >= 99.9 %, for short and keep-alive connections,
+# with CPU and memory; figures into bench-results/ (benchstat format) so
+# that runs compare. At most 12 minutes, root only; some phases only:
+# bin/tcpcopy-lab bench --phases matrix,loss (docs/lab.md).
 bench-lab: build
 	$(BIN)/tcpcopy-lab bench --out bench-results
 

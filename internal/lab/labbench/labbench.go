@@ -21,6 +21,13 @@
 // run with random loss on the copy and response paths, against the
 // fidelity LossGoal sets.
 //
+// The compare phase (PhaseCompare): the same load of keep-alive
+// connections with tcpcopy's response comparison off (--compare-bytes 0)
+// and on (the default), CompareRepeat times each, interleaved: tcpcopy's
+// and intercept's CPU seconds per 10,000 requests and the bytes per
+// request on their link, against the goal that the comparison costs
+// tcpcopy at most CompareMaxRatio times the CPU.
+//
 // The climb (PhaseClimb): after measuring the raw-send ceiling, for each
 // connection mode (short connections, keep-alive
 // connections) it runs short lab experiments (package labrun) at rising
@@ -35,10 +42,10 @@
 // is the limit, and the step says so) and no request of the load failed.
 //
 // The figures go to a file in benchstat's format (one "BenchmarkLab..."
-// line per step, per goal repetition, per mode's best, per client stack
-// and per loss cell, custom units), so that two runs compare with
-// "benchstat old.txt new.txt", and every step, goal, stack and loss cell
-// as a JSON line beside it.
+// line per step, per goal repetition, per mode's best, per client stack,
+// per loss cell and per compare run, custom units), so that two runs
+// compare with "benchstat old.txt new.txt", and every step, goal, stack,
+// loss cell and the compare phase as a JSON line beside it.
 package labbench
 
 import (
@@ -86,9 +93,10 @@ const (
 	DefaultMinFidelity = 99.9
 	// DefaultBudget fits the default goals (10 steps of about Step + Tail
 	// + 2-3 s), the client-stack matrix (10 stacks of about 10 s: a live
-	// run and a replay), the loss table (8 cells of about 8 s) and a climb
-	// of up to 7 steps per mode (6 rates and a refine).
-	DefaultBudget = 11 * time.Minute
+	// run and a replay), the loss table (8 cells of about 8 s), the
+	// compare phase (6 steps) and a climb of up to 7 steps per mode (6
+	// rates and a refine).
+	DefaultBudget = 12 * time.Minute
 	// DefaultRepeat: the machine's noise moves single runs by 10 % and
 	// more; the median of five is steadier than that of three.
 	DefaultRepeat      = 5
@@ -145,6 +153,16 @@ type Config struct {
 	// (the climb's methods and body sizes).
 	LossRate     float64
 	LossDuration time.Duration
+	// CompareMode, CompareRate and CompareResp are the load of the
+	// compare phase (Step long, Lab.Load's bodies and concurrency, response
+	// bodies of CompareResp bytes): keep-alive connections (the zero
+	// Mode), DefaultCompareRate, DefaultCompareResp. CompareRepeat is
+	// how many times it runs with the comparison off and on;
+	// DefaultCompareRepeat.
+	CompareMode   load.Mode
+	CompareRate   float64
+	CompareResp   int
+	CompareRepeat int
 }
 
 // has reports whether the run includes phase p.
@@ -216,6 +234,8 @@ type Result struct {
 	Stacks []StackResult `json:"stacks,omitempty"`
 	// Loss are the cells of the loss table that ran, in order.
 	Loss []LossResult `json:"loss,omitempty"`
+	// Compare is the compare phase's outcome, nil when it did not run.
+	Compare *CompareResult `json:"compare,omitempty"`
 }
 
 // ceilingBatch is the batch size of the sendmmsg ceiling.
@@ -297,6 +317,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.LossDuration <= 0 {
 		c.LossDuration = DefaultLossDuration
+	}
+	if c.CompareRate <= 0 {
+		c.CompareRate = DefaultCompareRate
+	}
+	if c.CompareResp <= 0 {
+		c.CompareResp = DefaultCompareResp
+	}
+	if c.CompareRepeat <= 0 {
+		c.CompareRepeat = DefaultCompareRepeat
 	}
 	l := &c.Lab.Load
 	if l.Concurrency <= 0 {
@@ -387,14 +416,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 		}
 	}
 
-	// The matrix and the loss table: a run that could not be made there is
-	// reported in its row and the phases go on; their errors are returned
-	// at the end, without stopping the climb.
+	// The matrix, the loss table and the compare phase: a run that could
+	// not be made there is reported in its row and the phases go on; their
+	// errors are returned at the end, without stopping the climb.
 	var cellErrs error
 	for _, ph := range []struct {
 		p   Phase
 		run func(context.Context, Config, *Result, time.Time, *slog.Logger, io.Writer) error
-	}{{PhaseMatrix, runMatrix}, {PhaseLoss, runLoss}} {
+	}{{PhaseMatrix, runMatrix}, {PhaseLoss, runLoss}, {PhaseCompare, runCompare}} {
 		if !cfg.has(ph.p) || ctx.Err() != nil {
 			continue
 		}
@@ -425,7 +454,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 			}
 		}
 	}
-	if cfg.OutDir != "" && (len(res.Steps) > 0 || len(res.Stacks) > 0 || len(res.Loss) > 0) {
+	if cfg.OutDir != "" && (len(res.Steps) > 0 || len(res.Stacks) > 0 || len(res.Loss) > 0 || res.Compare != nil) {
 		files, err := res.write(cfg)
 		res.Files = files
 		for _, f := range files {
@@ -800,6 +829,9 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	if len(r.Loss) > 0 {
 		fmt.Fprintf(&b, "loss-load: %g/s for %s\n", cfg.LossRate, cfg.LossDuration)
 	}
+	if c := r.Compare; c != nil {
+		fmt.Fprintf(&b, "compare-load: %s %g/s for %s, responses of %d B\n", c.Mode, c.Rate, cfg.Step, c.RespSize)
+	}
 	bench := func(name string, s Step, rateUnit string) {
 		fmt.Fprintf(&b, "%s 1 %.0f %s %s\n", name, s.Rate, rateUnit, stepUnits(s))
 	}
@@ -845,6 +877,15 @@ func (r *Result) write(cfg Config) ([]string, error) {
 			b.WriteString(line + "\n")
 		}
 	}
+	// One line per passing run under two names: benchstat takes the
+	// median of each side.
+	if c := r.Compare; c != nil {
+		for _, run := range c.Runs {
+			if line := run.benchLine(); line != "" {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
 	txt := base + ".txt"
 	if err := os.WriteFile(txt, []byte(b.String()), 0o644); err != nil {
 		return nil, err
@@ -881,6 +922,12 @@ func (r *Result) write(cfg Config) ([]string, error) {
 			Kind string `json:"kind"`
 			LossResult
 		}{"loss", c})
+	}
+	if c := r.Compare; c != nil {
+		enc.Encode(struct {
+			Kind string `json:"kind"`
+			*CompareResult
+		}{"compare", c})
 	}
 	for _, g := range r.Goals {
 		enc.Encode(struct {

@@ -21,13 +21,17 @@ const (
 	// PhaseLoss runs every loss level (Config.LossLevels) with short and
 	// with keep-alive connections.
 	PhaseLoss Phase = "loss"
+	// PhaseCompare runs the same load with tcpcopy's response comparison
+	// off and on (Config.CompareRepeat times each, interleaved) and
+	// checks what it costs.
+	PhaseCompare Phase = "compare"
 	// PhaseClimb measures the raw-send ceiling, then climbs the request
 	// rates (Config.Rates) of each mode (Config.Modes).
 	PhaseClimb Phase = "climb"
 )
 
 // Phases are all phases in run order: the default of Config.Phases.
-var Phases = []Phase{PhaseGoals, PhaseMatrix, PhaseLoss, PhaseClimb}
+var Phases = []Phase{PhaseGoals, PhaseMatrix, PhaseLoss, PhaseCompare, PhaseClimb}
 
 // FormatPhases formats phases as ParsePhases reads them: "goals,matrix".
 func FormatPhases(phases []Phase) string {
@@ -43,7 +47,7 @@ func phaseNames() string { return strings.ReplaceAll(FormatPhases(Phases), ",", 
 
 // ParsePhases parses a comma-separated list of phase names, or "all". The
 // result is in run order (Phases), whatever the order given: the phases
-// always run goals, matrix, loss, climb.
+// always run goals, matrix, loss, compare, climb.
 func ParsePhases(s string) ([]Phase, error) {
 	s = strings.TrimSpace(s)
 	if s == "all" {

@@ -23,13 +23,14 @@ func benchCommand() *cli.Command {
 		Name: "bench",
 		Usage: "check the performance goals (--goals: tcpcopy's CPU seconds per 10,000 requests at fixed rates, --repeat times each), " +
 			"run every client stack live and offline (--stacks), run every loss level with short and keep-alive connections (--loss-levels), " +
+			"measure what the response comparison costs (--compare-rate, --compare-repeat), " +
 			"then find the highest request rate copied with fidelity >= --min-fidelity, for short and for keep-alive connections; " +
 			"prints fidelity, CPU seconds and peak memory, and writes them to --out",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "tcpcopy-bin", Usage: "tcpcopy binary (default: next to this executable)"},
 			&cli.StringFlag{Name: "intercept-bin", Usage: "intercept binary (default: next to this executable)"},
 			&cli.StringFlag{Name: "phases", Value: "all",
-				Usage: "phases to run, comma-separated, always in this order: goals, matrix (client stacks live and offline), loss (the loss table), climb (raw-send ceiling and rate climb); \"all\" for all"},
+				Usage: "phases to run, comma-separated, always in this order: goals, matrix (client stacks live and offline), loss (the loss table), compare (the response comparison off and on), climb (raw-send ceiling and rate climb); \"all\" for all"},
 			&cli.StringFlag{Name: "stacks", Value: "all", Usage: "client stacks of the matrix, comma-separated (" + stackNames() + "); \"all\" for all"},
 			&cli.StringFlag{Name: "loss-levels", Value: "all", Usage: "loss levels of the loss table, comma-separated (" + lossNames() + "); \"all\" for all"},
 			&cli.StringFlag{Name: "modes", Value: "short,keepalive", Usage: "connection modes of the climb, in order"},
@@ -40,6 +41,9 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "goals", Value: labbench.FormatGoals(labbench.DefaultGoals),
 				Usage: "goals checked before the climb, as mode:rate:max, max being tcpcopy's CPU seconds per 10,000 requests; \"none\" for none"},
 			&cli.IntFlag{Name: "repeat", Value: labbench.DefaultRepeat, Usage: "times each goal runs; the goals take turns"},
+			&cli.FloatFlag{Name: "compare-rate", Value: labbench.DefaultCompareRate, Usage: "requests per second of the compare phase (keep-alive connections)"},
+			&cli.IntFlag{Name: "compare-resp", Value: labbench.DefaultCompareResp, Usage: "response body size of the compare phase, bytes"},
+			&cli.IntFlag{Name: "compare-repeat", Value: labbench.DefaultCompareRepeat, Usage: "times the compare phase runs its load with the comparison off and on, interleaved"},
 			&cli.DurationFlag{Name: "budget", Value: labbench.DefaultBudget, Usage: "no run of any phase starts that would end after this"},
 			&cli.IntFlag{Name: "concurrency", Value: labbench.DefaultConcurrency, Usage: "load client requests in flight"},
 			&cli.IntFlag{Name: "per-conn", Value: labbench.DefaultPerConn, Usage: "requests per keep-alive connection"},
@@ -84,6 +88,15 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return &exitError{ExitSetup, fmt.Errorf("--loss-levels: %w", err)}
 			}
+			if n := cmd.Int("compare-repeat"); n < 1 {
+				return &exitError{ExitSetup, fmt.Errorf("--compare-repeat: %d: want at least 1", n)}
+			}
+			if n := cmd.Int("compare-resp"); n < 1 {
+				return &exitError{ExitSetup, fmt.Errorf("--compare-resp: %d: want at least 1 byte", n)}
+			}
+			if r := cmd.Float("compare-rate"); !(r > 0) {
+				return &exitError{ExitSetup, fmt.Errorf("--compare-rate: %v: want requests per second above 0", r)}
+			}
 			if n := cmd.Int("repeat"); n < 1 {
 				return &exitError{ExitSetup, fmt.Errorf("--repeat: %d: want at least 1 (--goals none skips the goals)", n)}
 			}
@@ -99,18 +112,21 @@ func benchCommand() *cli.Command {
 						BodySizes:       cmd.IntSlice("body-size"),
 					},
 				},
-				Modes:       modes,
-				Rates:       rates,
-				Step:        cmd.Duration("step"),
-				MinFidelity: cmd.Float("min-fidelity"),
-				Refine:      cmd.Int("refine"),
-				Goals:       goals,
-				Repeat:      cmd.Int("repeat"),
-				Budget:      cmd.Duration("budget"),
-				OutDir:      cmd.String("out"),
-				Phases:      phases,
-				Stacks:      stacks,
-				LossLevels:  levels,
+				Modes:         modes,
+				Rates:         rates,
+				Step:          cmd.Duration("step"),
+				MinFidelity:   cmd.Float("min-fidelity"),
+				Refine:        cmd.Int("refine"),
+				Goals:         goals,
+				Repeat:        cmd.Int("repeat"),
+				Budget:        cmd.Duration("budget"),
+				OutDir:        cmd.String("out"),
+				Phases:        phases,
+				Stacks:        stacks,
+				LossLevels:    levels,
+				CompareRate:   cmd.Float("compare-rate"),
+				CompareRepeat: cmd.Int("compare-repeat"),
+				CompareResp:   cmd.Int("compare-resp"),
 			}
 			if cfg.Refine == 0 {
 				cfg.Refine = -1 // the flag's 0 means none

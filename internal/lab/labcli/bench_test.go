@@ -13,11 +13,14 @@ func TestBenchFlagErrors(t *testing.T) {
 		args []string
 		want string // in stderr
 	}{
-		{"unknown phase", []string{"--phases", "matrix,soak"}, `--phases: unknown phase "soak" (known: goals, matrix, loss, climb, or all)`},
+		{"unknown phase", []string{"--phases", "matrix,soak"}, `--phases: unknown phase "soak" (known: goals, matrix, loss, compare, climb, or all)`},
 		{"empty phases", []string{"--phases", ""}, "--phases: no phase given"},
 		{"phase twice", []string{"--phases", "loss,loss"}, `--phases: phase "loss" given twice`},
 		{"unknown stack", []string{"--stacks", "linux,bsd"}, `--stacks: unknown client stack "bsd" (known: linux, no-timestamps`},
 		{"stack twice", []string{"--stacks", "ecn,ecn"}, `--stacks: "ecn" given twice`},
+		{"compare repeat 0", []string{"--compare-repeat", "0"}, "--compare-repeat: 0: want at least 1"},
+		{"compare rate 0", []string{"--compare-rate", "0"}, "--compare-rate: 0: want requests per second above 0"},
+		{"compare resp 0", []string{"--compare-resp", "0"}, "--compare-resp: 0: want at least 1 byte"},
 		{"unknown loss level", []string{"--loss-levels", "loss-9-9"}, `--loss-levels: unknown loss level "loss-9-9" (known: loss-1-1, loss-2-2, loss-5-0, loss-0-5)`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +41,7 @@ func TestBenchHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, w := range []string{"--phases", "goals, matrix", "loss (the loss table), climb", "--stacks", "target-mtu1400", "--loss-levels", "loss-0-5"} {
+	for _, w := range []string{"--phases", "goals, matrix", "loss (the loss table), compare (the response comparison off and on), climb", "--compare-rate", "--compare-repeat", "--stacks", "target-mtu1400", "--loss-levels", "loss-0-5"} {
 		if !strings.Contains(stdout, w) {
 			t.Errorf("help does not mention %q:\n%s", w, stdout)
 		}

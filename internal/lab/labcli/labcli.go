@@ -116,6 +116,11 @@ func Command() *cli.Command {
 	}
 }
 
+// differUsage describes the rules of recorder.ParseDiffer.
+const differUsage = "status:CODE:EVERY (another status), header:EVERY (Content-Type changed), length:EVERY (one body byte more), " +
+	"body:EVERY (the middle body byte changed), slow:EVERY:DELAY (answered late), pause:EVERY:DELAY (stopped after half the body); EVERY picks the requests whose sequence number s " +
+	"has s % EVERY == EVERY-1 (the EVERY-th, 2·EVERY-th, ...), EVERY@AT those with s % EVERY == AT; e.g. status:500:50,body:100@10,slow:20:200ms"
+
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
@@ -125,6 +130,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log", Required: true, Usage: "JSON-lines file the requests are appended to"},
 			&cli.Int64Flag{Name: "max-body", Value: recorder.DefaultMaxBody, Usage: "largest request body accepted, bytes"},
 			&cli.Int64Flag{Name: "resp", Value: recorder.DefaultRespSize, Usage: "response body size when the request has no ?resp=N"},
+			&cli.StringFlag{Name: "differ", Usage: "answer differently for some requests (the lab's target), comma-separated rules: " + differUsage},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			log := newLogger(cmd)
@@ -133,7 +139,11 @@ func serveCommand() *cli.Command {
 				return &exitError{ExitSetup, err}
 			}
 			defer f.Close()
-			rec := recorder.New(f, recorder.Options{MaxBody: cmd.Int64("max-body"), RespSize: cmd.Int64("resp")})
+			d, err := recorder.ParseDiffer(cmd.String("differ"))
+			if err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--differ: %w", err)}
+			}
+			rec := recorder.New(f, recorder.Options{MaxBody: cmd.Int64("max-body"), RespSize: cmd.Int64("resp"), Differ: d})
 			if err := recorder.Serve(ctx, cmd.StringSlice("listen"), rec, log); err != nil {
 				return &exitError{ExitFailure, err}
 			}
@@ -159,6 +169,7 @@ func loadFlags(standalone bool) []cli.Flag {
 		&cli.StringSliceFlag{Name: "method", Usage: "methods drawn uniformly (repeatable; default GET,POST)"},
 		&cli.IntSliceFlag{Name: "body-size", Usage: "body sizes drawn uniformly for POST, bytes (repeatable; default 0 B .. 1 MiB)"},
 		&cli.IntFlag{Name: "resp", Usage: "ask the server for response bodies of this many bytes"},
+		&cli.FloatFlag{Name: "resp-chunked", Usage: "share of requests (0..1) that ask the server for a chunked response body instead of one with a Content-Length"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the request plan"},
 		&cli.IntFlag{Name: "concurrency", Value: load.DefaultConcurrency, Usage: "requests in flight (one connection each)"},
 		&cli.DurationFlag{Name: "timeout", Value: load.DefaultTimeout, Usage: "per-request timeout"},
@@ -193,6 +204,7 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 		Methods:         cmd.StringSlice("method"),
 		BodySizes:       cmd.IntSlice("body-size"),
 		RespSize:        cmd.Int("resp"),
+		RespChunked:     cmd.Float("resp-chunked"),
 		Seed:            cmd.Uint64("seed"),
 		Concurrency:     cmd.Int("concurrency"),
 		Timeout:         cmd.Duration("timeout"),
@@ -210,6 +222,9 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 	}
 	if o.Duration <= 0 || o.MaxRequests <= 0 {
 		return o, errors.New("--duration and --max must be positive: the load is always bounded")
+	}
+	if !(o.RespChunked >= 0 && o.RespChunked <= 1) {
+		return o, fmt.Errorf("--resp-chunked: chunked response share %v not in 0..1", o.RespChunked)
 	}
 	return o, nil
 }
@@ -271,6 +286,8 @@ func runCommand() *cli.Command {
 		&cli.FloatFlag{Name: "loss-copy", Usage: "percent of TCP frames dropped at random from online to target (0..100, resolution 0.01)"},
 		&cli.FloatFlag{Name: "loss-response", Usage: "percent of TCP frames dropped at random from target to assistant (0..100, resolution 0.01)"},
 		&cli.StringFlag{Name: "pcap", Usage: "record the client side of the run (online's to-client) with tcpdump into this pcap file"},
+		&cli.StringFlag{Name: "target-differ", Usage: "make the target answer differently from online for some requests, so that tcpcopy's response comparison has differences to find; comma-separated rules: " + differUsage + "; none for none"},
+		&cli.BoolFlag{Name: "diff-log", Usage: "have tcpcopy write the responses that differ to {dir}/diff.jsonl (--diff-log) and summarize it in the report"},
 	)
 	return &cli.Command{
 		Name:  "run",
@@ -302,6 +319,10 @@ func runCommand() *cli.Command {
 				LeakCheck:      cmd.Bool("leak-check"),
 				TcpcopyMetrics: cmd.String("tcpcopy-metrics"),
 				Pcap:           cmd.String("pcap"),
+				DiffLog:        cmd.Bool("diff-log"),
+			}
+			if cfg.TargetDiffer, err = recorder.ParseDiffer(cmd.String("target-differ")); err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--target-differ: %w", err)}
 			}
 			if err := applyStackFlags(cmd, &cfg); err != nil {
 				return &exitError{ExitSetup, err}
@@ -418,7 +439,9 @@ func applyStackFlags(cmd *cli.Command, cfg *labrun.Config) error {
 
 // demoDefaults are the flags "run --demo" sets when they are not given: a
 // mixed load (keep-alive and short connections, GET and POST, bodies of 0
-// B to 1 MiB) from 17 client addresses for 10 s, GRO on, leak check on.
+// B to 1 MiB) from 17 client addresses for 10 s, GRO on, leak check on, a
+// target that answers differently for a few requests (DemoTargetDiffer)
+// and tcpcopy's diff log.
 // It takes about 15 s on a 2-core machine.
 var demoDefaults = []struct{ name, value string }{
 	{"rate", "100"},
@@ -430,7 +453,15 @@ var demoDefaults = []struct{ name, value string }{
 	{"all-sources", "true"},
 	{"gro", "true"},
 	{"leak-check", "true"},
+	{"target-differ", DemoTargetDiffer},
+	{"diff-log", "true"},
 }
+
+// DemoTargetDiffer is what "run --demo" tells the target to change: status
+// 500 for every 50th request and one body byte for every 100th from the
+// 25th on (the 25th, 125th, ...: none of them a 500), 30 of the demo's
+// 1000 answers.
+const DemoTargetDiffer = "status:500:50,body:100@24"
 
 func demoDefaultsText() string {
 	var parts []string

@@ -43,7 +43,7 @@ func TestLoadArgsRoundTrip(t *testing.T) {
 		Mode: load.Short, KeepAliveShare: 0.25, RequestsPerConn: 3, Methods: []string{"GET", "PUT"},
 		BodySizes: []int{0, 10, 1 << 20}, RespSize: 99, Seed: 5, Concurrency: 9, Timeout: 2 * time.Second,
 		IDPrefix: "p", LocalAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8:1::11")},
-		ReusePorts: true, DataOnAck: true, ExpectContinue: true,
+		ReusePorts: true, DataOnAck: true, ExpectContinue: true, RespChunked: 0.25,
 	}
 	var got load.Options
 	cmd := &cli.Command{
@@ -97,6 +97,10 @@ func TestUsageErrors(t *testing.T) {
 		{"target mtu below ipv6 with ipv6", []string{"run", "--target-mtu", "1200", "--ipv6"}, "no IPv6"},
 		{"mss above link", []string{"run", "--client-mss", "1461"}, "ClientMSS 1461 out of range 64..1460"},
 		{"pcap in a missing directory", []string{"run", "--pcap", "/nonexistent/dir/x.pcap"}, "no directory"},
+		{"bad target differ", []string{"run", "--target-differ", "status:200:5"}, `--target-differ: bad differ spec: rule "status:200:5"`},
+		{"unknown differ change", []string{"run", "--target-differ", "drop:5"}, `unknown change "drop"`},
+		{"bad chunked share", []string{"load", "--url", "http://192.0.2.1", "--resp-chunked", "2"}, "chunked response share 2 not in 0..1"},
+		{"serve bad differ", []string{"serve", "--listen", "127.0.0.1:0", "--log", "/dev/null", "--differ", "body:0"}, `--differ: bad differ spec: rule "body:0"`},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(t, c.args...)
@@ -222,7 +226,8 @@ func TestDemoDefaults(t *testing.T) {
 	if err := cmd.Run(context.Background(), []string{"run", "--demo", "--rate", "7"}); err != nil {
 		t.Fatal(err)
 	}
-	if got["rate"] != "7" || got["duration"] != "10s" || got["gro"] != "true" || got["leak-check"] != "true" || got["extra-clients"] != "16" {
+	if got["rate"] != "7" || got["duration"] != "10s" || got["gro"] != "true" || got["leak-check"] != "true" || got["extra-clients"] != "16" ||
+		got["target-differ"] != DemoTargetDiffer || got["diff-log"] != "true" {
 		t.Errorf("demo flags %v", got)
 	}
 }

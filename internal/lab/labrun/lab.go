@@ -278,12 +278,16 @@ func (l *Lab) scrape(ctx context.Context, url string) (string, error) {
 }
 
 // metricsAddr returns the value of --metrics-addr in args, or "".
-func metricsAddr(args []string) string {
+func metricsAddr(args []string) string { return flagValue(args, "--metrics-addr") }
+
+// flagValue returns the value of the flag name ("--x") in args, given as
+// "--x v" or "--x=v", or "".
+func flagValue(args []string, name string) string {
 	for i, a := range args {
-		if v, ok := cutFlag(a, "--metrics-addr"); ok {
+		if v, ok := cutFlag(a, name); ok {
 			return v
 		}
-		if a == "--metrics-addr" && i+1 < len(args) {
+		if a == name && i+1 < len(args) {
 			return args[i+1]
 		}
 	}

@@ -28,6 +28,15 @@
 // and LossLevels name the combinations that matter. Config.Pcap records
 // the client side of the run with tcpdump, for offline replays.
 //
+// tcpcopy compares the target's answers with the online server's
+// (--compare-bytes, on by default): Run reads its verdicts with the
+// session outcomes (Report.Responses). Config.TargetDiffer makes the
+// target's recorder answer differently for a known share of the requests
+// (recorder.Differ); the report reads back what it changed (Report.Told)
+// and checks the verdicts against it (Responses.AsTold). Config.DiffLog
+// has tcpcopy write its diff log into the run's directory and the report
+// sums it up (Report.DiffLog).
+//
 // Tests change the lab through hooks: Config.Setup runs before any program
 // starts, Config.During beside the load, with the Lab's methods to stop
 // and start intercept and the target's server. Config.MoreTcpcopyArgs,
@@ -163,6 +172,17 @@ type Config struct {
 	// adds nothing (for a C tcpcopy), and the outcomes then come from
 	// tcpcopy's final log line if it writes one.
 	TcpcopyMetrics string
+	// TargetDiffer makes the target's recorder answer differently from
+	// the online server for some requests (recorder.Differ: another
+	// status, a header, the body's length or a byte of it, a delay), so
+	// that tcpcopy's response comparison has differences to find. The
+	// report reads back what the target changed (Report.Told) and checks
+	// tcpcopy's verdicts against it (Responses.AsTold).
+	TargetDiffer recorder.Differ
+	// DiffLog adds "--diff-log {dir}/diff.jsonl" (instance i:
+	// diff-<i+1>.jsonl) to tcpcopy's arguments unless they have a
+	// --diff-log already; the report summarizes the log (Report.DiffLog).
+	DiffLog bool
 	// LeakCheck runs a watcher in the client namespace (package
 	// leakwatch) from before tcpcopy starts to after it stops, counting
 	// packets from the target's addresses or ports (Report.Leaks).
@@ -319,6 +339,9 @@ func LoadArgs(o load.Options, logPath string) []string {
 	}
 	if o.RespSize > 0 {
 		add("resp", strconv.Itoa(o.RespSize))
+	}
+	if o.RespChunked > 0 {
+		add("resp-chunked", strconv.FormatFloat(o.RespChunked, 'g', -1, 64))
 	}
 	if o.Seed != 0 {
 		add("seed", strconv.FormatUint(o.Seed, 10))
@@ -533,6 +556,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 				if err == nil {
 					pr.Sessions, pr.Metrics, err = sessionsFromMetrics(text)
 				}
+				if err == nil {
+					pr.Responses, err = responsesFromMetrics(text)
+				}
 				if err != nil {
 					log.Warn("reading tcpcopy's metrics", "instance", i+1, "err", err)
 				}
@@ -540,6 +566,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		}
 		stopped := tc.report()
 		stopped.Sessions, stopped.Metrics, stopped.MetricsAddr = pr.Sessions, pr.Metrics, metricsAddr(tc.args)
+		stopped.Responses = pr.Responses
+		// The final log line has the verdicts reached at stop too.
+		if final, err := ResponsesFromLog(stopped.Stderr); err == nil && final != nil {
+			switch {
+			case stopped.Responses == nil:
+				stopped.Responses = final
+			case final.Total() > stopped.Responses.Total():
+				stopped.Responses.AtStop = final.Total() - stopped.Responses.Total()
+			}
+		}
+		stopped.DiffLog = flagValue(tc.args, "--diff-log")
 		if stopped.Sessions == nil {
 			if s, err := sessionsFromLog(stopped.Stderr); err == nil {
 				stopped.Sessions = s
@@ -556,6 +593,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 			all = append(all, p.Sessions)
 		}
 		rep.Sessions = sumSessions(all)
+		var rs []*Responses
+		for _, p := range rep.Tcpcopies {
+			rs = append(rs, p.Responses)
+		}
+		rep.Responses = sumResponses(rs)
 	}
 	rep.Intercept = lab.intercept.report()
 	for _, p := range append(slices.Clone(rep.Tcpcopies), rep.Intercept) {
@@ -614,6 +656,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		errs = append(errs, err)
 	}
 	rep.Compare = recorder.Compare(online, target)
+	if len(cfg.TargetDiffer) > 0 {
+		rep.Told = ToldBy(cfg.TargetDiffer, online, target)
+	}
+	if rep.Responses != nil {
+		rep.Responses.CheckAsTold(rep.Told)
+	}
+	var diffLogs []string
+	for _, p := range rep.Tcpcopies {
+		if p.DiffLog != "" {
+			diffLogs = append(diffLogs, p.DiffLog)
+		}
+	}
+	if len(diffLogs) > 0 {
+		d, err := ReadDiffLog(rep.Told, diffLogs...)
+		if err != nil {
+			rep.Problems = append(rep.Problems, "diff log: "+err.Error())
+		} else {
+			rep.DiffLog = d
+		}
+	}
 	if rep.Copying {
 		rep.Lost = lost(online, target, results, rep.Sessions)
 	}
@@ -626,6 +688,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d packets of the target reached the client namespace", rep.Leaks.Packets))
 	}
 	return rep, errors.Join(errs...)
+}
+
+// diffLogPath is the diff log of tcpcopy instance i (Config.DiffLog).
+func (l *Lab) diffLogPath(i int) string {
+	if i == 0 {
+		return filepath.Join(l.Topo.Dir, "diff.jsonl")
+	}
+	return filepath.Join(l.Topo.Dir, fmt.Sprintf("diff-%d.jsonl", i+1))
 }
 
 // plan fills in the lab's roles from the configuration: expanded command
@@ -645,7 +715,7 @@ func (l *Lab) plan() error {
 	for _, p := range cfg.TargetPorts {
 		listen = append(listen, ":"+strconv.Itoa(int(p)))
 	}
-	l.target.args = ServeArgs(l.targetLog(), listen...)
+	l.target.args = append(ServeArgs(l.targetLog(), listen...), cfg.TargetDiffer.Args()...)
 
 	if cfg.InterceptBin != "" {
 		args, err := Expand(cfg.InterceptArgs, l.Vars)
@@ -668,6 +738,9 @@ func (l *Lab) plan() error {
 				return err
 			}
 			args = append(slices.Clip(args), "--metrics-addr", addr)
+		}
+		if cfg.DiffLog && flagValue(args, "--diff-log") == "" {
+			args = append(slices.Clip(args), "--diff-log", l.diffLogPath(i))
 		}
 		l.tcpcopies = append(l.tcpcopies, &role{name: "tcpcopy", ns: netlab.Online, bin: cfg.TcpcopyBin, args: args})
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/labrun"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
 )
 
 // TestMain lets the test binary act as tcpcopy-lab (serve, load) for
@@ -74,13 +75,24 @@ tcpcopy_packets_captured_total 1234
 tcpcopy_sessions_closed_total{outcome="reproduced",reason="none"} 4
 tcpcopy_sessions_closed_total{outcome="failed",reason="no_synack"} 1
 tcpcopy_sessions_closed_total{outcome="partial",reason="target_rst"} 1
+tcpcopy_responses_compared_total{verdict="same"} 4
+tcpcopy_responses_compared_total{verdict="differs"} 1
+tcpcopy_responses_compared_total{verdict="missing"} 0
+tcpcopy_responses_compared_total{verdict="not_compared"} 0
+tcpcopy_response_differences_total{kind="status"} 1
+tcpcopy_response_status_pairs_total{online="200",target="500"} 1
+tcpcopy_response_status_pairs_total{online="200",target="200"} 4
 `
 	fakeSummary = `time=2026-01-01T00:00:00.000Z level=INFO msg="tcpcopy stopped" sessions=9 requests=20 reproduced=6 partial=1 failed=2 fidelity=0.9000 failed_no_synack=1 partial_capture_gap=1`
 )
 
+// fakeDiff is the line the fake tcpcopy writes to its --diff-log.
+const fakeDiff = `{"verdict":"differs","kind":"status","request":"GET /lab/fake-1 HTTP/1.1","offset":-1}`
+
 // fakeTcpcopy prints its arguments, connects to -s:36524, serves
-// fakeMetrics on --metrics-addr, writes fakeSummary to stderr, burns a
-// little CPU and memory so that usage is measurable, and waits.
+// fakeMetrics on --metrics-addr, writes fakeDiff to --diff-log and
+// fakeSummary to stderr, burns a little CPU and memory so that usage is
+// measurable, and waits.
 func fakeTcpcopy(args []string) int {
 	fmt.Println(strings.Join(args, "|"))
 	i := slices.Index(args, "-s")
@@ -101,6 +113,12 @@ func fakeTcpcopy(args []string) int {
 			return 1
 		}
 		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, fakeMetrics) }))
+	}
+	if i := slices.Index(args, "--diff-log"); i >= 0 && i+1 < len(args) {
+		if err := os.WriteFile(args[i+1], []byte(fakeDiff+"\n"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	fmt.Fprintln(os.Stderr, fakeSummary)
 	buf := make([]byte, 32<<20)
@@ -215,6 +233,49 @@ func TestRunWithFakeCopiers(t *testing.T) {
 	}
 	if rep.LoadClient == nil || rep.LoadClient.CPUSeconds <= 0 || rep.Recorders == nil || rep.Recorders.CPUSeconds <= 0 {
 		t.Errorf("no usage of the lab's own programs: load %+v, recorders %+v", rep.LoadClient, rep.Recorders)
+	}
+}
+
+// TestRunCompareWithFakeCopiers checks that the verdicts are read from
+// tcpcopy's metrics and its diff log from the file Config.DiffLog adds to
+// its arguments.
+func TestRunCompareWithFakeCopiers(t *testing.T) {
+	needRoot(t)
+	cfg := config(t)
+	cfg.TcpcopyBin, cfg.InterceptBin = fakeBins(t)
+	cfg.DiffLog = true
+	var err error
+	if cfg.TargetDiffer, err = recorder.ParseDiffer("status:500:2"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := labrun.Run(context.Background(), cfg, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffLog := filepath.Join(cfg.Dir, "diff.jsonl")
+	if out, want := readStdout(t, cfg.Dir, "tcpcopy"), "|--metrics-addr|127.0.0.1:9180|--diff-log|"+diffLog; !strings.HasSuffix(out, want) {
+		t.Errorf("tcpcopy argv %q, want it to end with %q", out, want)
+	}
+	want := &labrun.Responses{Source: "metrics", Same: 4, Differs: 1, Kinds: map[string]uint64{"status": 1},
+		StatusPairs: []labrun.StatusPair{{200, 200, 4}, {200, 500, 1}},
+		// The fake copies nothing: the target changed no answer.
+		NotAsTold: []string{"status differs in 1 responses, the target changed 0"}}
+	if !reflect.DeepEqual(rep.Responses, want) {
+		t.Errorf("responses %+v\nwant %+v", rep.Responses, want)
+	}
+	if rep.Told == nil || rep.Told.Differ != "status:500:2" || rep.Told.Answers != 0 {
+		t.Errorf("told %+v", rep.Told)
+	}
+	if d := rep.DiffLog; d == nil || d.Lines != 1 || d.Unexpected != 1 || d.Kinds["status"] != 1 || rep.Tcpcopy.DiffLog != diffLog {
+		t.Errorf("diff log %+v (tcpcopy's %q)", d, rep.Tcpcopy.DiffLog)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	for _, w := range []string{"compare    5 responses: 4 same, 1 differ (status 1)", "  told     target status:500:2: status 500 for every 2nd request",
+		"diff log   1 lines in " + diffLog} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("report lacks %q:\n%s", w, b.String())
+		}
 	}
 }
 

@@ -31,6 +31,8 @@ type ProcReport struct {
 	MetricsAddr string             `json:"metrics_addr,omitempty"` // inside the online namespace
 	Sessions    *Sessions          `json:"sessions,omitempty"`
 	Metrics     map[string]float64 `json:"metrics,omitempty"` // unlabelled tcpcopy_* values read before stopping
+	Responses   *Responses         `json:"responses,omitempty"`
+	DiffLog     string             `json:"diff_log,omitempty"` // its --diff-log file
 }
 
 // Lost explains the online requests that did not reach the target intact.
@@ -128,6 +130,14 @@ type Report struct {
 	// Sessions sums the session counts of the tcpcopy instances; nil when
 	// none could be read.
 	Sessions *Sessions `json:"sessions,omitempty"`
+	// Responses sums tcpcopy's verdicts on the target's responses; nil
+	// when the comparison was off or they could not be read.
+	Responses *Responses `json:"responses,omitempty"`
+	// Told is what the target was told to change (Config.TargetDiffer)
+	// and changed; nil when it answered like the online server.
+	Told *Told `json:"told,omitempty"`
+	// DiffLog summarizes tcpcopy's diff logs (Config.DiffLog).
+	DiffLog *DiffLog `json:"diff_log,omitempty"`
 	// Lost is set when requests were missing or different at the target.
 	Lost *Lost `json:"lost,omitempty"`
 	// Leaks is what the watcher in the client namespace saw
@@ -221,6 +231,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "lost       %d requests on %d client connections, %d sessions not reproduced: %s\n",
 			lo.Requests, lo.Connections, lo.NotReproduced, verdict)
 	}
+	r.writeCompare(&b)
 	if lk := r.Leaks; lk != nil {
 		fmt.Fprintf(&b, "leaks      %d packets from the target reached the client namespace\n", lk.Packets)
 		for _, p := range lk.First {

@@ -18,6 +18,9 @@
 // number) depends only on Seed; which connection carries which request
 // depends on scheduling.
 //
+// RespSize and RespChunked ask the recorder for response bodies of a size,
+// with a Content-Length or chunked.
+//
 // Two options reproduce clients that send differently from Go's defaults:
 // DataOnAck puts each request on the handshake's last ACK, and
 // ExpectContinue sends bodies only after the server's "100 Continue".
@@ -132,6 +135,10 @@ type Options struct {
 	// RespSize asks the recorder for a response body of this many bytes
 	// (?resp=N); 0 leaves the server's default.
 	RespSize int
+	// RespChunked is the share of requests, 0..1, that ask the recorder
+	// for a chunked response body (?chunked=1) instead of one with a
+	// Content-Length; drawn from the plan (Seed) when below 1.
+	RespChunked float64
 	// Seed makes the request plan reproducible; 1 when zero.
 	Seed uint64
 	// Concurrency is the number of workers, each with at most one request
@@ -189,6 +196,9 @@ type Result struct {
 	Start      time.Time     `json:"start"`
 	Latency    time.Duration `json:"latency"` // until the response body was read
 	Err        string        `json:"err,omitempty"`
+
+	// RespChunked: the response body came chunked.
+	RespChunked bool `json:"resp_chunked,omitempty"`
 }
 
 // OK reports whether the request got a 2xx response and its whole body.
@@ -232,6 +242,9 @@ func (o *Options) setDefaults() error {
 			return fmt.Errorf("load: negative body size %d", s)
 		}
 	}
+	if !(o.RespChunked >= 0 && o.RespChunked <= 1) {
+		return fmt.Errorf("load: chunked response share %v not in 0..1", o.RespChunked)
+	}
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
@@ -255,6 +268,7 @@ type job struct {
 	method   string
 	size     int
 	bodySeed uint64
+	chunked  bool // ask for a chunked response
 }
 
 func hasBody(method string) bool {
@@ -339,6 +353,8 @@ func dispatch(ctx context.Context, opts Options, start time.Time, jobs chan<- jo
 			j.size = size
 		}
 		j.bodySeed = rng.Uint64()
+		// Drawn only for a share, so that the plans of other runs stay.
+		j.chunked = opts.RespChunked >= 1 || opts.RespChunked > 0 && rng.Float64() < opts.RespChunked
 		if opts.Rate > 0 {
 			due := start.Add(time.Duration(float64(n) / opts.Rate * float64(time.Second)))
 			if !due.Before(start.Add(opts.Duration)) {
@@ -518,8 +534,15 @@ func (w *worker) do(ctx context.Context, j job) (r Result) {
 		Got100Continue: func() { r.Continued = true },
 	})
 	u := w.opts.URL + "/lab/" + id
+	var query []string
 	if w.opts.RespSize > 0 {
-		u += "?resp=" + strconv.Itoa(w.opts.RespSize)
+		query = append(query, "resp="+strconv.Itoa(w.opts.RespSize))
+	}
+	if j.chunked {
+		query = append(query, "chunked=1")
+	}
+	if len(query) > 0 {
+		u += "?" + strings.Join(query, "&")
 	}
 	var rd io.Reader
 	if hasBody(j.method) {
@@ -546,6 +569,7 @@ func (w *worker) do(ctx context.Context, j job) (r Result) {
 	}
 	defer resp.Body.Close()
 	r.Status = resp.StatusCode
+	r.RespChunked = slices.Contains(resp.TransferEncoding, "chunked")
 	r.RespLen, err = io.Copy(io.Discard, resp.Body)
 	if err != nil {
 		r.Err = err.Error()

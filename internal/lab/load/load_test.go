@@ -274,6 +274,42 @@ func TestLocalAddrsAndRespSize(t *testing.T) {
 	}
 }
 
+// TestRespChunked checks that a share of the requests asks for a chunked
+// answer, drawn from the plan, and that the results say which came
+// chunked.
+func TestRespChunked(t *testing.T) {
+	for _, tt := range []struct {
+		share    float64
+		min, max int // chunked answers of 40
+	}{{0, 0, 0}, {0.5, 10, 30}, {1, 40, 40}} {
+		s := newServer(t)
+		rs, err := Run(context.Background(), Options{URL: s.URL, MaxRequests: 40, RespSize: 5000, RespChunked: tt.share, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAgainstServer(t, s, rs)
+		asked := map[string]bool{}
+		for _, e := range s.entries(t) {
+			asked[e.ID] = strings.Contains(e.Path, "chunked=1") && strings.Contains(e.Path, "resp=5000")
+			if e.Chunked != asked[e.ID] {
+				t.Errorf("%s: recorded chunked %v for %s", e.ID, e.Chunked, e.Path)
+			}
+		}
+		n := 0
+		for _, r := range rs {
+			if r.RespChunked {
+				n++
+			}
+			if r.RespChunked != asked[r.ID] || r.RespLen != 5000 {
+				t.Errorf("share %v, %s: chunked %v (asked %v), %d bytes", tt.share, r.ID, r.RespChunked, asked[r.ID], r.RespLen)
+			}
+		}
+		if n < tt.min || n > tt.max {
+			t.Errorf("share %v: %d of %d answers chunked, want %d..%d", tt.share, n, len(rs), tt.min, tt.max)
+		}
+	}
+}
+
 func TestReusePorts(t *testing.T) {
 	s := newServer(t)
 	rs, err := Run(context.Background(), Options{URL: s.URL, Mode: Short, MaxRequests: 40, Concurrency: 2, ReusePorts: true,
@@ -328,6 +364,8 @@ func TestBadOptions(t *testing.T) {
 		{URL: "http://x", Rate: -1},
 		{URL: "http://x", BodySizes: []int{-1}},
 		{URL: "http://x", Mode: Mixed + 1},
+		{URL: "http://x", RespChunked: -0.1},
+		{URL: "http://x", RespChunked: 1.5},
 	} {
 		if _, err := Run(context.Background(), o); err == nil {
 			t.Errorf("%+v: want an error", o)

@@ -9,6 +9,14 @@
 // before answering: a copy that loses a segment shows up as a short body or
 // a different hash rather than as a silently accepted request.
 //
+// Answers carry a body of ?resp=N bytes with a Content-Length, or chunked
+// with ?chunked=1. The lab's target can be told to answer differently from
+// an identical server for a deterministic share of the requests
+// (Options.Differ, ParseDiffer): another status, a changed header, one body
+// byte more or changed, a late or paused answer, picked by the sequence
+// number in the request's id, so that tcpcopy's response comparison has
+// differences to find and tests know exactly which.
+//
 // A Recorder is safe for concurrent use; each entry is written with one
 // Write call on the log, under a mutex, so lines never interleave and an
 // *os.File log is up to date after every request.
@@ -27,6 +35,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -62,6 +71,17 @@ type Entry struct {
 	Local         string    `json:"local"`          // local address:port that accepted the connection
 	Status        int       `json:"status"`         // status answered
 	Err           string    `json:"err,omitempty"`  // body read error or size limit
+	// RespLen is the response body's length in bytes, and Chunked says
+	// that it was sent chunked (?chunked=1).
+	RespLen int64 `json:"resp_len"`
+	Chunked bool  `json:"chunked,omitempty"`
+	// Changed lists what Options.Differ changed in the answer, in Change
+	// order ("status", "header", "length", "body", "slow", "pause");
+	// Delay is how late a "slow" answer was, Pause how long a "pause"
+	// stopped it.
+	Changed []string      `json:"changed,omitempty"`
+	Delay   time.Duration `json:"delay,omitempty"`
+	Pause   time.Duration `json:"pause,omitempty"`
 }
 
 // Options configures a Recorder. Zero values mean the defaults.
@@ -69,6 +89,10 @@ type Options struct {
 	MaxBody  int64 // larger bodies are answered 413 (read up to MaxBody+1); DefaultMaxBody
 	MaxResp  int64 // largest ?resp=N honoured; DefaultMaxResp
 	RespSize int64 // response body size without ?resp=; DefaultRespSize
+	// Differ changes the answers to some requests (the lab's target):
+	// their status, a header, the body's length or one of its bytes, or
+	// their timing. Only 200 answers are changed.
+	Differ Differ
 }
 
 // Recorder is an http.Handler that records requests to a log.
@@ -114,7 +138,9 @@ var pattern = func() []byte {
 
 // ServeHTTP reads the whole request body, records the request and answers
 // 200 with a body of ?resp=N bytes (RespSize by default), 413 when the body
-// exceeds MaxBody, 400 when it cannot be read.
+// exceeds MaxBody, 400 when it cannot be read. With ?chunked=1 the body is
+// sent chunked (HTTP/1.1 requests), else with Content-Length. Options.Differ
+// may change the answer.
 func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	e := Entry{
 		ID:            req.Header.Get(IDHeader),
@@ -141,11 +167,42 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		e.Err = fmt.Sprintf("body larger than %d bytes", r.opts.MaxBody)
 	}
 
+	q := req.URL.Query()
 	size := r.opts.RespSize
-	if s := req.URL.Query().Get("resp"); s != "" {
+	if s := q.Get("resp"); s != "" {
 		if v, err := strconv.ParseInt(s, 10, 64); err == nil && v >= 0 {
 			size = min(v, r.opts.MaxResp)
 		}
+	}
+	chunked := q.Get("chunked") == "1" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodHead
+	var ch Answer
+	if seq, ok := Seq(e.ID); ok && e.Status == http.StatusOK && len(r.opts.Differ) > 0 {
+		ch = r.opts.Differ.For(seq, size)
+	}
+	flip := int64(-1) // the body byte ChangeBody changes
+	if ch.Body {
+		flip = size / 2
+	}
+	pauseAt := size / 2 // where ChangePause stops the body
+	if ch.Pause > 0 && chunked {
+		// A chunk ends where a write of pattern does: pause at one of
+		// those, so that the framing stays that of an answer without
+		// pause; a body of one chunk cannot pause.
+		n := int64(len(pattern))
+		if pauseAt = max(pauseAt-pauseAt%n, n); pauseAt >= size {
+			ch.Pause = 0
+			ch.Changed = slices.DeleteFunc(ch.Changed, func(c string) bool { return c == ChangePause.String() })
+		}
+	}
+	if ch.Longer {
+		size++
+	}
+	if e.Status == http.StatusOK {
+		e.RespLen, e.Chunked = size, chunked
+		if ch.Status != 0 {
+			e.Status = ch.Status
+		}
+		e.Changed, e.Delay, e.Pause = ch.Changed, ch.Delay, ch.Pause
 	}
 	r.record(e)
 
@@ -156,24 +213,86 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if e.ID != "" {
 		hdr.Set(IDHeader, e.ID)
 	}
-	if e.Status != http.StatusOK {
+	if e.Err != "" {
 		hdr.Set("Connection", "close")
 		w.WriteHeader(e.Status)
 		io.WriteString(w, e.Err+"\n")
 		return
 	}
-	hdr.Set("Content-Length", strconv.FormatInt(size, 10))
+	if ch.Header {
+		hdr.Set("Content-Type", ChangedContentType)
+	}
+	if ch.Delay > 0 {
+		t := time.NewTimer(ch.Delay)
+		select {
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	if !chunked {
+		hdr.Set("Content-Length", strconv.FormatInt(size, 10))
+	}
 	w.WriteHeader(e.Status)
 	if req.Method == http.MethodHead {
 		return
 	}
-	for size > 0 {
-		k := min(size, int64(len(pattern)))
-		if _, err := w.Write(pattern[:k]); err != nil {
+	if chunked {
+		// The head goes out now, without a length: net/http sends the
+		// body chunked, a chunk per write of pattern below (each larger
+		// than its buffer), the last one at the end.
+		if err := http.NewResponseController(w).Flush(); err != nil {
 			return
 		}
-		size -= k
 	}
+	if ch.Pause <= 0 {
+		writeBody(w, 0, size, flip)
+		return
+	}
+	// The first half, out on the wire, then the pause, then the rest.
+	if !writeBody(w, 0, pauseAt, flip) || http.NewResponseController(w).Flush() != nil {
+		return
+	}
+	t := time.NewTimer(ch.Pause)
+	select {
+	case <-t.C:
+	case <-req.Context().Done():
+		t.Stop()
+		return
+	}
+	writeBody(w, pauseAt, size, flip)
+}
+
+// writeBody writes the bytes from to end of a body whose byte at offset o
+// is pattern[o % len(pattern)], the byte at flip (if in range) changed, in
+// writes that end at multiples of len(pattern); false if a write failed.
+func writeBody(w io.Writer, from, end, flip int64) bool {
+	var scratch []byte
+	for off := from; off < end; {
+		at := off % int64(len(pattern))
+		k := min(end-off, int64(len(pattern))-at)
+		b := pattern[at : at+k]
+		if flip >= off && flip < off+k {
+			scratch = append(scratch[:0], b...)
+			i := flip - off
+			scratch[i] = changedByte(scratch[i])
+			b = scratch
+		}
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		off += k
+	}
+	return true
+}
+
+// changedByte is another printable byte than c (pattern has no capitals).
+func changedByte(c byte) byte {
+	if c == 'X' {
+		return 'Y'
+	}
+	return 'X'
 }
 
 func (r *Recorder) record(e Entry) {
