@@ -21,6 +21,13 @@
 // run with random loss on the copy and response paths, against the
 // fidelity LossGoal sets.
 //
+// The target servers (PhaseTargets): for each of Config.Targets
+// (labrun.TargetServers: nginx with keepalive_requests 100 or
+// keepalive_timeout 1s, servers that answer Connection: close, one slow to
+// accept), with keep-alive, short and, for some, pipelined connections,
+// a live run that must bring every request to the target and a fidelity
+// reported by tcpcopy within 0.1 % of that.
+//
 // The climb (PhaseClimb): after measuring the raw-send ceiling, for each
 // connection mode (short connections, keep-alive
 // connections) it runs short lab experiments (package labrun) at rising
@@ -86,9 +93,10 @@ const (
 	DefaultMinFidelity = 99.9
 	// DefaultBudget fits the default goals (10 steps of about Step + Tail
 	// + 2-3 s), the client-stack matrix (10 stacks of about 10 s: a live
-	// run and a replay), the loss table (8 cells of about 8 s) and a climb
-	// of up to 7 steps per mode (6 rates and a refine).
-	DefaultBudget = 11 * time.Minute
+	// run and a replay), the loss table (8 cells of about 8 s), the
+	// target servers (15 rows of about 5 s) and a climb of up to 7 steps
+	// per mode (6 rates and a refine).
+	DefaultBudget = 12 * time.Minute
 	// DefaultRepeat: the machine's noise moves single runs by 10 % and
 	// more; the median of five is steadier than that of three.
 	DefaultRepeat      = 5
@@ -145,6 +153,14 @@ type Config struct {
 	// (the climb's methods and body sizes).
 	LossRate     float64
 	LossDuration time.Duration
+	// Targets are the target servers of PhaseTargets;
+	// labrun.TargetServers when empty.
+	Targets []labrun.TargetServer
+	// TargetRate and TargetDuration are the base load of each target
+	// row; DefaultTargetRate and DefaultTargetDuration (rows raise them
+	// to meet their server's limits).
+	TargetRate     float64
+	TargetDuration time.Duration
 }
 
 // has reports whether the run includes phase p.
@@ -216,6 +232,8 @@ type Result struct {
 	Stacks []StackResult `json:"stacks,omitempty"`
 	// Loss are the cells of the loss table that ran, in order.
 	Loss []LossResult `json:"loss,omitempty"`
+	// Targets are the rows of the target-server table that ran, in order.
+	Targets []TargetResult `json:"targets,omitempty"`
 }
 
 // ceilingBatch is the batch size of the sendmmsg ceiling.
@@ -297,6 +315,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.LossDuration <= 0 {
 		c.LossDuration = DefaultLossDuration
+	}
+	if len(c.Targets) == 0 {
+		c.Targets = labrun.TargetServers
+	}
+	if c.TargetRate <= 0 {
+		c.TargetRate = DefaultTargetRate
+	}
+	if c.TargetDuration <= 0 {
+		c.TargetDuration = DefaultTargetDuration
 	}
 	l := &c.Lab.Load
 	if l.Concurrency <= 0 {
@@ -394,7 +421,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 	for _, ph := range []struct {
 		p   Phase
 		run func(context.Context, Config, *Result, time.Time, *slog.Logger, io.Writer) error
-	}{{PhaseMatrix, runMatrix}, {PhaseLoss, runLoss}} {
+	}{{PhaseMatrix, runMatrix}, {PhaseLoss, runLoss}, {PhaseTargets, runTargets}} {
 		if !cfg.has(ph.p) || ctx.Err() != nil {
 			continue
 		}
@@ -425,7 +452,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 			}
 		}
 	}
-	if cfg.OutDir != "" && (len(res.Steps) > 0 || len(res.Stacks) > 0 || len(res.Loss) > 0) {
+	if cfg.OutDir != "" && (len(res.Steps) > 0 || len(res.Stacks) > 0 || len(res.Loss) > 0 || len(res.Targets) > 0) {
 		files, err := res.write(cfg)
 		res.Files = files
 		for _, f := range files {
@@ -800,6 +827,9 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	if len(r.Loss) > 0 {
 		fmt.Fprintf(&b, "loss-load: %g/s for %s\n", cfg.LossRate, cfg.LossDuration)
 	}
+	if len(r.Targets) > 0 {
+		fmt.Fprintf(&b, "target-load: %g/s for %s, bodies %v\n", cfg.TargetRate, cfg.TargetDuration, TargetBodySizes)
+	}
 	bench := func(name string, s Step, rateUnit string) {
 		fmt.Fprintf(&b, "%s 1 %.0f %s %s\n", name, s.Rate, rateUnit, stepUnits(s))
 	}
@@ -845,6 +875,11 @@ func (r *Result) write(cfg Config) ([]string, error) {
 			b.WriteString(line + "\n")
 		}
 	}
+	for _, t := range r.Targets {
+		if line := t.benchLine(); line != "" {
+			b.WriteString(line + "\n")
+		}
+	}
 	txt := base + ".txt"
 	if err := os.WriteFile(txt, []byte(b.String()), 0o644); err != nil {
 		return nil, err
@@ -881,6 +916,12 @@ func (r *Result) write(cfg Config) ([]string, error) {
 			Kind string `json:"kind"`
 			LossResult
 		}{"loss", c})
+	}
+	for _, t := range r.Targets {
+		enc.Encode(struct {
+			Kind string `json:"kind"`
+			TargetResult
+		}{"target", t})
 	}
 	for _, g := range r.Goals {
 		enc.Encode(struct {

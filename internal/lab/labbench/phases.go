@@ -21,13 +21,16 @@ const (
 	// PhaseLoss runs every loss level (Config.LossLevels) with short and
 	// with keep-alive connections.
 	PhaseLoss Phase = "loss"
+	// PhaseTargets runs every target server (Config.Targets) with
+	// keep-alive, short and pipelined connections.
+	PhaseTargets Phase = "targets"
 	// PhaseClimb measures the raw-send ceiling, then climbs the request
 	// rates (Config.Rates) of each mode (Config.Modes).
 	PhaseClimb Phase = "climb"
 )
 
 // Phases are all phases in run order: the default of Config.Phases.
-var Phases = []Phase{PhaseGoals, PhaseMatrix, PhaseLoss, PhaseClimb}
+var Phases = []Phase{PhaseGoals, PhaseMatrix, PhaseLoss, PhaseTargets, PhaseClimb}
 
 // FormatPhases formats phases as ParsePhases reads them: "goals,matrix".
 func FormatPhases(phases []Phase) string {
@@ -43,7 +46,7 @@ func phaseNames() string { return strings.ReplaceAll(FormatPhases(Phases), ",", 
 
 // ParsePhases parses a comma-separated list of phase names, or "all". The
 // result is in run order (Phases), whatever the order given: the phases
-// always run goals, matrix, loss, climb.
+// always run goals, matrix, loss, targets, climb.
 func ParsePhases(s string) ([]Phase, error) {
 	s = strings.TrimSpace(s)
 	if s == "all" {
@@ -71,6 +74,18 @@ func ParsePhases(s string) ([]Phase, error) {
 // "all" gives all of them, in the table's order.
 func ParseStacks(s string) ([]labrun.ClientStack, error) {
 	return parseNamed(s, labrun.ClientStacks, labrun.ClientStackByName, func(c labrun.ClientStack) string { return c.Name })
+}
+
+// ParseTargets parses a comma-separated list of labrun.TargetServers
+// names; "all" gives all of them, in the table's order.
+func ParseTargets(s string) ([]labrun.TargetServer, error) {
+	byName := func(name string) (labrun.TargetServer, error) {
+		if name == "" { // TargetServerByName's default, not a name
+			return labrun.TargetServer{}, fmt.Errorf("no target server given (known: %s)", labrun.TargetServerNames())
+		}
+		return labrun.TargetServerByName(name)
+	}
+	return parseNamed(s, labrun.TargetServers, byName, func(t labrun.TargetServer) string { return t.Name })
 }
 
 // ParseLossLevels parses a comma-separated list of labrun.LossLevels

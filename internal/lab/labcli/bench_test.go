@@ -5,20 +5,22 @@ import (
 	"testing"
 )
 
-// TestBenchFlagErrors checks that bad --phases, --stacks and --loss-levels
-// values are refused with a usage error, before any namespace is built.
+// TestBenchFlagErrors checks that bad --phases, --stacks, --loss-levels
+// and --targets values are refused with a usage error, before any namespace is built.
 func TestBenchFlagErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		args []string
 		want string // in stderr
 	}{
-		{"unknown phase", []string{"--phases", "matrix,soak"}, `--phases: unknown phase "soak" (known: goals, matrix, loss, climb, or all)`},
+		{"unknown phase", []string{"--phases", "matrix,soak"}, `--phases: unknown phase "soak" (known: goals, matrix, loss, targets, climb, or all)`},
 		{"empty phases", []string{"--phases", ""}, "--phases: no phase given"},
 		{"phase twice", []string{"--phases", "loss,loss"}, `--phases: phase "loss" given twice`},
 		{"unknown stack", []string{"--stacks", "linux,bsd"}, `--stacks: unknown client stack "bsd" (known: linux, no-timestamps`},
 		{"stack twice", []string{"--stacks", "ecn,ecn"}, `--stacks: "ecn" given twice`},
 		{"unknown loss level", []string{"--loss-levels", "loss-9-9"}, `--loss-levels: unknown loss level "loss-9-9" (known: loss-1-1, loss-2-2, loss-5-0, loss-0-5)`},
+		{"unknown target server", []string{"--targets", "recorder,apache"}, `--targets: unknown target server "apache" (known: recorder, nginx-kr100, nginx-kt1s, close-some, close-each, slow-accept)`},
+		{"target server twice", []string{"--targets", "close-each,close-each"}, `--targets: "close-each" given twice`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, stderr := run(t, append([]string{"bench"}, tt.args...)...)
@@ -38,7 +40,7 @@ func TestBenchHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, w := range []string{"--phases", "goals, matrix", "loss (the loss table), climb", "--stacks", "target-mtu1400", "--loss-levels", "loss-0-5"} {
+	for _, w := range []string{"--phases", "goals, matrix", "loss (the loss table), targets (real target servers), climb", "--stacks", "target-mtu1400", "--loss-levels", "loss-0-5", "--targets", "nginx-kt1s"} {
 		if !strings.Contains(stdout, w) {
 			t.Errorf("help does not mention %q:\n%s", w, stdout)
 		}
