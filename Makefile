@@ -55,19 +55,24 @@ fuzz: deps
 # the whole copy in four network namespaces, with a report (docs/lab.md),
 # the target answering differently for 30 of 1000 requests so that the
 # response comparison has something to find; about 15 s, root only; leaves
-# no namespace, process or interface behind.
+# no namespace, process or interface behind. The target is the lab's
+# recorder; another target server, for example nginx:
+# make demo DEMO_ARGS='--target-server nginx-kr100'.
+DEMO_ARGS ?=
 demo: build
-	$(BIN)/tcpcopy-lab run --demo
+	$(BIN)/tcpcopy-lab run --demo $(DEMO_ARGS)
 
 # the performance goals (tcpcopy CPU per 10k requests at fixed rates, five
 # runs each), the client-stack matrix (every labrun.ClientStacks row live,
 # recorded, and replayed offline), the loss table (every labrun.LossLevels
-# entry with short and keep-alive connections), the cost of the response
-# comparison (off and on, interleaved), then the highest request rate
-# copied with fidelity >= 99.9 %, for short and keep-alive connections,
-# with CPU and memory; figures into bench-results/ (benchstat format) so
-# that runs compare. At most 12 minutes, root only; some phases only:
-# bin/tcpcopy-lab bench --phases matrix,loss (docs/lab.md).
+# entry with short and keep-alive connections), the target servers (every
+# labrun.TargetServers row, nginx included, with keep-alive, short and
+# pipelined connections), the cost of the response comparison (off and on,
+# interleaved), then the highest request rate copied with fidelity >=
+# 99.9 %, for short and keep-alive connections, with CPU and memory;
+# figures into bench-results/ (benchstat format) so that runs compare. At
+# most 13 minutes, root only; some phases only:
+# bin/tcpcopy-lab bench --phases matrix,loss,targets,compare (docs/lab.md).
 bench-lab: build
 	$(BIN)/tcpcopy-lab bench --out bench-results
 

@@ -2,11 +2,12 @@
 # deps.sh installs what building and testing need on a fresh Debian machine:
 # libpcap headers (the one cgo package compiles tcpdump filters with
 # libpcap), iproute2 (the namespace lab), ethtool, nftables (the lab's
-# random loss), tcpdump (the lab's client-side recordings), shellcheck
-# (the route-setup script is checked by a test), and chromium with a font
-# (the page test opens tcpcopy's live page in headless Chromium; about
-# 100 MB, installed once, never upgraded here). It only installs what is
-# missing, and only as root; otherwise it says what to install.
+# random loss), tcpdump (the lab's client-side recordings), nginx-light (the
+# lab's nginx target servers), shellcheck (the route-setup script is checked
+# by a test), and chromium with a font (the page test opens tcpcopy's live
+# page in headless Chromium; about 100 MB, installed once, never upgraded
+# here). It only installs what is missing, and only as root; otherwise it
+# says what to install.
 set -euo pipefail
 
 missing=()
@@ -20,6 +21,8 @@ command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # Without any font headless Chromium draws no text in screenshots.
 [[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
+# Debian puts nginx in /usr/sbin, not on every PATH.
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 
 if ((${#missing[@]} == 0)); then
 	exit 0
@@ -30,5 +33,15 @@ if [[ $(id -u) != 0 ]]; then
 fi
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# The lab runs nginx itself, inside a namespace: the package must not start
+# the system's nginx on this host's port 80. Unless the machine already
+# has a policy, one that denies every service start is in place for the
+# install (invoke-rc.d, policy-rc.d(8)).
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+	printf '#!/bin/sh\n# deps.sh: no service starts during the install\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -153,6 +153,7 @@ func newCollector(e *engine) *collector {
 	counter("requests_total", "Requests sent to the target.", func(s *snapshot) uint64 { return s.st.Requests })
 	counter("segments_sent_total", "Data segments sent to the target, retransmissions excluded.", func(s *snapshot) uint64 { return s.st.SegmentsSent })
 	counter("reconnects_total", "New handshakes after the target closed a connection with requests pending.", func(s *snapshot) uint64 { return s.st.Reconnects })
+	counter("requests_unanswered_total", "Requests the target acknowledged and closed the connection without answering: sent again on the new connection.", func(s *snapshot) uint64 { return s.st.Unanswered })
 	counter("port_reuses_total", "Client SYNs that replaced a live session on the same address and port.", func(s *snapshot) uint64 { return s.st.PortReuse })
 	counter("port_reuse_waits_total", "Port reuses whose new connection waited for the live session's copy to be delivered.", func(s *snapshot) uint64 { return s.st.PortReuseWaits })
 	counter("captured_bytes_total", "Client request payload bytes captured and queued for the target.", func(s *snapshot) uint64 { return s.st.CapturedBytes })

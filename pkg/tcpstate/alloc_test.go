@@ -148,7 +148,10 @@ func FuzzEvents(f *testing.F) {
 			switch op % 7 {
 			case 0, 1:
 				payload := ""
-				if arg%3 != 0 {
+				switch {
+				case arg%6 == 5:
+					payload = "GET / HTTP/1.1\r\n\r\n" // pipelined requests (unanswered.go)
+				case arg%3 != 0:
 					payload = fmt.Sprintf("%0*d", int(arg%40)+1, 0)
 				}
 				feedClient(h, fl, seq, 9001+uint32(arg%5)*10, payload)
@@ -195,6 +198,14 @@ func FuzzEvents(f *testing.F) {
 				for j := 1; j < len(s.queue); j++ {
 					if !s.queue[j-1].seq.LessThan(s.queue[j].seq) || s.queue[j-1].end() != s.queue[j].seq && j < int(s.next) {
 						t.Fatalf("queue out of order, or a hole in what was sent, at %d", j)
+					}
+				}
+				if int(s.nheld) > int(s.next) {
+					t.Fatalf("%d segments held, %d sent", s.nheld, s.next)
+				}
+				for _, g := range s.queue[:s.nheld] {
+					if !g.counted || s.sndUna.LessThan(g.end()) {
+						t.Fatalf("a held segment is not acknowledged")
 					}
 				}
 				if held := len(s.queue) * h.tab.segs.size; int(s.queueBytes) != held || int(s.next) > len(s.queue) {

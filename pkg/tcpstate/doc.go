@@ -38,7 +38,8 @@
 // retransmission fills it, and fails the session after GapTimeout. A
 // target that closes or resets the connection while captured requests are
 // still undelivered is reconnected to with a new handshake, and the
-// remaining requests follow on the new connection.
+// remaining requests follow on the new connection; a request it took and
+// never answered goes again (unanswered.go).
 //
 // Every session ends with an Outcome (reproduced, partial, failed) and a
 // Reason, counted in Stats.

@@ -137,10 +137,14 @@ type Stats struct {
 	SYNRetransmits  uint64 // SYNs retransmitted on timeout
 	SYNAcks         uint64 // SYN-ACKs accepted: connections established
 	Reconnects      uint64 // new handshakes after the target closed early
-	PortReuse       uint64 // SYNs that replaced a live session
-	PortReuseWaits  uint64 // ... of which waited for the live session's stream to be delivered
-	CapturedBytes   uint64 // client payload bytes queued
-	AckedBytes      uint64 // ... of which the target acknowledged
+	// Unanswered counts the requests the target acknowledged and then
+	// closed or reset the connection without answering: each went again
+	// on the new connection (unanswered.go).
+	Unanswered     uint64
+	PortReuse      uint64 // SYNs that replaced a live session
+	PortReuseWaits uint64 // ... of which waited for the live session's stream to be delivered
+	CapturedBytes  uint64 // client payload bytes queued
+	AckedBytes     uint64 // ... of which the target acknowledged
 	// UncopiedBytes are the captured client payload bytes of copied
 	// connections that no session carried, by why: the reason their
 	// session ended (a failed session's connection is given up until its
@@ -183,6 +187,7 @@ func (s *Stats) Add(o *Stats) {
 	s.SYNRetransmits += o.SYNRetransmits
 	s.SYNAcks += o.SYNAcks
 	s.Reconnects += o.Reconnects
+	s.Unanswered += o.Unanswered
 	s.PortReuse += o.PortReuse
 	s.PortReuseWaits += o.PortReuseWaits
 	s.CapturedBytes += o.CapturedBytes

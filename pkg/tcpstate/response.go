@@ -68,6 +68,8 @@ func (t *Table) response(s *session, now int64, p *ipmangle.Parsed, payloadLen i
 				n--
 			}
 			if n > 0 {
+				t.release(s) // the target answered
+				s.answered = true
 				s.respBytes += n
 				s.lastRespAt = now
 				t.stats.ResponseBytes += uint64(n)
@@ -238,7 +240,7 @@ func (t *Table) ackReceived(s *session, now int64, p *ipmangle.Parsed, ack seqnu
 func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 	n := 0
 	sample, retrans := int64(0), false
-	for _, g := range s.queue {
+	for _, g := range s.queue[s.nheld:] {
 		if g.sentAt == 0 || ack.LessThan(g.end()) {
 			break
 		}
@@ -247,9 +249,12 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 		} else if g.n > 0 {
 			sample = now - g.sentAt
 		}
-		s.ackedBytes += uint64(g.n)
-		t.stats.AckedBytes += uint64(g.n)
-		s.queueBytes -= int32(len(g.data))
+		if !g.counted {
+			g.counted = true
+			s.ackedBytes += uint64(g.n)
+			t.stats.AckedBytes += uint64(g.n)
+		}
+		n++
 		if g.fin {
 			s.finAcked = true
 			if !s.targetFin {
@@ -257,17 +262,10 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 				s.stateAt = now + 2*int64(t.cfg.TimeWait)
 			}
 		}
-		t.segs.put(g)
-		n++
 	}
 	if n > 0 {
 		s.reconnects = 0 // the target took something new
-		copy(s.queue, s.queue[n:])
-		for i := len(s.queue) - n; i < len(s.queue); i++ {
-			s.queue[i] = nil
-		}
-		s.queue = s.queue[:len(s.queue)-n]
-		s.next -= int32(n)
+		t.hold(s, n)
 	}
 	if !retrans && sample > 0 {
 		s.sampleRTT(sample, t.cfg.FixedRTT > 0)
@@ -277,8 +275,8 @@ func (t *Table) advance(s *session, now int64, ack seqnum.Value) {
 }
 
 func (s *session) firstUnacked() *segment {
-	if len(s.queue) > 0 && s.queue[0].sentAt != 0 {
-		return s.queue[0]
+	if h := int(s.nheld); len(s.queue) > h && s.queue[h].sentAt != 0 {
+		return s.queue[h]
 	}
 	return nil
 }
@@ -293,16 +291,17 @@ func (t *Table) retransmitFirst(s *session, now int64) int {
 		return 0
 	}
 	end := g.end()
-	if !t.fit(s, 0, now) {
+	h := int(s.nheld)
+	if !t.fit(s, h, now) {
 		return 0
 	}
-	n := 0
+	n := h
 	for ; n < int(s.next) && s.queue[n].seq.LessThan(end); n++ {
 		g := s.queue[n]
 		t.sendSegment(s, g, now)
 		g.retrans = true
 	}
-	return n
+	return n - h
 }
 
 // targetClosed handles a RST from the target on an established
@@ -336,6 +335,13 @@ func (t *Table) reconnect(s *session, now int64, rst bool) {
 	}
 	s.reconnects++
 	t.stats.Reconnects++
+	if s.nheld > 0 {
+		// The target took the current request and closed without
+		// answering it: it goes again on the new connection, once.
+		t.stats.Unanswered++
+		s.nheld = 0
+		s.heldOff = true
+	}
 	for _, g := range s.queue {
 		g.sentAt = 0
 		g.retrans = false
@@ -351,7 +357,11 @@ func (t *Table) reconnect(s *session, now int64, rst bool) {
 	s.tsOK = false
 	s.dupAcks = 0
 	s.recover = s.sndUna
-	s.waiting = false
+	// The answer awaited went with the old connection: the next request
+	// need not wait for it (responseDone), and what goes again of the
+	// current one is timed from when it does (pump).
+	s.reqSentAt = 0
+	s.answered = false
 	s.lat.tgAt = 0 // the request is sent again: no response time (latency.go)
 	s.paceAt, s.gapAt, s.rtoAt, s.ackAt = 0, 0, 0, 0
 	s.state = stateReconnect

@@ -218,7 +218,7 @@ func (t *Table) TooBig(now int64, pkt []byte, mtu int) {
 // that overlap the n bytes at seq: they were refused, not lost.
 func (t *Table) resend(s *session, now int64, seq seqnum.Value, n seqnum.Size) {
 	end := seq.Add(n)
-	for i := 0; i < int(s.next); i++ {
+	for i := int(s.nheld); i < int(s.next); i++ {
 		g := s.queue[i]
 		if g.n == 0 || !g.seq.LessThan(end) || !seq.LessThan(g.seq.Add(seqnum.Size(g.n))) {
 			continue

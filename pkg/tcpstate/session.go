@@ -66,6 +66,13 @@ type segment struct {
 	data    []byte // len == pool size; data[:n] is the payload
 	sentAt  int64  // first transmission, 0 if unsent
 	retrans bool   // retransmitted: no RTT sample (Karn)
+	counted bool   // acknowledged once: its bytes are in the acked counts
+	// msg: the payload starts an HTTP/1 request line, a boundary between
+	// pipelined requests that share an acknowledgement number.
+	msg bool
+	// start: the first segment sent of a request (pump): holding an
+	// unanswered request begins there (unanswered.go).
+	start bool
 }
 
 func (g *segment) end() seqnum.Value {
@@ -112,7 +119,8 @@ type session struct {
 	state  state
 	wscale uint8
 	// The client stream toward the target: sorted by seq, not
-	// overlapping, from the first unacked segment on.
+	// overlapping; the first nheld segments are acknowledged but held
+	// (unanswered.go), the unacknowledged ones follow.
 	queue []*segment
 
 	// Times (Unix nanoseconds; 0 when off). deadline is the session's
@@ -168,6 +176,9 @@ type session struct {
 	// target's MSS and the path MTU take with our headers as built
 	// (maxSegment).
 	maxSeg uint16
+	// nheld counts the acknowledged segments of the current request held
+	// at the front of the queue until the target answers (unanswered.go).
+	nheld uint16
 
 	dupAcks    uint8
 	backoff    uint8
@@ -191,6 +202,9 @@ type session struct {
 	reqCounted  bool // the current request's first data segment was counted
 	handshaking bool // counted in Table.handshakes
 	staleReset  bool // a stale ACK to our SYN was reset and the SYN sent again
+	heldOff     bool // the current request is not held: too big, or sent again already
+	answered    bool // the target sent data since the current request went
+	http        bool // the client sends HTTP/1 requests (segment.msg)
 }
 
 // finSent reports whether our FIN has gone out.
@@ -207,9 +221,10 @@ func (s *session) finSent() bool {
 }
 
 // pending reports captured data or a FIN not yet acknowledged.
-func (s *session) pending() bool { return len(s.queue) > 0 }
+func (s *session) pending() bool { return len(s.queue) > int(s.nheld) }
 
-// pendingData reports captured payload not yet acknowledged.
+// pendingData reports captured payload not yet acknowledged, or
+// acknowledged and held because the target has not answered it yet.
 func (s *session) pendingData() bool {
 	for _, g := range s.queue {
 		if g.n > 0 {
@@ -490,6 +505,15 @@ func (t *Table) clientPacket(s *session, now int64, pkt []byte, p *ipmangle.Pars
 // enqueue inserts payload at seq into the session's queue, dropping what is
 // already queued or acknowledged. It reports false if the session failed.
 func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []byte, psh bool) bool {
+	msgSeq, msg := seq, httpRequestStart(payload)
+	if s.http && !msg {
+		if c := findHTTPRequest(payload); c > 0 {
+			// A pipelined request right after the end of a body, in one
+			// captured packet: queued apart, so that it is paced.
+			return t.enqueue(s, now, seq, ack, payload[:c], false) &&
+				t.enqueue(s, now, seq.Add(seqnum.Size(c)), ack, payload[c:], psh)
+		}
+	}
 	// Nothing before the first byte still needed.
 	if d := seqnum.Overlap(seq, seqnum.Size(len(payload)), s.sndUna); d > 0 {
 		if int(d) >= len(payload) {
@@ -541,7 +565,7 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 			// fill its buffer first, so that a client writing a few bytes
 			// at a time does not take a buffer per write.
 			prev := s.queue[i-1]
-			if !prev.fin && prev.ack == ack && prev.end() == seq && prev.n < len(prev.data) {
+			if !prev.fin && prev.ack == ack && prev.end() == seq && prev.n < len(prev.data) && !(msg && seq == msgSeq) {
 				n := copy(prev.data[prev.n:], payload)
 				prev.n += n
 				prev.psh = prev.psh || psh
@@ -560,12 +584,23 @@ func (t *Table) enqueue(s *session, now int64, seq, ack seqnum.Value, payload []
 			}
 		}
 		n = min(n, t.segs.size)
+		isMsg := msg && seq == msgSeq
+		if isMsg {
+			if c := nextHTTPRequest(payload[:n]); c > 0 {
+				// Pipelined requests in one captured packet (written at
+				// once, or merged by GRO): a segment each.
+				n = c
+				msgSeq = seq.Add(seqnum.Size(c))
+			}
+		}
 		if int(s.queueBytes)+t.segs.size > t.cfg.MaxQueueBytes {
 			t.finish(s, now, ReasonBufferFull, true)
 			return false
 		}
 		g := t.segs.get()
 		g.seq, g.ack, g.psh, g.n = seq, ack, psh, n
+		g.msg = isMsg
+		s.http = s.http || isMsg
 		copy(g.data, payload[:n])
 		t.insertAt(s, i, g)
 		s.queueBytes += int32(t.segs.size)
@@ -629,6 +664,12 @@ func (t *Table) pump(s *session, now int64) {
 		if newReq && s.waiting && !t.responseDone(s, g.ack, now) {
 			break
 		}
+		// A pipelined request: the client sent it before the answer to
+		// the one before, with the same acknowledgement number.
+		pipelined := !newReq && g.msg && s.reqCounted && s.sndNxt != s.isn+1
+		if pipelined && s.waiting && !t.pipelinedDone(s, now) {
+			break
+		}
 		if g.n > int(s.maxSeg) && !t.fit(s, int(s.next), now) {
 			return // the session failed
 		}
@@ -640,11 +681,18 @@ func (t *Table) pump(s *session, now int64) {
 			}
 			break
 		}
+		if newReq || pipelined {
+			t.release(s) // the request before was answered, or waited for long enough
+			s.heldOff, s.answered = false, false
+			s.reqSentAt = now
+			g.start = true
+		} else if s.reqSentAt == 0 && g.n > 0 {
+			s.reqSentAt = now // the request goes again on a new connection
+		}
 		if newReq {
 			s.reqAckSet = true
 			s.reqAck = g.ack
 			s.waiting = !t.cfg.NoWait
-			s.reqSentAt = now
 			s.respBytes = 0
 			s.reqCounted = false
 		}
@@ -663,7 +711,7 @@ func (t *Table) pump(s *session, now int64) {
 			s.rtoAt = now + s.currentRTO()
 		}
 	}
-	if s.rstPending && len(s.queue) == 0 {
+	if s.rstPending && !s.pending() {
 		t.finish(s, now, ReasonClientRST, true)
 	}
 }
@@ -682,7 +730,9 @@ func (t *Table) responseDone(s *session, ack seqnum.Value, now int64) bool {
 	quiet := max(2*s.srtt, minQuiet)
 	quiet = min(quiet, int64(t.cfg.ResponseWait))
 	limit := s.reqSentAt + int64(t.cfg.ResponseWait)
-	if s.respBytes > 0 {
+	if s.answered {
+		// The answer to the latest request sent (a pipelined one too)
+		// started: it ends when the target goes quiet.
 		limit = min(limit, s.lastRespAt+quiet)
 	}
 	if now >= limit {

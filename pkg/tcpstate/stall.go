@@ -79,10 +79,11 @@ func (t *Table) stall(s *session, now int64) {
 	if s.sndWnd == 0 {
 		st.Cause = StallZeroWindow
 	}
-	for i, g := range s.queue {
+	for i, g := range s.queue[s.nheld:] {
+		i += int(s.nheld)
 		if i < int(s.next) {
 			st.Outstanding += g.n
-			if i == 0 {
+			if i == int(s.nheld) {
 				st.Segment = g.n
 			}
 		} else {

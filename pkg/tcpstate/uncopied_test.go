@@ -75,8 +75,8 @@ func TestUncopiedCounted(t *testing.T) {
 	h.client(PA, 1001, 9001, "GET /1")
 	h.target(PA, 5001, 1007, 65535, 100)
 	h.client(PA, 1007, 9101, "GET /2")
-	h.target(A, 5101, 1013, 65535, 0)
-	h.target(RA, 5101, 1013, 0, 0) // /2 acknowledged, then a reset: nothing pending, the session ends
+	h.target(PA, 5101, 1013, 65535, 50)
+	h.target(RA, 5151, 1013, 0, 0) // /2 answered, then a reset: nothing pending, the session ends
 	if h.closed(Reproduced, ReasonTargetRST) != 1 {
 		t.Fatalf("closed %v", h.tab.Stats().Closed)
 	}

@@ -21,6 +21,12 @@
 // run with random loss on the copy and response paths, against the
 // fidelity LossGoal sets.
 //
+// The target servers (PhaseTargets): for each of Config.Targets
+// (labrun.TargetServers: nginx with keepalive_requests 100 or
+// keepalive_timeout 1s, servers that answer Connection: close, one slow to
+// accept), with keep-alive, short and, for some, pipelined connections,
+// a live run that must bring every request to the target and a fidelity
+// reported by tcpcopy within 0.1 % of that.
 // The compare phase (PhaseCompare): the same load of keep-alive
 // connections with tcpcopy's response comparison off (--compare-bytes 0)
 // and on (the default), CompareRepeat times each, interleaved: tcpcopy's
@@ -94,9 +100,9 @@ const (
 	// DefaultBudget fits the default goals (10 steps of about Step + Tail
 	// + 2-3 s), the client-stack matrix (10 stacks of about 10 s: a live
 	// run and a replay), the loss table (8 cells of about 8 s), the
-	// compare phase (6 steps) and a climb of up to 7 steps per mode (6
-	// rates and a refine).
-	DefaultBudget = 12 * time.Minute
+	// target servers (15 rows of about 5 s), the compare phase (6 steps)
+	// and a climb of up to 7 steps per mode (6 rates and a refine).
+	DefaultBudget = 13 * time.Minute
 	// DefaultRepeat: the machine's noise moves single runs by 10 % and
 	// more; the median of five is steadier than that of three.
 	DefaultRepeat      = 5
@@ -153,6 +159,14 @@ type Config struct {
 	// (the climb's methods and body sizes).
 	LossRate     float64
 	LossDuration time.Duration
+	// Targets are the target servers of PhaseTargets;
+	// labrun.TargetServers when empty.
+	Targets []labrun.TargetServer
+	// TargetRate and TargetDuration are the base load of each target
+	// row; DefaultTargetRate and DefaultTargetDuration (rows raise them
+	// to meet their server's limits).
+	TargetRate     float64
+	TargetDuration time.Duration
 	// CompareMode, CompareRate and CompareResp are the load of the
 	// compare phase (Step long, Lab.Load's bodies and concurrency, response
 	// bodies of CompareResp bytes): keep-alive connections (the zero
@@ -234,6 +248,8 @@ type Result struct {
 	Stacks []StackResult `json:"stacks,omitempty"`
 	// Loss are the cells of the loss table that ran, in order.
 	Loss []LossResult `json:"loss,omitempty"`
+	// Targets are the rows of the target-server table that ran, in order.
+	Targets []TargetResult `json:"targets,omitempty"`
 	// Compare is the compare phase's outcome, nil when it did not run.
 	Compare *CompareResult `json:"compare,omitempty"`
 }
@@ -317,6 +333,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.LossDuration <= 0 {
 		c.LossDuration = DefaultLossDuration
+	}
+	if len(c.Targets) == 0 {
+		c.Targets = labrun.TargetServers
+	}
+	if c.TargetRate <= 0 {
+		c.TargetRate = DefaultTargetRate
+	}
+	if c.TargetDuration <= 0 {
+		c.TargetDuration = DefaultTargetDuration
 	}
 	if c.CompareRate <= 0 {
 		c.CompareRate = DefaultCompareRate
@@ -423,7 +448,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 	for _, ph := range []struct {
 		p   Phase
 		run func(context.Context, Config, *Result, time.Time, *slog.Logger, io.Writer) error
-	}{{PhaseMatrix, runMatrix}, {PhaseLoss, runLoss}, {PhaseCompare, runCompare}} {
+	}{{PhaseMatrix, runMatrix}, {PhaseLoss, runLoss}, {PhaseTargets, runTargets}, {PhaseCompare, runCompare}} {
 		if !cfg.has(ph.p) || ctx.Err() != nil {
 			continue
 		}
@@ -454,7 +479,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 			}
 		}
 	}
-	if cfg.OutDir != "" && (len(res.Steps) > 0 || len(res.Stacks) > 0 || len(res.Loss) > 0 || res.Compare != nil) {
+	if cfg.OutDir != "" && (len(res.Steps) > 0 || len(res.Stacks) > 0 || len(res.Loss) > 0 || len(res.Targets) > 0 || res.Compare != nil) {
 		files, err := res.write(cfg)
 		res.Files = files
 		for _, f := range files {
@@ -829,6 +854,9 @@ func (r *Result) write(cfg Config) ([]string, error) {
 	if len(r.Loss) > 0 {
 		fmt.Fprintf(&b, "loss-load: %g/s for %s\n", cfg.LossRate, cfg.LossDuration)
 	}
+	if len(r.Targets) > 0 {
+		fmt.Fprintf(&b, "target-load: %g/s for %s, bodies %v\n", cfg.TargetRate, cfg.TargetDuration, TargetBodySizes)
+	}
 	if c := r.Compare; c != nil {
 		fmt.Fprintf(&b, "compare-load: %s %g/s for %s, responses of %d B\n", c.Mode, c.Rate, cfg.Step, c.RespSize)
 	}
@@ -877,6 +905,11 @@ func (r *Result) write(cfg Config) ([]string, error) {
 			b.WriteString(line + "\n")
 		}
 	}
+	for _, t := range r.Targets {
+		if line := t.benchLine(); line != "" {
+			b.WriteString(line + "\n")
+		}
+	}
 	// One line per passing run under two names: benchstat takes the
 	// median of each side.
 	if c := r.Compare; c != nil {
@@ -922,6 +955,12 @@ func (r *Result) write(cfg Config) ([]string, error) {
 			Kind string `json:"kind"`
 			LossResult
 		}{"loss", c})
+	}
+	for _, t := range r.Targets {
+		enc.Encode(struct {
+			Kind string `json:"kind"`
+			TargetResult
+		}{"target", t})
 	}
 	if c := r.Compare; c != nil {
 		enc.Encode(struct {

@@ -21,6 +21,9 @@ const (
 	// PhaseLoss runs every loss level (Config.LossLevels) with short and
 	// with keep-alive connections.
 	PhaseLoss Phase = "loss"
+	// PhaseTargets runs every target server (Config.Targets) with
+	// keep-alive, short and pipelined connections.
+	PhaseTargets Phase = "targets"
 	// PhaseCompare runs the same load with tcpcopy's response comparison
 	// off and on (Config.CompareRepeat times each, interleaved) and
 	// checks what it costs.
@@ -31,7 +34,7 @@ const (
 )
 
 // Phases are all phases in run order: the default of Config.Phases.
-var Phases = []Phase{PhaseGoals, PhaseMatrix, PhaseLoss, PhaseCompare, PhaseClimb}
+var Phases = []Phase{PhaseGoals, PhaseMatrix, PhaseLoss, PhaseTargets, PhaseCompare, PhaseClimb}
 
 // FormatPhases formats phases as ParsePhases reads them: "goals,matrix".
 func FormatPhases(phases []Phase) string {
@@ -47,7 +50,7 @@ func phaseNames() string { return strings.ReplaceAll(FormatPhases(Phases), ",", 
 
 // ParsePhases parses a comma-separated list of phase names, or "all". The
 // result is in run order (Phases), whatever the order given: the phases
-// always run goals, matrix, loss, compare, climb.
+// always run goals, matrix, loss, targets, compare, climb.
 func ParsePhases(s string) ([]Phase, error) {
 	s = strings.TrimSpace(s)
 	if s == "all" {
@@ -75,6 +78,18 @@ func ParsePhases(s string) ([]Phase, error) {
 // "all" gives all of them, in the table's order.
 func ParseStacks(s string) ([]labrun.ClientStack, error) {
 	return parseNamed(s, labrun.ClientStacks, labrun.ClientStackByName, func(c labrun.ClientStack) string { return c.Name })
+}
+
+// ParseTargets parses a comma-separated list of labrun.TargetServers
+// names; "all" gives all of them, in the table's order.
+func ParseTargets(s string) ([]labrun.TargetServer, error) {
+	byName := func(name string) (labrun.TargetServer, error) {
+		if name == "" { // TargetServerByName's default, not a name
+			return labrun.TargetServer{}, fmt.Errorf("no target server given (known: %s)", labrun.TargetServerNames())
+		}
+		return labrun.TargetServerByName(name)
+	}
+	return parseNamed(s, labrun.TargetServers, byName, func(t labrun.TargetServer) string { return t.Name })
 }
 
 // ParseLossLevels parses a comma-separated list of labrun.LossLevels

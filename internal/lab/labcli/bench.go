@@ -23,6 +23,7 @@ func benchCommand() *cli.Command {
 		Name: "bench",
 		Usage: "check the performance goals (--goals: tcpcopy's CPU seconds per 10,000 requests at fixed rates, --repeat times each), " +
 			"run every client stack live and offline (--stacks), run every loss level with short and keep-alive connections (--loss-levels), " +
+			"run every target server with keep-alive, short and pipelined connections (--targets), " +
 			"measure what the response comparison costs (--compare-rate, --compare-repeat), " +
 			"then find the highest request rate copied with fidelity >= --min-fidelity, for short and for keep-alive connections; " +
 			"prints fidelity, CPU seconds and peak memory, and writes them to --out",
@@ -30,9 +31,10 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "tcpcopy-bin", Usage: "tcpcopy binary (default: next to this executable)"},
 			&cli.StringFlag{Name: "intercept-bin", Usage: "intercept binary (default: next to this executable)"},
 			&cli.StringFlag{Name: "phases", Value: "all",
-				Usage: "phases to run, comma-separated, always in this order: goals, matrix (client stacks live and offline), loss (the loss table), compare (the response comparison off and on), climb (raw-send ceiling and rate climb); \"all\" for all"},
+				Usage: "phases to run, comma-separated, always in this order: goals, matrix (client stacks live and offline), loss (the loss table), targets (real target servers), compare (the response comparison off and on), climb (raw-send ceiling and rate climb); \"all\" for all"},
 			&cli.StringFlag{Name: "stacks", Value: "all", Usage: "client stacks of the matrix, comma-separated (" + stackNames() + "); \"all\" for all"},
 			&cli.StringFlag{Name: "loss-levels", Value: "all", Usage: "loss levels of the loss table, comma-separated (" + lossNames() + "); \"all\" for all"},
+			&cli.StringFlag{Name: "targets", Value: "all", Usage: "target servers of the targets phase, comma-separated (" + labrun.TargetServerNames() + "); \"all\" for all"},
 			&cli.StringFlag{Name: "modes", Value: "short,keepalive", Usage: "connection modes of the climb, in order"},
 			&cli.StringFlag{Name: "rates", Value: formatRates(labbench.DefaultRates), Usage: "rising request rates to try, per second"},
 			&cli.DurationFlag{Name: "step", Value: labbench.DefaultStep, Usage: "load duration of each step"},
@@ -88,6 +90,10 @@ func benchCommand() *cli.Command {
 			if err != nil {
 				return &exitError{ExitSetup, fmt.Errorf("--loss-levels: %w", err)}
 			}
+			targets, err := labbench.ParseTargets(cmd.String("targets"))
+			if err != nil {
+				return &exitError{ExitSetup, fmt.Errorf("--targets: %w", err)}
+			}
 			if n := cmd.Int("compare-repeat"); n < 1 {
 				return &exitError{ExitSetup, fmt.Errorf("--compare-repeat: %d: want at least 1", n)}
 			}
@@ -124,6 +130,7 @@ func benchCommand() *cli.Command {
 				Phases:        phases,
 				Stacks:        stacks,
 				LossLevels:    levels,
+				Targets:       targets,
 				CompareRate:   cmd.Float("compare-rate"),
 				CompareRepeat: cmd.Int("compare-repeat"),
 				CompareResp:   cmd.Int("compare-resp"),

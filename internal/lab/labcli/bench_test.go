@@ -5,15 +5,15 @@ import (
 	"testing"
 )
 
-// TestBenchFlagErrors checks that bad --phases, --stacks and --loss-levels
-// values are refused with a usage error, before any namespace is built.
+// TestBenchFlagErrors checks that bad --phases, --stacks, --loss-levels
+// and --targets values are refused with a usage error, before any namespace is built.
 func TestBenchFlagErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		args []string
 		want string // in stderr
 	}{
-		{"unknown phase", []string{"--phases", "matrix,soak"}, `--phases: unknown phase "soak" (known: goals, matrix, loss, compare, climb, or all)`},
+		{"unknown phase", []string{"--phases", "matrix,soak"}, `--phases: unknown phase "soak" (known: goals, matrix, loss, targets, compare, climb, or all)`},
 		{"empty phases", []string{"--phases", ""}, "--phases: no phase given"},
 		{"phase twice", []string{"--phases", "loss,loss"}, `--phases: phase "loss" given twice`},
 		{"unknown stack", []string{"--stacks", "linux,bsd"}, `--stacks: unknown client stack "bsd" (known: linux, no-timestamps`},
@@ -22,6 +22,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{"compare rate 0", []string{"--compare-rate", "0"}, "--compare-rate: 0: want requests per second above 0"},
 		{"compare resp 0", []string{"--compare-resp", "0"}, "--compare-resp: 0: want at least 1 byte"},
 		{"unknown loss level", []string{"--loss-levels", "loss-9-9"}, `--loss-levels: unknown loss level "loss-9-9" (known: loss-1-1, loss-2-2, loss-5-0, loss-0-5)`},
+		{"unknown target server", []string{"--targets", "recorder,apache"}, `--targets: unknown target server "apache" (known: recorder, nginx-kr100, nginx-kt1s, close-some, close-each, slow-accept)`},
+		{"target server twice", []string{"--targets", "close-each,close-each"}, `--targets: "close-each" given twice`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, stderr := run(t, append([]string{"bench"}, tt.args...)...)
@@ -41,7 +43,7 @@ func TestBenchHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, w := range []string{"--phases", "goals, matrix", "loss (the loss table), compare (the response comparison off and on), climb", "--compare-rate", "--compare-repeat", "--stacks", "target-mtu1400", "--loss-levels", "loss-0-5"} {
+	for _, w := range []string{"--phases", "goals, matrix", "loss (the loss table), targets (real target servers), compare (the response comparison off and on), climb", "--compare-rate", "--compare-repeat", "--stacks", "target-mtu1400", "--loss-levels", "loss-0-5", "--targets", "nginx-kt1s"} {
 		if !strings.Contains(stdout, w) {
 			t.Errorf("help does not mention %q:\n%s", w, stdout)
 		}

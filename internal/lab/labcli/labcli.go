@@ -23,6 +23,7 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/sendbench"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -131,9 +132,27 @@ func serveCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-body", Value: recorder.DefaultMaxBody, Usage: "largest request body accepted, bytes"},
 			&cli.Int64Flag{Name: "resp", Value: recorder.DefaultRespSize, Usage: "response body size when the request has no ?resp=N"},
 			&cli.StringFlag{Name: "differ", Usage: "answer differently for some requests (the lab's target), comma-separated rules: " + differUsage},
+			&cli.Int64Flag{Name: "close-every", Usage: "answer every Nth request with \"Connection: close\" and close its connection (1: after every response, HTTP/1.0 style; 0: never)"},
+			&cli.BoolFlag{Name: "peer-headers", Usage: "behind a reverse proxy: record the client's address from its " + recorder.RemoteHeader + " and " + recorder.LocalHeader + " headers"},
+			&cli.IntFlag{Name: "backlog", Usage: "listen backlog instead of the system's (a busy server: SYNs dropped while the accept queue is full)"},
+			&cli.DurationFlag{Name: "accept-delay", Usage: "pause before each accept while busy: at most one new connection per this long"},
+			&cli.DurationFlag{Name: "slow-for", Usage: "busy for this long from the first connection (0: always, with --accept-delay)"},
+			&cli.DurationFlag{Name: "slow-every", Usage: "busy again after this long (0: busy once)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			log := newLogger(cmd)
+			if n := cmd.Int64("close-every"); n < 0 {
+				return &exitError{ExitSetup, fmt.Errorf("--close-every %d: want 0 or more", n)}
+			}
+			lo := recorder.ListenOptions{
+				Backlog:     cmd.Int("backlog"),
+				AcceptDelay: cmd.Duration("accept-delay"),
+				SlowFor:     cmd.Duration("slow-for"),
+				SlowEvery:   cmd.Duration("slow-every"),
+			}
+			if err := lo.Validate(); err != nil {
+				return &exitError{ExitSetup, err}
+			}
 			f, err := recorder.OpenLog(cmd.String("log"))
 			if err != nil {
 				return &exitError{ExitSetup, err}
@@ -143,8 +162,20 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return &exitError{ExitSetup, fmt.Errorf("--differ: %w", err)}
 			}
-			rec := recorder.New(f, recorder.Options{MaxBody: cmd.Int64("max-body"), RespSize: cmd.Int64("resp"), Differ: d})
-			if err := recorder.Serve(ctx, cmd.StringSlice("listen"), rec, log); err != nil {
+			rec := recorder.New(f, recorder.Options{MaxBody: cmd.Int64("max-body"), RespSize: cmd.Int64("resp"),
+				CloseEvery: cmd.Int64("close-every"), PeerHeaders: cmd.Bool("peer-headers"), Differ: d})
+			var lns []net.Listener
+			for _, a := range cmd.StringSlice("listen") {
+				ln, err := recorder.Listen(a, lo)
+				if err != nil {
+					for _, l := range lns {
+						l.Close()
+					}
+					return &exitError{ExitFailure, err}
+				}
+				lns = append(lns, ln)
+			}
+			if err := recorder.ServeListeners(ctx, lns, rec, log); err != nil {
 				return &exitError{ExitFailure, err}
 			}
 			log.Info("stopped", "requests", rec.Count())
@@ -177,6 +208,8 @@ func loadFlags(standalone bool) []cli.Flag {
 		&cli.BoolFlag{Name: "reuse-ports", Usage: "send each worker's connections from one fixed source port, reused as soon as the previous connection closed (NAT-like clients)"},
 		&cli.BoolFlag{Name: "data-on-ack", Usage: "send each request on the ACK that completes the handshake, with no pure ACK before it (TCP_DEFER_ACCEPT on the client socket)"},
 		&cli.BoolFlag{Name: "expect-continue", Usage: "send POST bodies after the server's \"100 Continue\" (Expect: 100-continue)"},
+		&cli.IntFlag{Name: "pipeline", Usage: "keep-alive connections pipeline: write up to N requests before reading the first answer (raw HTTP/1.1; 0 or 1: none)"},
+		&cli.DurationFlag{Name: "think", Usage: "pause this long before each request of a keep-alive connection after its first (e.g. longer than the target's keep-alive timeout)"},
 	}
 	if standalone {
 		flags = append(flags,
@@ -212,6 +245,8 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 		ReusePorts:      cmd.Bool("reuse-ports"),
 		DataOnAck:       cmd.Bool("data-on-ack"),
 		ExpectContinue:  cmd.Bool("expect-continue"),
+		Pipeline:        cmd.Int("pipeline"),
+		Think:           cmd.Duration("think"),
 	}
 	for _, s := range cmd.StringSlice("source") {
 		a, err := netip.ParseAddr(s)
@@ -225,6 +260,9 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 	}
 	if !(o.RespChunked >= 0 && o.RespChunked <= 1) {
 		return o, fmt.Errorf("--resp-chunked: chunked response share %v not in 0..1", o.RespChunked)
+	}
+	if err := o.ValidateKeepAlive(); err != nil {
+		return o, err
 	}
 	return o, nil
 }
@@ -288,6 +326,8 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "pcap", Usage: "record the client side of the run (online's to-client) with tcpdump into this pcap file"},
 		&cli.StringFlag{Name: "target-differ", Usage: "make the target answer differently from online for some requests, so that tcpcopy's response comparison has differences to find; comma-separated rules: " + differUsage + "; none for none"},
 		&cli.BoolFlag{Name: "diff-log", Usage: "have tcpcopy write the responses that differ to {dir}/diff.jsonl (--diff-log) and summarize it in the report"},
+		&cli.StringFlag{Name: "target-server", Usage: "the target's server (" + labrun.TargetServerNames() + "; default recorder): nginx in front of the recorder, or a recorder that closes connections or accepts slowly"},
+		&cli.StringFlag{Name: "nginx-bin", Usage: "nginx binary for the nginx target servers (default: nginx on PATH, or /usr/sbin/nginx)"},
 	)
 	return &cli.Command{
 		Name:  "run",
@@ -320,9 +360,16 @@ func runCommand() *cli.Command {
 				TcpcopyMetrics: cmd.String("tcpcopy-metrics"),
 				Pcap:           cmd.String("pcap"),
 				DiffLog:        cmd.Bool("diff-log"),
+				NginxBin:       cmd.String("nginx-bin"),
 			}
 			if cfg.TargetDiffer, err = recorder.ParseDiffer(cmd.String("target-differ")); err != nil {
 				return &exitError{ExitSetup, fmt.Errorf("--target-differ: %w", err)}
+			}
+			if name := cmd.String("target-server"); name != "" {
+				if _, err := labrun.TargetServerByName(name); err != nil {
+					return &exitError{ExitSetup, fmt.Errorf("--target-server: %w", err)}
+				}
+				cfg.TargetServer = name
 			}
 			if err := applyStackFlags(cmd, &cfg); err != nil {
 				return &exitError{ExitSetup, err}

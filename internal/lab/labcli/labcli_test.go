@@ -45,6 +45,17 @@ func TestLoadArgsRoundTrip(t *testing.T) {
 		IDPrefix: "p", LocalAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8:1::11")},
 		ReusePorts: true, DataOnAck: true, ExpectContinue: true, RespChunked: 0.25,
 	}
+	ka := load.Options{URL: "http://192.0.2.1:80", Rate: 1, Duration: time.Second, MaxRequests: 1,
+		Mode: load.KeepAlive, KeepAliveShare: 0.5, RequestsPerConn: 250, Seed: 1, Concurrency: 2, Timeout: 3 * time.Second,
+		Methods: []string{"POST"}, BodySizes: []int{4000}, LocalAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.11")},
+		Pipeline: 4, Think: 1500 * time.Millisecond}
+	for _, want := range []load.Options{want, ka} {
+		loadArgsRoundTrip(t, want)
+	}
+}
+
+func loadArgsRoundTrip(t *testing.T, want load.Options) {
+	t.Helper()
 	var got load.Options
 	cmd := &cli.Command{
 		Name:           "x",
@@ -101,6 +112,13 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown differ change", []string{"run", "--target-differ", "drop:5"}, `unknown change "drop"`},
 		{"bad chunked share", []string{"load", "--url", "http://192.0.2.1", "--resp-chunked", "2"}, "chunked response share 2 not in 0..1"},
 		{"serve bad differ", []string{"serve", "--listen", "127.0.0.1:0", "--log", "/dev/null", "--differ", "body:0"}, `--differ: bad differ spec: rule "body:0"`},
+		{"unknown target server", []string{"run", "--target-server", "apache"}, "unknown target server \"apache\" (known: recorder, nginx-kr100"},
+		{"pipelined short connections", []string{"run", "--mode", "short", "--pipeline", "4"}, "pipelining needs keep-alive connections"},
+		{"think on short connections", []string{"load", "--url", "http://192.0.2.1", "--mode", "short", "--think", "1s"}, "think time needs keep-alive"},
+		{"negative pipeline", []string{"load", "--url", "http://192.0.2.1", "--mode", "keepalive", "--pipeline", "-1"}, "negative pipeline"},
+		{"busy without delay", []string{"serve", "--listen", "127.0.0.1:0", "--log", "/dev/null", "--slow-for", "1s"}, "without an accept delay"},
+		{"busy always", []string{"serve", "--listen", "127.0.0.1:0", "--log", "/dev/null", "--accept-delay", "10ms", "--slow-for", "2s", "--slow-every", "2s"}, "always busy"},
+		{"negative close-every", []string{"serve", "--listen", "127.0.0.1:0", "--log", "/dev/null", "--close-every", "-1"}, "want 0 or more"},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(t, c.args...)

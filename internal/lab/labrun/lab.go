@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,9 +31,11 @@ type Lab struct {
 
 	mu        sync.Mutex
 	online    *role // recorder on the online ports
-	target    *role // recorder on the target ports
+	target    *role // recorder on the target ports, or behind front
+	front     *role // nginx on the target ports, in front of target; nil without
 	intercept *role
 	tcpcopies []*role
+	server    ServerReport // the target server, for the report
 }
 
 // role is one program of the lab and its successive instances: usage is
@@ -150,13 +153,23 @@ func (l *Lab) StopIntercept() error {
 	return l.intercept.stop()
 }
 
-// StartTarget starts the target's recorder (again) and waits until it
-// listens on every target port. It appends to the same request log.
+// targetServer is the program on the target ports: nginx when the target
+// server has it, the target's recorder otherwise.
+func (l *Lab) targetServer() *role {
+	if l.front != nil {
+		return l.front
+	}
+	return l.target
+}
+
+// StartTarget starts the target's server (again) and waits until it
+// listens on every target port: the target's recorder, which appends to
+// the same request log, or nginx in front of it (Config.TargetServer).
 func (l *Lab) StartTarget(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.log.Info("starting the target server")
-	p, err := l.target.start(l.Topo)
+	p, err := l.targetServer().start(l.Topo)
 	if err != nil {
 		return err
 	}
@@ -168,24 +181,26 @@ func (l *Lab) StartTarget(ctx context.Context) error {
 	return nil
 }
 
-// StopTarget stops the target's recorder gracefully (SIGTERM: it closes
-// its ports at once, then lets requests in progress finish for up to 2 s):
-// the target's kernel answers new copies with RST.
+// StopTarget stops the target's server gracefully (SIGTERM: the
+// recorder closes its ports at once, then lets requests in progress
+// finish for up to 2 s; nginx shuts down fast): the target's kernel
+// answers new copies with RST. nginx's recorder keeps running.
 func (l *Lab) StopTarget() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.log.Info("stopping the target server")
-	return l.target.stop()
+	return l.targetServer().stop()
 }
 
-// KillTarget kills the target's recorder (SIGKILL), as a crash would: its
-// ports close at once and its connections are reset. The requests it had
-// recorded stay in its log (each is written when it arrives).
+// KillTarget kills the target's server (SIGKILL), as a crash would: its
+// ports close at once and its connections are reset. The requests the
+// recorder had recorded stay in its log (each is written when it
+// arrives).
 func (l *Lab) KillTarget() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.log.Info("killing the target server")
-	return l.target.stopWith(syscall.SIGKILL)
+	return l.targetServer().stopWith(syscall.SIGKILL)
 }
 
 // Tcpcopy returns the i-th tcpcopy instance (0 is Config.TcpcopyArgs), nil
@@ -343,4 +358,40 @@ func waitReady(ctx context.Context, topo *netlab.Topology, p *netlab.Proc, timeo
 		return fmt.Errorf("%s exited: %s", filepath.Base(p.Name), p.StderrTail(512))
 	}
 	return err
+}
+
+// planTarget plans the target's recorder and, for a target server with
+// nginx, writes nginx's configuration under the run's directory.
+func (l *Lab) planTarget() error {
+	cfg := l.cfg
+	srv, err := TargetServerByName(cfg.TargetServer)
+	if err != nil {
+		return err
+	}
+	l.server = ServerReport{Name: srv.Name, Software: "the target recorder (tcpcopy-lab serve, Go net/http)", Limits: srv.Limits(), Doc: srv.Doc}
+	l.target = &role{name: "target server", ns: netlab.Target, bin: cfg.Self, env: cfg.SelfEnv}
+	var listen []string
+	if srv.Nginx == nil {
+		for _, p := range cfg.TargetPorts {
+			listen = append(listen, ":"+strconv.Itoa(int(p)))
+		}
+		l.target.args = append(append(ServeArgs(l.targetLog(), listen...), srv.recorderArgs()...), cfg.TargetDiffer.Args()...)
+		return nil
+	}
+	up := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), NginxUpstreamPort).String()
+	l.target.name = "target recorder"
+	l.target.args = append(append(ServeArgs(l.targetLog(), up), srv.recorderArgs()...), cfg.TargetDiffer.Args()...)
+	version, err := NginxVersion(cfg.NginxBin)
+	if err != nil {
+		return err
+	}
+	args, err := writeNginx(NginxConfig{
+		Dir: filepath.Join(l.Topo.Dir, "nginx"), Ports: cfg.TargetPorts, Upstream: up, Limits: *srv.Nginx,
+	})
+	if err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
+	l.front = &role{name: "nginx", ns: netlab.Target, bin: cfg.NginxBin, args: args}
+	l.server.Software = "nginx " + version + " in front of the target recorder"
+	return nil
 }

@@ -36,6 +36,11 @@
 // and checks the verdicts against it (Responses.AsTold). Config.DiffLog
 // has tcpcopy write its diff log into the run's directory and the report
 // sums it up (Report.DiffLog).
+// The target server can be a real one: Config.TargetServer names a row of
+// TargetServers (nginx with keepalive_requests 100 or keepalive_timeout
+// 1s in front of the target's recorder, a recorder that answers with
+// "Connection: close", one that accepts slowly), and the report names it
+// with its limits (Report.Server).
 //
 // Tests change the lab through hooks: Config.Setup runs before any program
 // starts, Config.During beside the load, with the Lab's methods to stop
@@ -122,6 +127,12 @@ type Config struct {
 	// the copy path and on the response path (netlab.Options); the report
 	// counts the drops (Report.Network).
 	LossCopy, LossResponse float64
+	// TargetServer names the target's server, a row of TargetServers;
+	// "" is the recorder alone. NginxBin is the nginx binary for the rows
+	// that need one; FindNginx by default.
+	TargetServer string
+	NginxBin     string
+
 	// Pcap, when set, is a file that tcpdump writes with the client side
 	// of the run, both directions, as online's to-client sees it (GRO
 	// super-packets included when GRO is on): started before the load,
@@ -262,6 +273,15 @@ func (c *Config) setDefaults() error {
 		}
 		c.Pcap = abs
 	}
+	srv, err := TargetServerByName(c.TargetServer)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	if srv.Nginx != nil && c.NginxBin == "" {
+		if c.NginxBin, err = FindNginx(); err != nil {
+			return fmt.Errorf("%w: target server %s: %w", ErrSetup, srv.Name, err)
+		}
+	}
 	if len(c.MoreTcpcopyArgs) > 0 && c.TcpcopyBin == "" {
 		return fmt.Errorf("%w: more tcpcopy instances without a tcpcopy binary", ErrSetup)
 	}
@@ -367,6 +387,12 @@ func LoadArgs(o load.Options, logPath string) []string {
 	if o.ExpectContinue {
 		args = append(args, "--expect-continue")
 	}
+	if o.Pipeline > 1 {
+		add("pipeline", strconv.Itoa(o.Pipeline))
+	}
+	if o.Think > 0 {
+		add("think", o.Think.String())
+	}
 	return args
 }
 
@@ -406,13 +432,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 			LossCopy: topo.LossCopy, LossResponse: topo.LossResponse,
 		}}
 	log.Info("topology ready", "id", topo.ID, "dir", topo.Dir, "gro", topo.GRO, "client_stack", rep.Network.ClientStack,
-		"loss_copy", topo.LossCopy, "loss_response", topo.LossResponse)
+		"loss_copy", topo.LossCopy, "loss_response", topo.LossResponse, "target_server", cfg.TargetServer)
 
 	lab := &Lab{Topo: topo, Vars: Vars(topo), cfg: &cfg, log: log}
 	addMACs(ctx, topo, lab.Vars)
 	if err := lab.plan(); err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	rep.Server = lab.server
 	if cfg.Setup != nil {
 		if err := cfg.Setup(ctx, lab); err != nil {
 			return rep, fmt.Errorf("%w: setup hook: %w", ErrSetup, err)
@@ -626,6 +653,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		}
 		rep.Leaks = &lk
 	}
+	if lab.front != nil {
+		// nginx before the recorder it proxies to.
+		if err := lab.front.stop(); err != nil {
+			errs = append(errs, err)
+		}
+		rep.Server.Proc = lab.front.report()
+		if p := rep.Server.Proc; p.Exit != "" {
+			rep.Problems = append(rep.Problems, filepath.Base(p.Bin)+": "+p.Exit)
+		}
+	}
 	log.Debug("stopping recorders")
 	rec := &role{name: "recorders", bin: cfg.Self}
 	for _, r := range []*role{lab.online, lab.target} {
@@ -710,12 +747,9 @@ func (l *Lab) plan() error {
 			netip.AddrPortFrom(l.Topo.Online.ClientV6, p).String())
 	}
 	l.online.args = ServeArgs(l.onlineLog(), listen...)
-	l.target = &role{name: "target server", ns: netlab.Target, bin: cfg.Self, env: cfg.SelfEnv}
-	listen = nil
-	for _, p := range cfg.TargetPorts {
-		listen = append(listen, ":"+strconv.Itoa(int(p)))
+	if err := l.planTarget(); err != nil {
+		return err
 	}
-	l.target.args = append(ServeArgs(l.targetLog(), listen...), cfg.TargetDiffer.Args()...)
 
 	if cfg.InterceptBin != "" {
 		args, err := Expand(cfg.InterceptArgs, l.Vars)
@@ -750,7 +784,8 @@ func (l *Lab) plan() error {
 func (l *Lab) onlineLog() string { return filepath.Join(l.Topo.Dir, "online.jsonl") }
 func (l *Lab) targetLog() string { return filepath.Join(l.Topo.Dir, "target.jsonl") }
 
-// startServers starts the two recorders and waits until they listen.
+// startServers starts the two recorders, and nginx in front of the
+// target's when the target server has one, and waits until they listen.
 func (l *Lab) startServers(ctx context.Context) error {
 	l.mu.Lock()
 	p, err := l.online.start(l.Topo)
@@ -763,6 +798,17 @@ func (l *Lab) startServers(ctx context.Context) error {
 			if err := waitReady(ctx, l.Topo, p, l.cfg.StartTimeout, listeningOn(a, port)); err != nil {
 				return fmt.Errorf("online recorder: %w", err)
 			}
+		}
+	}
+	if l.front != nil {
+		l.mu.Lock()
+		p, err := l.target.start(l.Topo)
+		l.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("target recorder: %w", err)
+		}
+		if err := waitReady(ctx, l.Topo, p, l.cfg.StartTimeout, listeningOn(netip.MustParseAddr("127.0.0.1"), NginxUpstreamPort)); err != nil {
+			return fmt.Errorf("target recorder: %w", err)
 		}
 	}
 	if err := l.StartTarget(ctx); err != nil {

@@ -294,7 +294,8 @@ func TestRunSessionsFromLog(t *testing.T) {
 		t.Errorf("tcpcopy argv %q has a metrics address", out)
 	}
 	want := &labrun.Sessions{Source: "log", Opened: 9, Reproduced: 6, Partial: 1, Failed: 2,
-		Ends: []labrun.SessionEnd{{"reproduced", "", 6}, {"partial", "capture_gap", 1}, {"failed", "no_synack", 1}, {"failed", "unknown", 1}}}
+		Ends: []labrun.SessionEnd{{"reproduced", "", 6}, {"partial", "capture_gap", 1}, {"failed", "no_synack", 1}, {"failed", "unknown", 1}},
+		Copy: labrun.CopyStats{Known: true, Fidelity: 0.9}}
 	if !reflect.DeepEqual(rep.Sessions, want) {
 		t.Errorf("sessions %+v, want %+v", rep.Sessions, want)
 	}

@@ -109,6 +109,29 @@ func (n Network) lossText() string {
 	return "copy " + path(n.LossCopy, n.DroppedCopy) + ", response " + path(n.LossResponse, n.DroppedResponse)
 }
 
+// ServerReport names the target server of a run (Config.TargetServer) and
+// what makes it close or refuse connections.
+type ServerReport struct {
+	Name     string `json:"name"`     // a TargetServers name
+	Software string `json:"software"` // "nginx 1.22.1 in front of the target recorder", ...
+	Limits   string `json:"limits"`   // TargetServer.Limits
+	Doc      string `json:"doc"`      // TargetServer.Doc
+	// Proc is nginx's CPU time and memory, when it ran.
+	Proc *ProcReport `json:"proc,omitempty"`
+}
+
+// text is the report's "server" line, after the label.
+func (s ServerReport) text() string {
+	name := s.Name
+	if name == "" {
+		name = TargetServers[0].Name
+	}
+	if s.Software == "" {
+		return name
+	}
+	return name + ": " + s.Software + "; " + s.Limits
+}
+
 // Report is the outcome of a run.
 type Report struct {
 	ID        string              `json:"id"`  // topology id
@@ -120,6 +143,7 @@ type Report struct {
 	GRO       bool                `json:"gro"`     // GRO was on on the receiving veths
 	Sources   int                 `json:"sources"` // client addresses the load came from
 	Network   Network             `json:"network"` // client stack, MTUs, loss
+	Server    ServerReport        `json:"target_server"`
 	Pcap      *PcapReport         `json:"pcap,omitempty"`
 	Load      load.Stats          `json:"load"` // every load client together
 	Compare   recorder.Comparison `json:"compare"`
@@ -164,6 +188,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		stack = "linux"
 	}
 	fmt.Fprintf(&b, "client     stack %s: %s\n", stack, r.Network.stackText())
+	fmt.Fprintf(&b, "server     %s\n", r.Server.text())
 	fmt.Fprintf(&b, "loss       %s\n", r.Network.lossText())
 	if p := r.Pcap; p != nil {
 		extra := ""
@@ -190,6 +215,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	note := ""
 	if !r.Copying {
 		note = " (no tcpcopy: copying disabled)"
+	}
+	if s := r.Sessions; s != nil && s.Copy.Known && r.Copying {
+		note += fmt.Sprintf("; tcpcopy reports %.2f%% (request bytes acknowledged by the target / captured + uncopied)", 100*s.Copy.Fidelity)
 	}
 	fmt.Fprintf(&b, "fidelity   %.1f%%%s\n", c.Fidelity, note)
 	if c.Matched > 0 {
@@ -219,6 +247,20 @@ func (r *Report) WriteText(w io.Writer) error {
 			if len(parts) > 0 {
 				fmt.Fprintf(&b, "  %-8s %s\n", o, strings.Join(parts, ", "))
 			}
+		}
+		if n := s.Copy.Reconnects; n > 0 {
+			fmt.Fprintf(&b, "  reconnects %d: the target closed connections with requests pending, tcpcopy opened new ones\n", n)
+		}
+		if cs := s.Copy; cs.UncopiedBytes > 0 || cs.UncopiedRequests > 0 {
+			var parts []string
+			for _, u := range cs.Uncopied {
+				parts = append(parts, fmt.Sprintf("%s %d requests %d bytes", u.Reason, u.Requests, u.Bytes))
+			}
+			why := ""
+			if len(parts) > 0 {
+				why = ": " + strings.Join(parts, ", ")
+			}
+			fmt.Fprintf(&b, "uncopied   %d requests (%d bytes) no session carried, their session had ended%s\n", cs.UncopiedRequests, cs.UncopiedBytes, why)
 		}
 	} else if r.Copying {
 		fmt.Fprintf(&b, "sessions   unknown (neither tcpcopy's metrics nor its final log line could be read)\n")
@@ -253,7 +295,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Tcpcopies) == 0 && r.Tcpcopy != nil {
 		procs = append(procs, named{"tcpcopy", r.Tcpcopy})
 	}
-	procs = append(procs, named{"intercept", r.Intercept}, named{"loadgen", r.LoadClient}, named{"recorders", r.Recorders})
+	procs = append(procs, named{"intercept", r.Intercept}, named{"loadgen", r.LoadClient}, named{"recorders", r.Recorders}, named{"nginx", r.Server.Proc})
 	for _, p := range procs {
 		if p.r == nil {
 			continue

@@ -27,6 +27,59 @@ type Sessions struct {
 	// Ends are the closed sessions by outcome and reason, most frequent
 	// first within an outcome (reproduced, partial, failed).
 	Ends []SessionEnd `json:"ends,omitempty"`
+
+	// tcpcopy's own account of its copy, from the same source.
+	Copy CopyStats `json:"copy"`
+}
+
+// CopyStats is what tcpcopy says it copied (docs/metrics.md, "fidelity"):
+// the share of the captured request bytes of copied connections that the
+// target acknowledged, the bytes and requests no session carried, and its
+// reconnects after the target closed connections early.
+type CopyStats struct {
+	// Known: tcpcopy reported a fidelity (a metrics scrape, or a final
+	// log line with fidelity=).
+	Known bool `json:"known"`
+	// Fidelity is tcpcopy_fidelity_ratio, 0..1: AckedBytes /
+	// (CapturedBytes + UncopiedBytes). Summed over instances, it is
+	// recomputed from their byte counts.
+	Fidelity         float64 `json:"fidelity"`
+	CapturedBytes    uint64  `json:"captured_bytes"`
+	AckedBytes       uint64  `json:"acked_bytes"`
+	UncopiedBytes    uint64  `json:"uncopied_bytes"`
+	UncopiedRequests uint64  `json:"uncopied_requests"`
+	Reconnects       uint64  `json:"reconnects"`
+	// Uncopied breaks UncopiedBytes and UncopiedRequests down by reason
+	// (tcpcopy_uncopied_bytes_total{reason}), most bytes first; metrics
+	// only.
+	Uncopied []Uncopied `json:"uncopied,omitempty"`
+}
+
+// Uncopied counts what no session carried, for one reason.
+type Uncopied struct {
+	Reason   string `json:"reason"`
+	Bytes    uint64 `json:"bytes"`
+	Requests uint64 `json:"requests"`
+}
+
+func (c *CopyStats) addUncopied(reason string, bytes, requests uint64) {
+	for i := range c.Uncopied {
+		if c.Uncopied[i].Reason == reason {
+			c.Uncopied[i].Bytes += bytes
+			c.Uncopied[i].Requests += requests
+			return
+		}
+	}
+	c.Uncopied = append(c.Uncopied, Uncopied{Reason: reason, Bytes: bytes, Requests: requests})
+}
+
+func (c *CopyStats) sort() {
+	slices.SortFunc(c.Uncopied, func(a, b Uncopied) int {
+		if x := cmp.Compare(b.Bytes, a.Bytes); x != 0 {
+			return x
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
 }
 
 // SessionEnd counts the sessions closed with one outcome and reason.
@@ -75,6 +128,7 @@ func (s *Sessions) sort() {
 // none has any.
 func sumSessions(all []*Sessions) *Sessions {
 	var out *Sessions
+	n := 0
 	for _, s := range all {
 		if s == nil {
 			continue
@@ -89,9 +143,28 @@ func sumSessions(all []*Sessions) *Sessions {
 		for _, e := range s.Ends {
 			out.add(e.Outcome, e.Reason, e.Count)
 		}
+		c, o := s.Copy, &out.Copy
+		if n++; n == 1 {
+			o.Known, o.Fidelity = c.Known, c.Fidelity
+		} else {
+			o.Known = o.Known && c.Known
+			o.Fidelity = min(o.Fidelity, c.Fidelity) // replaced below when the bytes are known
+		}
+		o.CapturedBytes += c.CapturedBytes
+		o.AckedBytes += c.AckedBytes
+		o.UncopiedBytes += c.UncopiedBytes
+		o.UncopiedRequests += c.UncopiedRequests
+		o.Reconnects += c.Reconnects
+		for _, u := range c.Uncopied {
+			o.addUncopied(u.Reason, u.Bytes, u.Requests)
+		}
 	}
 	if out != nil {
 		out.sort()
+		out.Copy.sort()
+		if c := &out.Copy; n > 1 && c.Known && c.CapturedBytes+c.UncopiedBytes > 0 {
+			c.Fidelity = float64(c.AckedBytes) / float64(c.CapturedBytes+c.UncopiedBytes)
+		}
 	}
 	return out
 }
@@ -164,9 +237,15 @@ func parseExposition(text string) ([]sample, error) {
 
 // Metric names read from tcpcopy (internal/tcpcopy/metrics.go).
 const (
-	metricClosed = "tcpcopy_sessions_closed_total" // {outcome, reason}
-	metricOpened = "tcpcopy_sessions_opened_total"
-	metricActive = "tcpcopy_sessions_active"
+	metricClosed           = "tcpcopy_sessions_closed_total" // {outcome, reason}
+	metricOpened           = "tcpcopy_sessions_opened_total"
+	metricActive           = "tcpcopy_sessions_active"
+	metricFidelity         = "tcpcopy_fidelity_ratio"
+	metricCaptured         = "tcpcopy_captured_bytes_total"
+	metricAcked            = "tcpcopy_acked_bytes_total"
+	metricReconnects       = "tcpcopy_reconnects_total"
+	metricUncopiedBytes    = "tcpcopy_uncopied_bytes_total"    // {reason}
+	metricUncopiedRequests = "tcpcopy_uncopied_requests_total" // {reason}
 )
 
 // sessionsFromMetrics extracts the session counts, and every unlabelled
@@ -187,6 +266,20 @@ func sessionsFromMetrics(text string) (*Sessions, map[string]float64, error) {
 			s.Opened, found = uint64(m.value), true
 		case m.name == metricActive:
 			s.Open = uint64(m.value)
+		case m.name == metricFidelity:
+			s.Copy.Fidelity, s.Copy.Known = m.value, true
+		case m.name == metricCaptured:
+			s.Copy.CapturedBytes = uint64(m.value)
+		case m.name == metricAcked:
+			s.Copy.AckedBytes = uint64(m.value)
+		case m.name == metricReconnects:
+			s.Copy.Reconnects = uint64(m.value)
+		case m.name == metricUncopiedBytes:
+			s.Copy.UncopiedBytes += uint64(m.value)
+			s.Copy.addUncopied(m.labels["reason"], uint64(m.value), 0)
+		case m.name == metricUncopiedRequests:
+			s.Copy.UncopiedRequests += uint64(m.value)
+			s.Copy.addUncopied(m.labels["reason"], 0, uint64(m.value))
 		}
 		if len(m.labels) == 0 && strings.HasPrefix(m.name, "tcpcopy_") {
 			values[m.name] = m.value
@@ -196,6 +289,7 @@ func sessionsFromMetrics(text string) (*Sessions, map[string]float64, error) {
 		return nil, values, fmt.Errorf("no %s in the metrics", metricOpened)
 	}
 	s.sort()
+	s.Copy.sort()
 	return s, values, nil
 }
 
@@ -263,6 +357,13 @@ func sessionsFromLog(path string) (*Sessions, error) {
 	if reproduced > 0 {
 		s.add("reproduced", "", reproduced) // the line has no breakdown
 	}
+	if f, err := strconv.ParseFloat(last["fidelity"], 64); err == nil {
+		s.Copy.Fidelity, s.Copy.Known = f, true
+	}
+	s.Copy.CapturedBytes, _ = num("captured_bytes")
+	s.Copy.AckedBytes, _ = num("acked_bytes")
+	s.Copy.UncopiedBytes, _ = num("uncopied_bytes")
+	s.Copy.UncopiedRequests, _ = num("uncopied_requests")
 	s.sort()
 	return s, nil
 }

@@ -21,9 +21,16 @@
 // RespSize and RespChunked ask the recorder for response bodies of a size,
 // with a Content-Length or chunked.
 //
-// Two options reproduce clients that send differently from Go's defaults:
-// DataOnAck puts each request on the handshake's last ACK, and
-// ExpectContinue sends bodies only after the server's "100 Continue".
+// Some options reproduce clients that send differently from Go's defaults:
+// DataOnAck puts each request on the handshake's last ACK, ExpectContinue
+// sends bodies only after the server's "100 Continue", Pipeline writes
+// several requests on a keep-alive connection before reading the first
+// answer (net/http never does: those connections speak raw HTTP/1.1), and
+// Think pauses between the requests of a keep-alive connection, longer
+// than a server's idle timeout if need be.
+//
+// Every Result has the request's size on the wire (WireLen): the bytes the
+// client wrote on its connection for it, request line, headers and body.
 package load
 
 import (
@@ -170,6 +177,21 @@ type Options struct {
 	// interim "100 Continue" (at most ExpectContinueTimeout), then the
 	// body. Result.Continued tells whether the interim response came.
 	ExpectContinue bool
+	// Pipeline, when above 1, makes keep-alive connections pipeline
+	// (RFC 9112, section 9.3.2): a worker takes up to Pipeline requests
+	// (no more than its connection has left), writes them all, then reads
+	// the answers in order. Timeout bounds the whole batch. The answers
+	// come in order from any HTTP/1.1 server; a server that closes the
+	// connection after one of them (Connection: close) leaves the rest
+	// failed. Not with Short connections nor with ExpectContinue.
+	Pipeline int
+	// Think is a pause before each request (or pipelined batch) of a
+	// keep-alive connection after its first: the client keeps the
+	// connection open and idle that long, as people between clicks do. A
+	// pause longer than the target's keep-alive timeout makes the target
+	// close connections the online server keeps. Not with Short
+	// connections.
+	Think time.Duration
 	// Log, when set, receives every Result as a JSON line as it completes.
 	// Writes are serialized.
 	Log io.Writer
@@ -199,6 +221,9 @@ type Result struct {
 
 	// RespChunked: the response body came chunked.
 	RespChunked bool `json:"resp_chunked,omitempty"`
+	// WireLen is the bytes written on the connection for this request:
+	// request line, headers and body (0 when none was written).
+	WireLen int64 `json:"wire_len"`
 }
 
 // OK reports whether the request got a 2xx response and its whole body.
@@ -258,6 +283,27 @@ func (o *Options) setDefaults() error {
 		var b [3]byte
 		rand.Read(b[:])
 		o.IDPrefix = hex.EncodeToString(b[:])
+	}
+	if o.Pipeline > 1 && u.Scheme != "http" {
+		return errors.New("load: pipelining speaks plain HTTP/1.1 only")
+	}
+	return o.ValidateKeepAlive()
+}
+
+// ValidateKeepAlive checks the options that only keep-alive connections
+// take, Pipeline and Think, against Mode and ExpectContinue.
+func (o Options) ValidateKeepAlive() error {
+	switch {
+	case o.Pipeline < 0:
+		return fmt.Errorf("load: negative pipeline depth %d", o.Pipeline)
+	case o.Pipeline > 1 && o.Mode == Short:
+		return errors.New("load: pipelining needs keep-alive connections, not short ones")
+	case o.Pipeline > 1 && o.ExpectContinue:
+		return errors.New("load: pipelined requests cannot wait for 100 Continue")
+	case o.Think < 0:
+		return fmt.Errorf("load: negative think time %v", o.Think)
+	case o.Think > 0 && o.Mode == Short:
+		return errors.New("load: a think time needs keep-alive connections, not short ones")
 	}
 	return nil
 }
@@ -321,11 +367,13 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 			for j := range jobs {
 				// The run context, not the dispatch deadline: a request
 				// issued just before the deadline still gets Timeout.
-				r := wk.do(ctx, j)
+				rs := wk.run(ctx, j, jobs)
 				mu.Lock()
-				results = append(results, r)
-				if enc != nil && logErr == nil {
-					logErr = enc.Encode(r)
+				results = append(results, rs...)
+				for _, r := range rs {
+					if enc != nil && logErr == nil {
+						logErr = enc.Encode(r)
+					}
 				}
 				mu.Unlock()
 			}
@@ -388,6 +436,30 @@ type worker struct {
 	left    int          // requests left on the current keep-alive connection
 	cur     bool         // current connection is keep-alive
 	local   netip.Addr   // source address for the next connection
+
+	// Pipelined keep-alive connections (Options.Pipeline) bypass net/http.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	raw  net.Conn
+	rawR *bufio.Reader
+}
+
+// countConn counts the bytes written on a connection, for Result.WireLen.
+type countConn struct {
+	net.Conn
+	written atomic.Int64
+}
+
+// Write counts b before writing it, so that the count is complete by the
+// time the server can have read b and answered (a count after Write could
+// still be missing when the answer has been read), and takes back what
+// was not written.
+func (c *countConn) Write(b []byte) (int, error) {
+	c.written.Add(int64(len(b)))
+	n, err := c.Conn.Write(b)
+	if n < len(b) {
+		c.written.Add(int64(n - len(b)))
+	}
+	return n, err
 }
 
 // ReusePortBase is the source port of worker 0 with Options.ReusePorts.
@@ -419,7 +491,7 @@ func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
 		})
 		return errors.Join(err, serr)
 	}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialRaw := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: opts.Timeout}
 		if len(sockopts) > 0 {
 			d.Control = control
@@ -450,6 +522,14 @@ func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
 			}
 		}
 	}
+	// Every connection counts what is written on it (Result.WireLen).
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialRaw(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countConn{Conn: c}, nil
+	}
 	kaT := &http.Transport{
 		DialContext:         dial,
 		MaxIdleConnsPerHost: 1,
@@ -472,17 +552,57 @@ func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
 		nextSrc: nextSrc,
 		ka:      &http.Client{Transport: kaT},
 		short:   &http.Client{Transport: shortT},
+		dial:    dial,
 	}
 }
 
 func (w *worker) close() {
 	w.ka.CloseIdleConnections()
 	w.short.CloseIdleConnections()
+	w.closeRaw()
+}
+
+func (w *worker) closeRaw() {
+	if w.raw != nil {
+		w.raw.Close()
+		w.raw, w.rawR = nil, nil
+	}
+}
+
+// run sends job j, and with Options.Pipeline the jobs after it from more
+// that its connection can carry, and returns their results. Before a
+// request on a keep-alive connection that already carried one it pauses
+// Options.Think.
+func (w *worker) run(ctx context.Context, j job, more <-chan job) []Result {
+	if w.left == 0 {
+		w.newConn()
+	}
+	if w.cur && w.left < w.opts.RequestsPerConn && w.opts.Think > 0 {
+		t := time.NewTimer(w.opts.Think)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if !w.cur || w.opts.Pipeline < 2 {
+		return []Result{w.do(ctx, j)}
+	}
+	batch := []job{j}
+	for len(batch) < min(w.opts.Pipeline, w.left) {
+		nj, ok := <-more
+		if !ok {
+			break
+		}
+		batch = append(batch, nj)
+	}
+	return w.pipeline(ctx, batch)
 }
 
 // newConn decides what the next connection is.
 func (w *worker) newConn() {
 	w.ka.CloseIdleConnections()
+	w.closeRaw()
 	switch w.opts.Mode {
 	case KeepAlive:
 		w.cur = true
@@ -526,13 +646,29 @@ func (w *worker) do(ctx context.Context, j job) (r Result) {
 	if w.local.IsValid() {
 		ctx = context.WithValue(ctx, localKey{}, w.local)
 	}
+	var (
+		conn    *countConn
+		written int64
+	)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			r.Local = info.Conn.LocalAddr().String()
 			r.Reused = info.Reused
+			if cc, ok := info.Conn.(*countConn); ok {
+				conn, written = cc, cc.written.Load()
+			}
 		},
 		Got100Continue: func() { r.Continued = true },
 	})
+	// One request at a time on a connection, and the server answers once
+	// it has read the whole request: what was written on the connection
+	// from GotConn to the answer is this request. (net/http calls
+	// WroteRequest before it flushes its buffer.)
+	defer func() {
+		if conn != nil {
+			r.WireLen = conn.written.Load() - written
+		}
+	}()
 	u := w.opts.URL + "/lab/" + id
 	var query []string
 	if w.opts.RespSize > 0 {
@@ -575,6 +711,118 @@ func (w *worker) do(ctx context.Context, j job) (r Result) {
 		r.Err = err.Error()
 	}
 	return r
+}
+
+// pipeline sends batch on the worker's keep-alive connection, all
+// requests written before the first answer is read (Options.Pipeline), in
+// raw HTTP/1.1, and reads the answers in order.
+func (w *worker) pipeline(ctx context.Context, batch []job) []Result {
+	rs := make([]Result, len(batch))
+	reqs := make([][]byte, len(batch))
+	var host string
+	if u, err := url.Parse(w.opts.URL); err == nil {
+		host = u.Host
+	}
+	start := time.Now()
+	for i, j := range batch {
+		body := j.body()
+		sum := sha256.Sum256(body)
+		id := w.opts.IDPrefix + "-" + strconv.Itoa(j.seq)
+		rs[i] = Result{Seq: j.seq, ID: id, Method: j.method, BodyLen: len(body),
+			BodySHA256: hex.EncodeToString(sum[:]), KeepAlive: true, Start: start}
+		target := "/lab/" + id
+		if w.opts.RespSize > 0 {
+			target += "?resp=" + strconv.Itoa(w.opts.RespSize)
+		}
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tcpcopy-lab-pipeline\r\n%s: %s\r\n", j.method, target, host, recorder.IDHeader, id)
+		if hasBody(j.method) {
+			fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+		}
+		b.WriteString("\r\n")
+		b.Write(body)
+		reqs[i] = b.Bytes()
+		rs[i].WireLen = int64(b.Len())
+	}
+	fail := func(from int, err error) []Result {
+		for i := from; i < len(rs); i++ {
+			rs[i].Err = err.Error()
+			rs[i].Latency = time.Since(start)
+		}
+		w.closeRaw()
+		w.left = 0
+		return rs
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
+	defer cancel()
+	reused := w.raw != nil
+	if !reused {
+		if w.local.IsValid() {
+			ctx = context.WithValue(ctx, localKey{}, w.local)
+		}
+		c, err := w.dial(ctx, "tcp", host)
+		if err != nil {
+			for i := range rs {
+				rs[i].WireLen = 0
+			}
+			return fail(0, err)
+		}
+		w.raw, w.rawR = c, bufio.NewReader(c)
+	}
+	c := w.raw
+	deadline, _ := ctx.Deadline()
+	c.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for i := range rs {
+		rs[i].Local = c.LocalAddr().String()
+		rs[i].Reused = reused || i > 0
+	}
+	// Written from a goroutine while the answers are read, so that a big
+	// answer cannot block the server while it waits for us to read.
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		for _, b := range reqs {
+			if _, err = c.Write(b); err != nil {
+				break
+			}
+		}
+		wrote <- err
+	}()
+	for i, j := range batch {
+		req := &http.Request{Method: j.method}
+		resp, err := http.ReadResponse(w.rawR, req)
+		if err != nil {
+			<-wrote
+			return fail(i, err)
+		}
+		rs[i].Status = resp.StatusCode
+		rs[i].RespLen, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		rs[i].Latency = time.Since(start)
+		if err != nil {
+			<-wrote
+			return fail(i, err)
+		}
+		if resp.Close && i < len(batch)-1 {
+			<-wrote
+			return fail(i+1, errors.New("load: the server closed the connection in the middle of a pipelined batch"))
+		}
+		if resp.Close {
+			w.closeRaw()
+			w.left = len(batch) // the connection ends with this batch
+		}
+	}
+	if err := <-wrote; err != nil {
+		return fail(len(batch), err)
+	}
+	w.left -= len(batch)
+	if w.left <= 0 {
+		w.left = 0
+		w.closeRaw() // client FIN now, as do does
+	}
+	return rs
 }
 
 // ReadResults reads a JSON-lines result log written through Options.Log.

@@ -366,6 +366,12 @@ func TestBadOptions(t *testing.T) {
 		{URL: "http://x", Mode: Mixed + 1},
 		{URL: "http://x", RespChunked: -0.1},
 		{URL: "http://x", RespChunked: 1.5},
+		{URL: "http://x", Pipeline: -1},
+		{URL: "http://x", Pipeline: 2, Mode: Short},
+		{URL: "http://x", Pipeline: 2, ExpectContinue: true},
+		{URL: "https://x", Pipeline: 2},
+		{URL: "http://x", Think: -time.Second},
+		{URL: "http://x", Think: time.Second, Mode: Short},
 	} {
 		if _, err := Run(context.Background(), o); err == nil {
 			t.Errorf("%+v: want an error", o)

@@ -20,6 +20,12 @@
 // A Recorder is safe for concurrent use; each entry is written with one
 // Write call on the log, under a mutex, so lines never interleave and an
 // *os.File log is up to date after every request.
+//
+// The lab's target can behave like real servers that close connections on
+// purpose or are busy: Options.CloseEvery answers some or all requests with
+// "Connection: close", and Listen's ListenOptions give the listener a tiny
+// backlog and slow accepts. Behind a reverse proxy (the lab's nginx),
+// Options.PeerHeaders takes the client's address from the proxy's headers.
 package recorder
 
 import (
@@ -34,9 +40,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +52,16 @@ import (
 
 // IDHeader carries the request id set by the load client.
 const IDHeader = "X-Lab-Id"
+
+// Request headers a reverse proxy in front of the recorder sets, read with
+// Options.PeerHeaders: the address and port of its client (the peer of
+// the connection the request came in on) and its own local address and
+// port of that connection, as "ADDR:PORT" (nginx's $remote_addr:$remote_port
+// and $server_addr:$server_port; an IPv6 address without brackets).
+const (
+	RemoteHeader = "X-Lab-Remote"
+	LocalHeader  = "X-Lab-Local"
+)
 
 // Response headers set by the recorder.
 const (
@@ -93,6 +111,16 @@ type Options struct {
 	// their status, a header, the body's length or one of its bytes, or
 	// their timing. Only 200 answers are changed.
 	Differ Differ
+	// CloseEvery answers every CloseEvery-th request (counted over the
+	// whole server, from the first) with "Connection: close", after which
+	// the server closes that connection, as servers do that limit the
+	// requests per connection; 1 closes after every response (HTTP/1.0
+	// style). 0 keeps connections open.
+	CloseEvery int64
+	// PeerHeaders records Remote and Local from RemoteHeader and
+	// LocalHeader when a request has them: the recorder runs behind a
+	// reverse proxy, whose own connection says nothing about the client.
+	PeerHeaders bool
 }
 
 // Recorder is an http.Handler that records requests to a log.
@@ -102,6 +130,7 @@ type Recorder struct {
 	log   io.Writer
 	count atomic.Int64
 	fails atomic.Int64
+	seen  atomic.Int64 // requests handled, for CloseEvery
 }
 
 // New returns a Recorder that appends JSON lines to log.
@@ -153,6 +182,14 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if a, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		e.Local = a.String()
+	}
+	if r.opts.PeerHeaders {
+		if v := peerHeader(req.Header.Get(RemoteHeader)); v != "" {
+			e.Remote = v
+		}
+		if v := peerHeader(req.Header.Get(LocalHeader)); v != "" {
+			e.Local = v
+		}
 	}
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(req.Body, r.opts.MaxBody+1))
@@ -231,6 +268,9 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	if n := r.opts.CloseEvery; n > 0 && r.seen.Add(1)%n == 0 {
+		hdr.Set("Connection", "close") // net/http closes after this response
+	}
 	if !chunked {
 		hdr.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
@@ -293,6 +333,26 @@ func changedByte(c byte) byte {
 		return 'Y'
 	}
 	return 'X'
+}
+
+// peerHeader normalises an "ADDR:PORT" header of a proxy to the form of
+// net.Addr.String ("[2001:db8::1]:80" for IPv6, an IPv4-mapped address as
+// IPv4, as Go's dual-stack listeners give it); "" when it is not one.
+func peerHeader(v string) string {
+	i := strings.LastIndexByte(v, ':')
+	if i <= 0 {
+		return ""
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(v[:i], "["), "]")
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return ""
+	}
+	p, err := strconv.ParseUint(v[i+1:], 10, 16)
+	if err != nil {
+		return ""
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(p)).String()
 }
 
 func (r *Recorder) record(e Entry) {
