@@ -40,9 +40,6 @@ func TestCompareResponses(t *testing.T) {
 		// some, 1 all.
 		chunked int
 		respLen int64 // every answer's body length (online's)
-		// knownBug: the case shows a false verdict not fixed yet; it runs
-		// only with TCPCOPY_E2E_KNOWN_BUGS=1.
-		knownBug string
 	}{
 		{
 			name: "identical", chunked: 0, respLen: recorder.DefaultRespSize,
@@ -77,16 +74,10 @@ func TestCompareResponses(t *testing.T) {
 			name: "paused answers", differ: "pause:5@2:50ms,pause:5:50ms", chunked: -1, respLen: 65536,
 			load: load.Options{Rate: 20, Duration: 2 * time.Second, MaxRequests: 40, Mode: load.KeepAlive, RequestsPerConn: 5,
 				BodySizes: []int{0}, RespSize: 65536, Concurrency: 2},
-			knownBug: "tcpcopy sends the next request while the target's answer pauses; the rest of the answer acknowledges it " +
-				"and is paired with the next answer (differs/length twice), and the last answer of a connection is judged " +
-				"before it is complete (differs/length)",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.knownBug != "" && os.Getenv("TCPCOPY_E2E_KNOWN_BUGS") != "1" {
-				t.Skip("known false verdicts (TCPCOPY_E2E_KNOWN_BUGS=1 runs it): " + tt.knownBug)
-			}
 			t.Parallel()
 			d, err := recorder.ParseDiffer(tt.differ)
 			if err != nil {

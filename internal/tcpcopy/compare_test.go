@@ -86,3 +86,22 @@ func TestDiffLog(t *testing.T) {
 		t.Errorf("latest: %d", len(got))
 	}
 }
+
+func TestCaptureTime(t *testing.T) {
+	const now = int64(5e9)
+	for _, c := range []struct {
+		name     string
+		last, ts int64
+		want     int64
+	}{
+		{"newest", 100e9, 100e9, now},
+		{"earlier", 100e9, 100e9 - 3e6, now - 3e6},
+		{"bounded", 100e9, 90e9, now - 1e9},
+		{"no stamp", 0, 0, now},
+		{"after the newest", 100e9, 100e9 + 1, now},
+	} {
+		if got := captureTime(now, c.last, c.ts); got != c.want {
+			t.Errorf("%s: captureTime = %d, want %d", c.name, got, c.want)
+		}
+	}
+}

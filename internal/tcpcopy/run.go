@@ -324,7 +324,11 @@ func (e *engine) captureLoop(src *capture.Source) error {
 		if n > 0 {
 			now := e.now()
 			behind := src.Behind()
+			last := pkts[n-1].Time.UnixNano() // the newest: about now
 			for i := range n {
+				if e.cmp != nil {
+					b.at = captureTime(now, last, pkts[i].Time.UnixNano())
+				}
 				if pkts[i].Outgoing {
 					// Sent by this host: an answer of the online server
 					// (the comparison), never a client packet.
@@ -333,6 +337,7 @@ func (e *engine) captureLoop(src *capture.Source) error {
 				}
 				e.handleCaptured(pkts[i].Data, &p, &seg, segb, b, now, behind)
 			}
+			b.at = 0
 			b.flush(now)
 		}
 		if err != nil {
@@ -342,6 +347,17 @@ func (e *engine) captureLoop(src *capture.Source) error {
 			return fmt.Errorf("capture: %w", err)
 		}
 	}
+}
+
+// captureTime places a packet the kernel stamped ts in a batch whose
+// newest packet it stamped last, read at now, on the engine's clock: the
+// stamps give the packets' spacing, now the end. Within a second of now.
+func captureTime(now, last, ts int64) int64 {
+	d := last - ts
+	if ts <= 0 || last <= 0 || d < 0 {
+		return now
+	}
+	return now - min(d, int64(time.Second))
 }
 
 // handleCaptured decides what one captured packet, read at now, becomes,
@@ -426,7 +442,7 @@ func (e *engine) response(data []byte, p *ipmangle.Parsed, b *batch, pass uint32
 	payload := p.Payload(data)
 	if e.rw.eps == nil {
 		k := tcpstate.Key{Client: p.Dst, Target: m.Target}
-		b.worker(k.Client).online(now, k, p, payload)
+		b.worker(k.Client).online(b.time(now), k, p, payload)
 		return true
 	}
 	l := e.rw.eps.existing(connKey{client: p.Dst, server: p.Src, pass: pass})
@@ -436,7 +452,7 @@ func (e *engine) response(data []byte, p *ipmangle.Parsed, b *batch, pass uint32
 	for _, fake := range l.fakes {
 		if fake.IsValid() {
 			k := tcpstate.Key{Client: fake, Target: m.Target}
-			b.worker(k.Client).online(now, k, p, payload)
+			b.worker(k.Client).online(b.time(now), k, p, payload)
 		}
 	}
 	return true

@@ -231,6 +231,16 @@ func (w *worker) Request(k tcpstate.Key, ack uint32, now int64) {
 	}
 }
 
+// AnswerPending implements tcpstate.Output: the comparison knows the
+// target's answer goes on (its head's Content-Length). mu is held.
+func (w *worker) AnswerPending(k tcpstate.Key) bool {
+	if w.cmp == nil {
+		return false
+	}
+	c := w.cmp.conns[k]
+	return c != nil && c.TargetPending()
+}
+
 // Route implements tcpstate.Output.
 func (w *worker) Route(k tcpstate.Key, add bool) bool {
 	if w.cmp != nil {
@@ -248,12 +258,20 @@ func (w *worker) Route(k tcpstate.Key, add bool) bool {
 // through the table. p is its decoding, or nil. backedUp says the capture
 // has fallen behind: a new session is then refused (counted as overload),
 // since taking it would make every session late; packets of the sessions
-// we have are still taken.
-func (w *worker) client(now int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parsed, backedUp bool) {
+// we have are still taken. at is when the packet was captured, for the
+// comparison's response times (now: when it is handled).
+func (w *worker) client(now, at int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parsed, backedUp bool) {
 	w.mu.Lock()
 	if p == nil {
 		w.p.Decode(pkt)
 		p = &w.p
+	}
+	// The comparison sees a request before the table sends it (its slot
+	// must be there for Output.Request), except a SYN or a connection's
+	// first packet: the table opens the comparison's Conn (Route).
+	early := w.cmp != nil && p.Valid && p.Flags&ipmangle.SYN == 0 && w.cmp.conns[k] != nil
+	if early {
+		w.cmp.client(at, k, pkt, p)
 	}
 	switch {
 	case !p.Valid:
@@ -265,8 +283,8 @@ func (w *worker) client(now int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parse
 	default:
 		w.tab.Client(now, k, pkt, p)
 	}
-	if w.cmp != nil && p.Valid {
-		w.cmp.client(now, k, pkt, p)
+	if w.cmp != nil && p.Valid && !early {
+		w.cmp.client(at, k, pkt, p)
 	}
 	w.mu.Unlock()
 }
@@ -284,10 +302,12 @@ func (w *worker) online(now int64, k tcpstate.Key, p *ipmangle.Parsed, payload [
 // decoding) through the table.
 func (w *worker) response(now int64, k tcpstate.Key, p *ipmangle.Parsed, rec *wire.Record) {
 	w.mu.Lock()
-	w.tab.Response(now, k, p, rec.PayloadLen)
 	if w.cmp != nil {
+		// First, so that the table's pacing knows the answer's length
+		// (AnswerPending).
 		w.cmp.target(now, k, p, rec.PayloadLen, rec.Prefix, rec.Hash, rec.Hashed)
 	}
+	w.tab.Response(now, k, p, rec.PayloadLen)
 	w.mu.Unlock()
 }
 
@@ -428,6 +448,10 @@ type batch struct {
 	list    []*worker
 	p       ipmangle.Parsed // a record's decoding
 	now     int64           // a link batch's time, 0 when empty
+	// at is when the kernel captured the packet being handled, on the
+	// engine's clock (0: unknown, now), for the comparison's response
+	// times: a batch of packets is handled at one now.
+	at int64
 }
 
 func (d *dispatcher) newBatch() *batch {
@@ -446,7 +470,15 @@ func (b *batch) worker(client netip.AddrPort) *worker {
 // client runs one captured client packet (at most MTU bytes) of session k
 // through its worker; p is its decoding, or nil.
 func (b *batch) client(now int64, k tcpstate.Key, pkt []byte, p *ipmangle.Parsed, backedUp bool) {
-	b.worker(k.Client).client(now, k, pkt, p, backedUp)
+	b.worker(k.Client).client(now, b.time(now), k, pkt, p, backedUp)
+}
+
+// time is when the packet being handled was captured (at), or now.
+func (b *batch) time(now int64) int64 {
+	if b.at != 0 {
+		return b.at
+	}
+	return now
 }
 
 // Record runs one response record from intercept through its session's

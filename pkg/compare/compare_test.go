@@ -396,3 +396,67 @@ func TestTick(t *testing.T) {
 		t.Fatalf("after MissingAfter: %+v", cv.results)
 	}
 }
+
+// TestTargetPending: an answer whose head declares more bytes than came
+// is pending (tcpcopy holds the next request); a complete one, one
+// without a length, and a HEAD request's are not.
+func TestTargetPending(t *testing.T) {
+	cfg := &Config{}
+	cfg.Init()
+	long := httpResp("200 OK", nil, strings.Repeat("x", 3000))
+	for _, c := range []struct {
+		name   string
+		req    string
+		target string
+		lose   int
+		want   bool
+	}{
+		{"complete", "GET / HTTP/1.1\r\n\r\n", long, 0, false},
+		{"tail to come", "GET / HTTP/1.1\r\n\r\n", long, 4, true},
+		{"head request", "HEAD / HTTP/1.1\r\n\r\n", long, 4, false},
+		{"chunked", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + strings.Repeat("x", 2000), 3, false},
+		{"not http", "PING\r\n", strings.Repeat("x", 3000), 3, false},
+	} {
+		cv := newConn(t, cfg, true)
+		cv.run(exchange{req: c.req, online: long, target: c.target, tgSeg: 1000, lose: c.lose})
+		if got := cv.c.TargetPending(); got != c.want {
+			t.Errorf("%s: TargetPending = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestMissingTail: an answer whose last segment was not seen, followed by
+// the next answer, cannot be compared; it does not differ in length.
+func TestMissingTail(t *testing.T) {
+	cfg := &Config{}
+	cfg.Init()
+	a := httpResp("200 OK", nil, strings.Repeat("a", 2500))
+	b := httpResp("200 OK", nil, "b")
+
+	cv := newConn(t, cfg, true) // the target's last record lost
+	cv.run(exchange{req: "GET /1 HTTP/1.1\r\n\r\n", online: a, target: a, tgSeg: 1000, lose: 3})
+	cv.run(exchange{req: "GET /2 HTTP/1.1\r\n\r\n", online: b, target: b})
+	rs := cv.finish()
+	if len(rs) != 2 || rs[0].Verdict != NotCompared || rs[0].Reason != ReasonTargetIncomplete || rs[1].Verdict != Same {
+		t.Errorf("target's tail lost: %+v", rs)
+	}
+
+	cv = newConn(t, cfg, true) // the capture lost the online answer's tail
+	cv.now += 1e6
+	req := "GET /1 HTTP/1.1\r\n\r\n"
+	cv.c.Client(cv.now, false, cv.seq, cv.onAck, []byte(req))
+	cv.seq += uint32(len(req))
+	for i, p := range segments([]byte(a), 1000) {
+		if i < 2 {
+			cv.c.Online(cv.now, cv.onSeq, cv.seq, p, len(p), false)
+		}
+		cv.onSeq += uint32(len(p))
+	}
+	cv.onAck = cv.onSeq
+	cv.target([]byte(a), 0, cv.seq, 0, false)
+	cv.run(exchange{req: "GET /2 HTTP/1.1\r\n\r\n", online: b, target: b})
+	rs = cv.finish()
+	if len(rs) != 2 || rs[0].Verdict != NotCompared || rs[0].Reason != ReasonOnlineIncomplete || rs[1].Verdict != Same {
+		t.Errorf("online tail lost: %+v", rs)
+	}
+}

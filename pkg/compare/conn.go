@@ -1,6 +1,7 @@
 package compare
 
 import (
+	"bytes"
 	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
 	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
 )
@@ -293,6 +294,9 @@ func (c *Conn) slotFor(ack seqnum.Value) *slot {
 func (c *Conn) Online(now int64, seq, ack uint32, payload []byte, n int, end bool) {
 	if n > 0 {
 		if s := c.slotFor(seqnum.Value(ack)); s != nil {
+			if !s.on.started {
+				c.tailCheck(s, true, seqnum.Value(seq))
+			}
 			c.doneBefore(s.index, true)
 			c.onlineBytes(&s.on, now, seqnum.Value(seq), payload)
 			if len(payload) < n {
@@ -313,6 +317,9 @@ func (c *Conn) Online(now int64, seq, ack uint32, payload []byte, n int, end boo
 func (c *Conn) Target(now int64, seq, ack uint32, n int, prefix []byte, hash uint64, hashed, end bool) {
 	if n > 0 {
 		if s := c.slotFor(seqnum.Value(ack)); s != nil {
+			if !s.tg.started {
+				c.tailCheck(s, false, seqnum.Value(seq))
+			}
 			c.doneBefore(s.index, false)
 			c.targetBytes(&s.tg, now, seqnum.Value(seq), n, prefix, hash, hashed)
 		}
@@ -322,6 +329,56 @@ func (c *Conn) Target(now int64, seq, ack uint32, n int, prefix []byte, hash uin
 		c.doneBefore(c.next, false)
 	}
 	c.decide(now)
+}
+
+// TargetPending reports whether the target's latest answer is known to be
+// incomplete: an HTTP/1 answer whose head (in the bytes kept) declares a
+// Content-Length its bytes so far do not reach. tcpcopy holds the client's
+// next request until it is complete: sent earlier, the request's
+// acknowledgement would move in the middle of the answer and its rest
+// would be paired with the next request.
+func (c *Conn) TargetPending() bool {
+	for i := len(c.slots) - 1; i >= 0; i-- {
+		s := c.slots[i]
+		if !s.tg.started {
+			continue
+		}
+		a := &s.tg
+		if a.done || a.broken {
+			return false
+		}
+		h := &c.e.heads[1]
+		parseHead(a.buf[:a.have], h)
+		if !h.ok || h.status == 204 || h.status == 304 || bytes.HasPrefix(s.req.line[:s.req.lineN], []byte("HEAD ")) {
+			return false
+		}
+		body, ok := contentLength(a.buf, h)
+		return ok && int64(a.next.Sub(a.start)) < int64(h.length)+body
+	}
+	return false
+}
+
+// tailCheck: the answer of slot s starts at seq on one side (online or
+// the target's). The answer before it on that side ends there; if its
+// bytes stop short, its tail was not seen (a lost capture or record), and
+// it cannot be compared.
+func (c *Conn) tailCheck(s *slot, online bool, seq seqnum.Value) {
+	for i := len(c.slots) - 1; i >= 0; i-- {
+		p := c.slots[i]
+		if p == s || p.index > s.index && s.index >= 0 {
+			continue
+		}
+		a := &p.tg
+		if online {
+			a = &p.on
+		}
+		if a.started {
+			if a.next.LessThan(seq) {
+				a.broken = true
+			}
+			return
+		}
+	}
 }
 
 // Quiet and MissingAfter decide the pairs of a connection whose client

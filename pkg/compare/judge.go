@@ -322,3 +322,34 @@ func window(a *acc, at, n int) []byte {
 	}
 	return a.buf[at:min(a.have, at+n)]
 }
+
+// contentLength returns the Content-Length of head h (parsed from b), and
+// whether it has a usable one: a single decimal value (repeated values
+// must agree), and no Transfer-Encoding.
+func contentLength(b []byte, h *head) (int64, bool) {
+	n, found := int64(-1), false
+	for _, f := range h.headers[:h.n] {
+		name := b[f.name[0]:f.name[1]]
+		switch {
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			return 0, false
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			v := b[f.value[0]:f.value[1]]
+			if len(v) == 0 || len(v) > 15 {
+				return 0, false
+			}
+			var x int64
+			for _, c := range v {
+				if c < '0' || c > '9' {
+					return 0, false
+				}
+				x = 10*x + int64(c-'0')
+			}
+			if found && x != n {
+				return 0, false
+			}
+			n, found = x, true
+		}
+	}
+	return n, found && !h.many
+}

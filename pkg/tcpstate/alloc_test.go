@@ -18,6 +18,7 @@ type nopOut struct{ n int }
 func (o *nopOut) Send(pkt []byte)            { o.n++ }
 func (o *nopOut) Route(Key, bool) bool       { return true }
 func (o *nopOut) Request(Key, uint32, int64) {}
+func (o *nopOut) AnswerPending(Key) bool     { return false }
 
 // cycle is one request and response on an established keep-alive session
 // with prebuilt packets.

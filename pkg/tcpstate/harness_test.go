@@ -32,6 +32,8 @@ type fakeOut struct {
 	keepRaw bool
 	// mtu, when set, is the largest packet the table may send.
 	mtu int
+	// pending is AnswerPending's answer.
+	pending bool
 }
 
 func (o *fakeOut) Send(pkt []byte) {
@@ -58,6 +60,8 @@ func (o *fakeOut) Send(pkt []byte) {
 }
 
 func (o *fakeOut) Request(Key, uint32, int64) {}
+
+func (o *fakeOut) AnswerPending(Key) bool { return o.pending }
 
 func (o *fakeOut) Route(k Key, add bool) bool {
 	if add {

@@ -84,6 +84,7 @@ func (p *simPath) Send(pkt []byte) {
 
 func (p *simPath) Route(Key, bool) bool       { return true }
 func (p *simPath) Request(Key, uint32, int64) {}
+func (p *simPath) AnswerPending(Key) bool     { return false }
 
 func (p *simPath) receive(d *ipmangle.Parsed, pkt []byte) {
 	switch {

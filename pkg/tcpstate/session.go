@@ -724,7 +724,13 @@ func (t *Table) responseDone(s *session, ack seqnum.Value, now int64) bool {
 	// target running the same code sends as many. (expected counts the
 	// online server's FIN if the client acknowledged it; a target that
 	// closed has sent all it will.)
-	if expected := int64(ack.Sub(s.reqAck)); s.respBytes >= expected || s.targetFin {
+	if s.targetFin {
+		return true // a target that closed has sent all it will
+	}
+	if t.answerPending(s, now) {
+		return false
+	}
+	if expected := int64(ack.Sub(s.reqAck)); s.respBytes >= expected {
 		return true
 	}
 	quiet := max(2*s.srtt, minQuiet)

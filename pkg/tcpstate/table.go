@@ -48,6 +48,11 @@ type Output interface {
 	// one whose client segments carry acknowledgement number ack, went to
 	// the target at now (for the response comparison's response times).
 	Request(k Key, ack uint32, now int64)
+	// AnswerPending reports whether the target's answer to session k's
+	// latest request is known to go on (the response comparison read its
+	// length): the next request then waits for it, as long as it keeps
+	// coming (Config.ResponseWait between its segments).
+	AnswerPending(k Key) bool
 }
 
 // Config holds a Table's parameters. Zero values take the defaults noted.

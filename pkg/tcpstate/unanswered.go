@@ -101,6 +101,9 @@ func (t *Table) drop(s *session, n int) {
 // answered what went before and went quiet, or waited for long enough.
 // If not, it arms the pacing timer.
 func (t *Table) pipelinedDone(s *session, now int64) bool {
+	if t.answerPending(s, now) {
+		return false
+	}
 	limit := s.reqSentAt + int64(t.cfg.ResponseWait)
 	if s.answered {
 		quiet := min(max(2*s.srtt, minQuiet), int64(t.cfg.ResponseWait))
@@ -243,3 +246,18 @@ func findHTTPRequest(p []byte) int {
 }
 
 var httpVersion = []byte(" HTTP/1.")
+
+// answerPending reports whether the next request must wait because the
+// target's answer is known to go on (Output.AnswerPending) and its last
+// bytes came less than Config.ResponseWait ago; it arms the pacing timer.
+func (t *Table) answerPending(s *session, now int64) bool {
+	if !s.answered || !t.out.AnswerPending(s.key.key()) {
+		return false
+	}
+	limit := s.lastRespAt + int64(t.cfg.ResponseWait)
+	if now >= limit {
+		return false
+	}
+	s.paceAt = limit
+	return true
+}

@@ -349,3 +349,38 @@ func TestPipelinedThenNextRequest(t *testing.T) {
 	h.target(PA, 5101, 1039, 65535, 100)
 	h.expect("PA 1039 5201 " + r(3)) // both answers in, as many bytes as online: at once, with the ACK
 }
+
+// TestAnswerPending: while the comparison knows the target's answer goes
+// on, the next request waits for it, bounded by ResponseWait since its
+// latest bytes.
+func TestAnswerPending(t *testing.T) {
+	h := newHarness(t, Config{ResponseWait: 500 * time.Millisecond})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.client(PA, 1007, 9201, "GET /2") // online answered 200 bytes
+	h.expect("PA 1001 5001 GET /1")
+	h.out.pending = true
+	h.target(PA, 5001, 1007, 65535, 200) // as many bytes as online, but its head says more
+	h.advance(100 * time.Millisecond)
+	h.expect("A 1007 5201")
+	h.target(PA, 5201, 1007, 65535, 100)
+	h.advance(400 * time.Millisecond)
+	h.expect("A 1007 5301")
+	h.out.pending = false
+	h.target(PA, 5301, 1007, 65535, 100) // the end
+	h.expect("PA 1007 5401 GET /2")
+
+	// A target that stops in the middle: the wait ends ResponseWait after
+	// its last bytes.
+	h = newHarness(t, Config{ResponseWait: 500 * time.Millisecond})
+	h.handshake()
+	h.client(PA, 1001, 9001, "GET /1")
+	h.client(PA, 1007, 9201, "GET /2")
+	h.out.pending = true
+	h.target(PA, 5001, 1007, 65535, 100)
+	h.out.take()
+	h.advance(499 * time.Millisecond)
+	h.expect()
+	h.advance(time.Millisecond)
+	h.expect("PA 1007 5101 GET /2")
+}
