@@ -34,6 +34,7 @@ const (
 type successor struct {
 	k      Key
 	isn    seqnum.Value // its SYN's sequence number
+	oldISN seqnum.Value // the previous connection's: its stream is oldISN..oldEnd
 	oldEnd seqnum.Value // the end of the previous connection's captured stream
 	since  int64
 	pkts   [][]byte // copies, in capture order, the SYN first
@@ -42,21 +43,16 @@ type successor struct {
 }
 
 // owns reports whether a client packet of the 4-tuple belongs to the
-// waiting connection rather than to the previous one: its sequence number
-// is nearer the new connection's ISN than the end of the old stream
-// (clients choose ISNs that grow over time per 4-tuple, RFC 6528, so the
-// new connection's numbers follow the old one's).
+// waiting connection (or one after it) rather than to the previous one:
+// its sequence number is outside the previous connection's stream, from
+// its SYN to its end (FIN included), where its late packets and
+// retransmissions fall. The new connection's numbers need not follow the
+// old one's: Linux gives a connection that reuses a TIME_WAIT socket the
+// old stream's end + 65537 as its ISN, and the next connection, not from
+// TIME_WAIT, a clock-based one that is often lower.
 func (c *successor) owns(p *ipmangle.Parsed) bool {
 	seq := seqnum.Value(p.Seq)
-	dNew, dOld := int32(seq-c.isn), int32(seq-c.oldEnd)
-	return abs32(dNew) < abs32(dOld)
-}
-
-func abs32(v int32) int64 {
-	if v < 0 {
-		return -int64(v)
-	}
-	return int64(v)
+	return seq.Sub(c.oldISN) > c.oldEnd.Sub(c.oldISN)
 }
 
 // clientEnd returns the end of s's captured client stream.
@@ -87,7 +83,7 @@ func (t *Table) wait(s *session, now int64, k Key, pkt []byte, p *ipmangle.Parse
 	if t.successors == nil {
 		t.successors = make(map[skey]*successor)
 	}
-	c := &successor{k: k, isn: seqnum.Value(p.Seq), oldEnd: s.clientEnd(), since: now}
+	c := &successor{k: k, isn: seqnum.Value(p.Seq), oldISN: s.isn, oldEnd: s.clientEnd(), since: now}
 	t.keep(c, pkt)
 	t.successors[s.key] = c
 	t.stats.PortReuseWaits++

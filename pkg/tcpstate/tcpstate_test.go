@@ -600,6 +600,37 @@ func TestPortReuseWaitsForPreviousSession(t *testing.T) {
 			t.Errorf("stats = %+v", st)
 		}
 	})
+	t.Run("ISNs out of order", func(t *testing.T) {
+		// The second connection reuses the first one's TIME_WAIT socket:
+		// Linux gives it the first one's end + 65537 as its ISN. The
+		// third gets a clock-based ISN between the two.
+		h := newHarness(t, Config{})
+		h.client(S, 100000, 0, "")
+		h.advance(time.Millisecond)
+		h.target(SA, 5000, 100001, 65535, 0)
+		h.client(A, 100001, 9001, "")
+		h.client(PA, 100001, 9001, "GET /")
+		h.out.take()
+		h.client(S, 165543, 0, "")
+		h.client(PA, 165544, 7001, "GET /2")
+		h.client(S, 125000, 0, "")
+		h.client(PA, 125001, 6001, "GET /3")
+		h.client(A, 100006, 9101, "") // a late packet of the first connection
+		h.expect()                    // all held
+		h.target(FPA, 5001, 100006, 65535, 100)
+		h.expect("A 100006 5102", "RA 100006 5102", "S 165543")
+		h.advance(time.Millisecond)
+		h.target(SA, 8000, 165544, 65535, 0)
+		h.expect("PA 165544 8001 GET /2")
+		h.target(FPA, 8001, 165550, 65535, 100)
+		h.expect("A 165550 8102", "RA 165550 8102", "S 125000")
+		h.advance(time.Millisecond)
+		h.target(SA, 9000, 125001, 65535, 0)
+		h.expect("PA 125001 9001 GET /3")
+		if st := h.tab.Stats(); st.ClosedBy(Failed)+st.ClosedBy(Partial) != 0 || st.PortReuseWaits != 2 {
+			t.Errorf("stats = %+v", st)
+		}
+	})
 	t.Run("repeated SYN held once", func(t *testing.T) {
 		h := newHarness(t, Config{})
 		newConn(h)
