@@ -204,12 +204,11 @@ type routeKey struct {
 }
 
 // makeRouteKey normalises r as wire.AppendRoute does and reports whether
-// it is encodable: valid addresses of one family and a known op.
+// it is encodable (wire.Route.Routable once normalised).
 func makeRouteKey(r wire.Route) (routeKey, bool) {
 	c := netip.AddrPortFrom(r.Client.Addr().Unmap().WithZone(""), r.Client.Port())
 	t := netip.AddrPortFrom(r.Target.Addr().Unmap().WithZone(""), r.Target.Port())
-	ok := c.Addr().IsValid() && t.Addr().IsValid() && c.Addr().Is4() == t.Addr().Is4() &&
-		(r.Op == wire.RouteAdd || r.Op == wire.RouteDel)
+	ok := wire.Route{Client: c, Target: t, Op: r.Op}.Routable()
 	return routeKey{c, t}, ok
 }
 

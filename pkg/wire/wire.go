@@ -78,7 +78,7 @@ var (
 )
 
 var (
-	errBadRoute  = errors.New("wire: invalid route (addresses must be valid and of one family, op add or del)")
+	errBadRoute  = errors.New("wire: invalid route (host addresses of one family, ports not 0, op add or del)")
 	errBadFormat = errors.New("wire: invalid format")
 )
 
@@ -193,17 +193,45 @@ type Route struct {
 }
 
 // normalize unmaps 4in6 addresses and drops zones. It reports whether r is
-// encodable: both addresses valid and of one family, and a known op.
+// encodable: routable (see [Route.Routable]) once normalised, so that
+// whatever AppendRoute encodes a reader delivers.
 func (r Route) normalize() (Route, bool) {
 	c := netip.AddrPortFrom(r.Client.Addr().Unmap().WithZone(""), r.Client.Port())
 	t := netip.AddrPortFrom(r.Target.Addr().Unmap().WithZone(""), r.Target.Port())
-	if !c.Addr().IsValid() || !t.Addr().IsValid() || c.Addr().Is4() != t.Addr().Is4() {
+	n := Route{Client: c, Target: t, Op: r.Op}
+	if !n.routable() {
 		return r, false
 	}
-	if r.Op != RouteAdd && r.Op != RouteDel {
-		return r, false
+	return n, true
+}
+
+// Routable reports whether r can belong to a copied TCP connection: both
+// addresses are unicast host addresses of one family (not unspecified, not
+// in 0.0.0.0/8, not multicast, not the IPv4 limited broadcast, not an
+// IPv4-mapped IPv6 address, which the protocol sends as IPv4), without a
+// zone, both ports are non-zero, and the op is add or del. Route readers
+// skip (and count) routes that are not: a peer that sends them is broken
+// or hostile, and C intercept would have installed them. Loopback and
+// link-local addresses stay allowed (C tcpcopy's target_localhost mode).
+func (r Route) Routable() bool { return r.routable() }
+
+func (r Route) routable() bool {
+	return (r.Op == RouteAdd || r.Op == RouteDel) &&
+		r.Client.Port() != 0 && r.Target.Port() != 0 &&
+		hostAddr(r.Client.Addr()) && hostAddr(r.Target.Addr()) &&
+		r.Client.Addr().Is4() == r.Target.Addr().Is4()
+}
+
+// hostAddr reports whether a can be the address of a TCP endpoint.
+func hostAddr(a netip.Addr) bool {
+	switch {
+	case !a.IsValid() || a.Zone() != "" || a.Is4In6() || a.IsUnspecified() || a.IsMulticast():
+		return false
+	case a.Is4():
+		b := a.As4()
+		return b[0] != 0 && b != [4]byte{255, 255, 255, 255}
 	}
-	return Route{Client: c, Target: t, Op: r.Op}, true
+	return true
 }
 
 var be = binary.BigEndian
