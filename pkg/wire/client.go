@@ -120,15 +120,18 @@ type MsgKind uint8
 const (
 	MsgRoute  MsgKind = 1 // Msg.Route is set
 	MsgConfig MsgKind = 2 // Msg.Config is set (version 7 only)
+	MsgAuth   MsgKind = 3 // Msg.Auth is set (version 7 only)
 )
 
-// String returns "route", "config" or "kind(N)".
+// String returns "route", "config", "auth" or "kind(N)".
 func (k MsgKind) String() string {
 	switch k {
 	case MsgRoute:
 		return "route"
 	case MsgConfig:
 		return "config"
+	case MsgAuth:
+		return "auth"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -138,6 +141,9 @@ type Msg struct {
 	Kind   MsgKind
 	Route  Route
 	Config Config
+	// Auth is tcpcopy's answer to a challenge; the caller verifies its MAC
+	// ([TcpcopyMAC], [EqualMAC]).
+	Auth Auth
 }
 
 // RouteReader decodes what tcpcopy sends on one connection: the handshake,
@@ -313,6 +319,9 @@ func (rr *RouteReader) next7() bool {
 		}
 		rr.msg = Msg{Kind: MsgConfig, Config: Config{PrefixLen: int(be.Uint16(m[configPrefixOff:]))}}
 		return true
+	case msgAuth:
+		rr.msg = Msg{Kind: MsgAuth}
+		return decodeAuth(m, &rr.msg.Auth)
 	}
 	return false
 }

@@ -98,6 +98,10 @@ type Format struct {
 	// intercept copies into each record (0..MaxPrefixLen). Ignored for
 	// version 6.
 	PrefixLen int
+	// Auth is, for version 7, intercept's demand that the connection
+	// authenticate before anything else: Hello flag bit 2, followed by a
+	// challenge (docs/protocol.md §4.5). Version 6 cannot carry it.
+	Auth bool
 }
 
 // Validate reports whether f describes a format this package can encode and
@@ -105,6 +109,9 @@ type Format struct {
 func (f Format) Validate() error {
 	switch f.Version {
 	case Version6:
+		if f.Auth {
+			return fmt.Errorf("%w: version 6 cannot authenticate", errBadFormat)
+		}
 		return nil
 	case Version7:
 		if f.PrefixLen < 0 || f.PrefixLen > MaxPrefixLen {
@@ -115,8 +122,8 @@ func (f Format) Validate() error {
 	return fmt.Errorf("%w: version %d", errBadFormat, f.Version)
 }
 
-// String returns a short description such as "v6 combined 64B" or
-// "v7 prefix 128".
+// String returns a short description such as "v6 combined 64B",
+// "v7 prefix 128" or "v7 prefix 128 auth".
 func (f Format) String() string {
 	switch f.Version {
 	case Version6:
@@ -129,6 +136,9 @@ func (f Format) String() string {
 		}
 		return s + " 64B"
 	case Version7:
+		if f.Auth {
+			return fmt.Sprintf("v7 prefix %d auth", f.PrefixLen)
+		}
 		return fmt.Sprintf("v7 prefix %d", f.PrefixLen)
 	}
 	return fmt.Sprintf("invalid version %d", f.Version)
