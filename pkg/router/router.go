@@ -78,22 +78,22 @@ type Config struct {
 
 // Stats are the table's counters since it was made.
 type Stats struct {
-	Routes      int    // routes in the table now
-	Held        int    // packets held now
-	Added       uint64 // route add messages
-	Deleted     uint64 // routes removed by a delete message
-	Expired     uint64 // routes removed by idle expiry or owner loss
-	Evicted     uint64 // routes pushed out by MaxRoutes (always the adder's own)
-	TakenOver   uint64 // adds that moved a route to another owner
+	Routes    int    // routes in the table now
+	Held      int    // packets held now
+	Added     uint64 // route add messages
+	Deleted   uint64 // routes removed by a delete message
+	Expired   uint64 // routes removed by idle expiry or owner loss
+	Evicted   uint64 // routes pushed out by MaxRoutes (always the adder's own)
+	TakenOver uint64 // adds that moved a route to another owner
 	// RefusedOwnerFull counts adds refused because their owner held
 	// MaxPerOwner routes; RefusedTableFull those refused because the
 	// table (the key's shard) was full and held no route of the owner to
 	// make room with.
 	RefusedOwnerFull, RefusedTableFull uint64
-	HeldTotal   uint64 // packets held for a route that had not come yet
-	Released    uint64 // held packets delivered when the route came
-	HeldExpired uint64 // held packets dropped after HoldTime
-	HeldDropped uint64 // packets not held because the pool was full
+	HeldTotal                          uint64 // packets held for a route that had not come yet
+	Released                           uint64 // held packets delivered when the route came
+	HeldExpired                        uint64 // held packets dropped after HoldTime
+	HeldDropped                        uint64 // packets not held because the pool was full
 }
 
 const numShards = 64
