@@ -266,7 +266,7 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.CaptureTimeout = c.Duration("capture-timeout")
 	cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr"))
 	cfg.StatsInterval = c.Duration("stats-interval")
-	if err := checkLogOptions(c.String("log-format"), c.String("log-level")); err != nil {
+	if err := cliutil.CheckLogOptions(c.String("log-format"), c.String("log-level")); err != nil {
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -293,20 +293,4 @@ func number(c *cli.Command, name string) (int, error) {
 		return 0, fmt.Errorf("option -%s: %q is not a number", name, c.String(name))
 	}
 	return v, nil
-}
-
-// checkLogOptions refuses bad --log-format and --log-level values before
-// -d detaches: in the background the error would go to /dev/null.
-func checkLogOptions(format, level string) error {
-	switch strings.ToLower(format) {
-	case "", "text", "json":
-	default:
-		return fmt.Errorf("option --log-format: %q is not text or json", format)
-	}
-	switch strings.ToLower(level) {
-	case "", "debug", "info", "warn", "warning", "error":
-	default:
-		return fmt.Errorf("option --log-level: %q is not debug, info, warn or error", level)
-	}
-	return nil
 }

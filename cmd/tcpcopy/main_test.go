@@ -58,6 +58,15 @@ func base() tcpcopy.Config {
 	return c
 }
 
+// manyMappings returns n mappings of ports 1000.. to one target.
+func manyMappings(n int) string {
+	var xs []string
+	for i := range n {
+		xs = append(xs, strconv.Itoa(1000+i)+"-203.0.113.20:8080")
+	}
+	return strings.Join(xs, ",")
+}
+
 func TestParse(t *testing.T) {
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "online.pcap")
@@ -173,6 +182,14 @@ func TestParse(t *testing.T) {
 				c.MetricsAddr = ":9100"
 				c.StatsInterval = 5 * time.Second
 			}},
+		{"100 mappings (docs/tcpcopy.md: any count)", []string{"-x", manyMappings(100), "-s", "203.0.113.30"},
+			func(c *tcpcopy.Config) {
+				c.Mappings = nil
+				for i := range 100 {
+					c.Mappings = append(c.Mappings, tcpcopy.Mapping{Online: netip.AddrPortFrom(netip.Addr{}, uint16(1000+i)),
+						Target: netip.MustParseAddrPort("203.0.113.20:8080")})
+				}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,6 +260,16 @@ func TestUsageErrors(t *testing.T) {
 		{"wire version", append(x, "--wire-version", "8"), `option --wire-version: "8" is not auto, 6 or 7`},
 		{"log level", append(x, "--log-level", "loud"), `option --log-level: "loud" is not debug, info, warn or error`},
 		{"-U garbage", append(x, "-U", "big"), `option -U: "big" is not a number`},
+		{"-R -1", append(x, "-R", "-1"), "option -R: -1 is out of range 0..60000"},
+		{"-R -5", append(x, "-R", "-5"), "option -R: -5 is out of range 0..60000"},
+		{"-I -1", append(x, "-i", pcap, "-I", "-1"), "option -I: -1 is out of range 0..86400000"},
+		{"-t -1", append(x, "-t", "-1"), "option -t: -1 is out of range 1..604800"},
+		{"--stats-interval 1ns", append(x, "--stats-interval", "1ns"), "option --stats-interval: 1ns is not 0 (off) or between 1s and 24h0m0s"},
+		{"--metrics-addr port", append(x, "--metrics-addr", ":99999"), `option --metrics-addr: port "99999" is not 1..65535`},
+		{"--metrics-addr host", append(x, "--metrics-addr", "metrics.example:9100"), `option --metrics-addr: host "metrics.example" is not an IP address`},
+		{"--log-format", append(x, "--log-format", "xml"), `option --log-format: "xml" is not text or json`},
+		{"120 kB -x", []string{"-x", strings.Repeat("8", 120000), "-s", "203.0.113.30"},
+			cliutil.Shorten(`option -x: "` + strings.Repeat("8", 120000) + `": want [srcIP:]srcPort-targetIP:targetPort`)},
 		{"unknown flag", append(x, "-z"), "flag provided but not defined: -z"},
 		{"argument", append(x, "extra"), `unexpected argument "extra"`},
 	}
@@ -253,7 +280,7 @@ func TestUsageErrors(t *testing.T) {
 			}
 			code, _, stderr := run(t, append([]string{"tcpcopy"}, tt.argv...)...)
 			want := "tcpcopy: " + tt.want + " (see tcpcopy -h)\n"
-			if code != 2 || stderr != want {
+			if code != 2 || stderr != want || len(stderr) > 600 {
 				t.Errorf("tcpcopy %q: exit %d, stderr\n%q\nwant exit 2,\n%q", tt.argv, code, stderr, want)
 			}
 		})

@@ -41,13 +41,20 @@ func Run(ctx context.Context, cmd *cli.Command, args []string, stderr io.Writer)
 	if err == nil {
 		return 0
 	}
+	code, msg := Message(cmd.Name, err)
+	fmt.Fprintln(stderr, msg)
+	return code
+}
+
+// Message returns the exit status for err and the one line that says it:
+// 2 and "NAME: ERR (see NAME -h)" for a usage error, 1 and "NAME: ERR"
+// otherwise. The error is shortened (Shorten).
+func Message(name string, err error) (int, string) {
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "%s: %v (see %s -h)\n", cmd.Name, ue.Err, cmd.Name)
-		return 2
+		return 2, fmt.Sprintf("%s: %s (see %s -h)", name, Shorten(ue.Err.Error()), name)
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", cmd.Name, err)
-	return 1
+	return 1, fmt.Sprintf("%s: %s", name, Shorten(err.Error()))
 }
 
 // DaemonOptions reads the process options both daemons share: -d, -P, -l,

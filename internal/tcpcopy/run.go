@@ -178,15 +178,39 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 		}
 		return prog, nil
 	}
-	var ms []bpfgen.Match
-	for _, m := range cfg.Mappings {
-		ms = append(ms, bpfgen.Match{Addr: m.Online.Addr(), Port: m.Online.Port()})
-	}
-	prog, err := bpfgen.Inbound(ms)
+	prog, err := bpfgen.Inbound(kernelMatches(cfg.Mappings))
 	if err != nil {
 		return nil, fmt.Errorf("capture filter for -x: %w", err)
 	}
 	return prog, nil
+}
+
+// kernelMatches returns what the kernel filter tests for the mappings: one
+// match per mapping while they fit in bpfgen.MaxMatches; beyond, one per
+// online port (any address), and beyond that every TCP segment. Any count
+// of mappings works: each captured packet is matched against them exactly
+// (rewriter.match), the kernel filter only spares tcpcopy the traffic of
+// other ports.
+func kernelMatches(mappings []Mapping) []bpfgen.Match {
+	var ms []bpfgen.Match
+	for _, m := range mappings {
+		ms = append(ms, bpfgen.Match{Addr: m.Online.Addr(), Port: m.Online.Port()})
+	}
+	if len(ms) <= bpfgen.MaxMatches {
+		return ms
+	}
+	seen := make(map[uint16]bool)
+	ms = ms[:0]
+	for _, m := range mappings {
+		if p := m.Online.Port(); !seen[p] {
+			seen[p] = true
+			ms = append(ms, bpfgen.Match{Port: p})
+		}
+	}
+	if len(ms) <= bpfgen.MaxMatches {
+		return ms
+	}
+	return []bpfgen.Match{{}}
 }
 
 // engine ties capture, the workers and the intercept links together.
