@@ -294,7 +294,7 @@ func TestDockerRewrite(t *testing.T) {
 
 func TestSlowLinkDoesNotStallOthers(t *testing.T) {
 	cfg := testConfig()
-	cfg.QueueBytes = 64 << 10
+	cfg.QueueBytes = 256 << 10
 	s, addr := startServer(t, cfg)
 	slow := dial(t, addr, false, 0) // never reads
 	fast := dial(t, addr, false, 0)
@@ -465,7 +465,7 @@ func TestHandleAllocs(t *testing.T) {
 func BenchmarkHandle(b *testing.B) {
 	cfg := testConfig()
 	s := NewServer(cfg, quiet)
-	l := newLink(1, nopConn{}, cfg.QueueBytes)
+	l := newLink(1, nopConn{}, cfg.QueueBytes, linkCounters{sent: &s.c.routed, dropped: &s.c.dropped})
 	l.setFormat(wire.Format{Version: wire.Version6, Combined: true}, 16)
 	s.addLink(l)
 	f := ipmangle.Fields{
@@ -483,7 +483,7 @@ func BenchmarkHandle(b *testing.B) {
 		if i%64 == 63 {
 			s.flushTouched(&sc)
 			l.mu.Lock()
-			l.out = l.out[:0]
+			l.out, l.outN = l.out[:0], 0
 			l.mu.Unlock()
 		}
 	}
