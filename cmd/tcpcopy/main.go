@@ -22,6 +22,7 @@ import (
 
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
+	"github.com/tcpcopy-go/tcpcopy/internal/secret"
 	"github.com/tcpcopy-go/tcpcopy/internal/tcpcopy"
 	"github.com/tcpcopy-go/tcpcopy/internal/version"
 	"github.com/tcpcopy-go/tcpcopy/pkg/pcapfilter"
@@ -101,6 +102,7 @@ func newCommand(run starter) *cli.Command {
 			&cli.DurationFlag{Name: "stall-timeout", Value: def.StallTimeout, Usage: "end a session that made no progress this long while the target kept answering (outcome reason stalled), 1s..1h"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on this `host:port`"},
+			&cli.StringFlag{Name: "secret-file", Usage: "authenticate every intercept link with the secret in this `file` (mode 0600; version 7 only: no C intercept)", TakesFile: true},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", DefaultText: "text", Usage: "log `format`: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", DefaultText: "info", Usage: "log `level`: debug, info, warn or error"},
@@ -268,6 +270,14 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.StatsInterval = c.Duration("stats-interval")
 	if err := cliutil.CheckLogOptions(c.String("log-format"), c.String("log-level")); err != nil {
 		return cfg, err
+	}
+	if path := c.String("secret-file"); c.IsSet("secret-file") {
+		if path == "" {
+			return cfg, errors.New("option --secret-file: empty file name")
+		}
+		if cfg.Secret, err = secret.Read(path); err != nil {
+			return cfg, fmt.Errorf("option --secret-file: %w", err)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err

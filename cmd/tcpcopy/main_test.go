@@ -67,12 +67,26 @@ func manyMappings(n int) string {
 	return strings.Join(xs, ",")
 }
 
+// writeSecret writes a secret file with mode.
+func writeSecret(t *testing.T, dir, name string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestParse(t *testing.T) {
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "online.pcap")
 	if err := os.WriteFile(pcap, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	secretFile := writeSecret(t, dir, "secret", 0o600)
 	pool := func(prefix string, skip int) []netip.Addr {
 		var out []netip.Addr
 		for i := 1; i <= 254; i++ {
@@ -190,6 +204,8 @@ func TestParse(t *testing.T) {
 						Target: netip.MustParseAddrPort("203.0.113.20:8080")})
 				}
 			}},
+		{"secret file", []string{"-x", "80-203.0.113.20:8080", "-s", "203.0.113.30", "--secret-file", secretFile},
+			func(c *tcpcopy.Config) { c.Secret = []byte("0123456789abcdef0123456789abcdef") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,6 +232,7 @@ func TestUsageErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := []string{"-x", "80-203.0.113.20:8080", "-s", "203.0.113.30"}
+	openSecret, goodSecret := writeSecret(t, dir, "open", 0o640), writeSecret(t, dir, "good", 0o600)
 	tests := []struct {
 		name string
 		argv []string
@@ -270,6 +287,10 @@ func TestUsageErrors(t *testing.T) {
 		{"--log-format", append(x, "--log-format", "xml"), `option --log-format: "xml" is not text or json`},
 		{"120 kB -x", []string{"-x", strings.Repeat("8", 120000), "-s", "203.0.113.30"},
 			cliutil.Shorten(`option -x: "` + strings.Repeat("8", 120000) + `": want [srcIP:]srcPort-targetIP:targetPort`)},
+		{"--secret-file group readable", append(x, "--secret-file", openSecret),
+			"option --secret-file: secret file " + openSecret + ": permissions 0640 let others read or change it; chmod 600 " + openSecret},
+		{"--secret-file with --wire-version 6", append(x, "--secret-file", goodSecret, "--wire-version", "6"),
+			"option --secret-file: authentication needs protocol version 7, and --wire-version is 6"},
 		{"unknown flag", append(x, "-z"), "flag provided but not defined: -z"},
 		{"argument", append(x, "extra"), `unexpected argument "extra"`},
 	}

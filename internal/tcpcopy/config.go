@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
+	"github.com/tcpcopy-go/tcpcopy/internal/secret"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
@@ -549,6 +550,10 @@ type Config struct {
 	// (--capture-timeout, whole milliseconds, 1 ms..1 s): the capture's
 	// wake-ups against the copies' delay.
 	CaptureTimeout time.Duration
+	// Secret, when not nil, is the secret shared with intercept
+	// (--secret-file): every link authenticates with version 7 and never
+	// falls back to version 6. Never log it.
+	Secret secret.Bytes
 }
 
 // DefaultAckDelay is the default of --ack-delay: short enough for any
@@ -775,6 +780,9 @@ func (c *Config) validateWire() error {
 		}
 	default:
 		return fmt.Errorf("option --wire-version: %d is not auto, 6 or 7", c.WireVersion)
+	}
+	if c.Secret != nil && c.WireVersion == wire.Version6 {
+		return errors.New("option --secret-file: authentication needs protocol version 7, and --wire-version is 6")
 	}
 	return nil
 }

@@ -371,6 +371,7 @@ func TestValidate(t *testing.T) {
 		{"metrics port 99999", func(c *Config) { c.MetricsAddr = ":99999" }, `option --metrics-addr: port "99999" is not 1..65535`},
 		{"metrics host name", func(c *Config) { c.MetricsAddr = "metrics.example:9100" }, `option --metrics-addr: host "metrics.example" is not an IP address`},
 		{"-R -1ms", func(c *Config) { c.FixedRTT = -time.Millisecond }, "option -R: -1 is out of range 0..60000"},
+		{"secret with version 6", func(c *Config) { c.Secret = []byte("0123456789abcdef"); c.WireVersion = 6 }, "option --secret-file: authentication needs protocol version 7, and --wire-version is 6"},
 		{"capture timeout 1s", func(c *Config) { c.CaptureTimeout = time.Second }, ""},
 		{"stall timeout 1s", func(c *Config) { c.StallTimeout = time.Second }, ""},
 		{"stall timeout 0", func(c *Config) { c.StallTimeout = 0 }, "option --stall-timeout: 0s is not between 1s and 1h0m0s"},

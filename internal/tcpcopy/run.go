@@ -102,7 +102,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	} else {
 		attrs = append(attrs, "interfaces", fmt.Sprint(cfg.Interfaces))
 	}
-	log.Info("tcpcopy started", append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies)...)
+	log.Info("tcpcopy started", append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies,
+		"authentication", cfg.Secret != nil)...)
 
 	var wg sync.WaitGroup
 	wctx, stopWorkers := context.WithCancel(context.Background())
@@ -246,6 +247,7 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		WireVersion:    cfg.WireVersion,
 		Fallback:       wire.Format{Version: wire.Version6, Combined: cfg.Combined, Payload: cfg.RespPayload},
 		Lonely:         cfg.Lonely,
+		Secret:         cfg.Secret,
 	}, log, func() Sink { return e.disp.newBatch() })
 	e.linksUp = e.links.Up
 	tc := tcpstate.Config{
