@@ -91,7 +91,8 @@ func action(ctx context.Context, c *cli.Command) error {
 		return nil
 	}
 	defer proc.Close()
-	return intercept.Run(ctx, cfg, proc.Log)
+	cfg.Ready = daemon.Ready
+	return proc.Failed(intercept.Run(ctx, cfg, proc.Log))
 }
 
 func configFrom(c *cli.Command) (intercept.Config, error) {

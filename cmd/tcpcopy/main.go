@@ -146,7 +146,8 @@ func start(ctx context.Context, c *cli.Command, cfg tcpcopy.Config) error {
 		// wake each other up (docs/performance.md).
 		runtime.GOMAXPROCS(cfg.Workers)
 	}
-	return tcpcopy.Run(ctx, cfg, proc.Log)
+	cfg.Ready = daemon.Ready
+	return proc.Failed(tcpcopy.Run(ctx, cfg, proc.Log))
 }
 
 // configFrom reads the command line into a validated Config. Numbers are

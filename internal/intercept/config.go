@@ -61,6 +61,9 @@ type Config struct {
 	// Secret, when not nil, is the shared secret every link must prove
 	// (version 7 only: version-6 links are refused). Never log it.
 	Secret secret.Bytes
+	// Ready, when set, is called once when intercept captures and listens
+	// (the daemon's readiness for -d).
+	Ready func()
 	// StatsInterval is the period of the stats log line; 0 disables it.
 	StatsInterval time.Duration
 	// MetricsAddr is where /metrics is served; empty disables it.

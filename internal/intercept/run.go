@@ -102,6 +102,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("intercept started", "listen", cfg.Listen.String(), "interfaces", fmt.Sprint(cfg.Interfaces),
 		"filter", cfg.Filter, "snaplen", cfg.snapLen(), "authentication", cfg.Secret != nil, "allow", fmt.Sprint(cfg.Allow))
 	logExposure(&cfg, log)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 
 	var wg sync.WaitGroup
 	capErr := make(chan error, len(sources))

@@ -554,6 +554,10 @@ type Config struct {
 	// (--secret-file): every link authenticates with version 7 and never
 	// falls back to version 6. Never log it.
 	Secret secret.Bytes
+	// Ready, when set, is called once when tcpcopy captures (or has opened
+	// its offline file) and serves its metrics: the daemon's readiness for
+	// -d.
+	Ready func()
 }
 
 // DefaultAckDelay is the default of --ack-delay: short enough for any

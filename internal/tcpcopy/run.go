@@ -104,6 +104,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("tcpcopy started", append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies,
 		"authentication", cfg.Secret != nil)...)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 
 	var wg sync.WaitGroup
 	wctx, stopWorkers := context.WithCancel(context.Background())
