@@ -46,7 +46,9 @@ type Config struct {
 	// records for that link are dropped and counted.
 	QueueBytes int
 	// MaxLinks bounds simultaneous tcpcopy links. When they are all in use
-	// a new connection takes the slot of the link idle longest (LinkIdle).
+	// a new connection may take the slot of a link that proved nothing (in
+	// its handshake, or idle for LinkIdle) of an address holding more
+	// links than its own (Server.slotFor).
 	MaxLinks int
 	// MaxRoutesPerLink bounds the routes one link holds; past it its route
 	// adds are refused and counted. The whole table holds MaxRoutes.

@@ -73,7 +73,7 @@ type link struct {
 	ocap    atomic.Int64  // capacity of out
 }
 
-func newLink(id router.Owner, conn net.Conn, budget int, c linkCounters) *link {
+func newLink(id router.Owner, conn net.Conn, since time.Time, budget int, c linkCounters) *link {
 	ap, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
 	var rw io.ReadWriter = conn
 	if r := rawio.New(conn); r != nil {
@@ -84,7 +84,7 @@ func newLink(id router.Owner, conn net.Conn, budget int, c linkCounters) *link {
 		conn:   conn,
 		rw:     rw,
 		remote: ap,
-		since:  time.Now(),
+		since:  since,
 		c:      c,
 		budget: budget,
 		wake:   make(chan struct{}, 1),

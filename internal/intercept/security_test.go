@@ -28,7 +28,16 @@ type rawLink struct {
 
 func dialRaw(t *testing.T, addr string) *rawLink {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return dialRawFrom(t, "", addr)
+}
+
+func dialRawFrom(t *testing.T, from, addr string) *rawLink {
+	t.Helper()
+	var d net.Dialer
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,57 +158,75 @@ func TestNoSecretUnchanged(t *testing.T) {
 	waitFor(t, "routes", func() bool { return s.Stats().Routes == 2 })
 }
 
-// TestIdleLinkGivesItsSlot: with --max-links in use, a new connection
-// takes the slot of a link that announced no route for --link-idle;
-// links with routes keep theirs.
+// TestIdleLinkGivesItsSlot: with --max-links in use, a newcomer takes
+// the slot of a link that announced no route for --link-idle, or of one
+// stuck in its handshake, but only from an address holding more links than
+// its own; links with routes keep theirs.
 func TestIdleLinkGivesItsSlot(t *testing.T) {
 	cfg := testConfig()
-	cfg.MaxLinks = 2
+	cfg.MaxLinks = 3
 	cfg.LinkIdle = time.Minute
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
 	s, addr := startServerWith(t, cfg, func(s *Server) {
 		s.now = func() time.Time { return time.Unix(0, now.Load()) }
 	})
-	busy := dial(t, addr, false, 0)
+	const other, third = "127.0.0.2", "127.0.0.3"
+	busy := dialFrom(t, other, addr, false, 0)
 	busy.route("192.0.2.10:40000", target4)
-	idle := dialRaw(t, addr)
+	idle := dialRawFrom(t, other, addr)
 	idle.write(wire.AppendOffer(nil, false))
-	waitFor(t, "two links up", func() bool { return s.Stats().Links == 2 && s.Stats().Routes == 1 && allUp(s) })
+	silent := dialRawFrom(t, other, addr) // never completes its handshake
+	waitFor(t, "three links", func() bool { return s.Stats().Links == 3 && s.Stats().Routes == 1 })
+	waitFor(t, "two handshakes", func() bool { return upLinks(s) == 2 })
 
-	// Not idle long enough: the newcomer is refused.
-	early := dialRaw(t, addr)
-	early.closed()
-	if st := s.Stats(); st.Refused != 1 || st.Links != 2 {
+	// Nothing idle or stuck long enough yet: the newcomer is refused.
+	dialRawFrom(t, third, addr).closed()
+	if st := s.Stats(); st.Refused != 1 || st.Links != 3 {
 		t.Fatalf("stats %+v: want the newcomer refused", st)
 	}
-	now.Add(int64(2 * time.Minute))
-	late := dial(t, addr, false, 0)
-	idle.closed()
+	// The handshake that never came gives way first.
+	now.Add(int64(time.Second))
+	late := dialFrom(t, third, addr, false, 0)
+	silent.closed()
 	late.route("192.0.2.10:40001", target4)
 	waitFor(t, "late link routed", func() bool { return s.Stats().Routes == 2 })
-	if st := s.Stats(); st.Closed[causeIdle] != 1 || st.Links != 2 {
-		t.Errorf("stats %+v: want the idle link closed for the newcomer", st)
+	// A newcomer from the idle link's own address may not push it out.
+	now.Add(int64(2 * time.Minute))
+	dialRawFrom(t, other, addr).closed()
+	if st := s.Stats(); st.Refused != 2 || st.Links != 3 {
+		t.Fatalf("stats %+v: a link of the same address gave way", st)
 	}
-	// Both links now have routes: nobody gives way.
+	// One from an address with fewer links may.
+	third2 := dialFrom(t, "127.0.0.4", addr, false, 0)
+	idle.closed()
+	third2.route("192.0.2.10:40002", target4)
+	waitFor(t, "third link routed", func() bool { return s.Stats().Routes == 3 })
+	if st := s.Stats(); st.Closed[causeIdle] != 1 || st.Closed[causeHandshakeTimeout] != 1 || st.Links != 3 {
+		t.Errorf("stats %+v: want one idle and one stuck link closed for newcomers", st)
+	}
+	// Every link has routes now: nobody gives way.
 	now.Add(int64(time.Hour))
-	dialRaw(t, addr).closed()
-	if st := s.Stats(); st.Refused != 2 || st.Closed[causeIdle] != 1 {
+	dialRawFrom(t, "127.0.0.5", addr).closed()
+	if st := s.Stats(); st.Refused != 3 {
 		t.Errorf("stats %+v: a link with routes was pushed out", st)
 	}
-	injectBatch(s, response(t, target4, "192.0.2.10:40000", ipmangle.ACK, ""), response(t, target4, "192.0.2.10:40001", ipmangle.ACK, ""))
+	injectBatch(s, response(t, target4, "192.0.2.10:40000", ipmangle.ACK, ""), response(t, target4, "192.0.2.10:40001", ipmangle.ACK, ""),
+		response(t, target4, "192.0.2.10:40002", ipmangle.ACK, ""))
 	busy.read(1)
 	late.read(1)
+	third2.read(1)
 }
 
-// allUp reports whether every link completed its handshake.
-func allUp(s *Server) bool {
+// upLinks counts the links that completed their handshake.
+func upLinks(s *Server) int {
+	n := 0
 	for _, l := range *s.links.Load() {
-		if l.upAt.Load() == 0 {
-			return false
+		if l.upAt.Load() != 0 {
+			n++
 		}
 	}
-	return true
+	return n
 }
 
 func TestRoutesPerLinkCap(t *testing.T) {

@@ -188,7 +188,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // accept admits or refuses one connection.
 func (s *Server) accept(conn net.Conn) {
 	remote, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
-	reason, victim := s.admit(remote.Addr().Unmap())
+	now := s.now()
+	reason, victim := s.admit(remote.Addr().Unmap(), now)
 	if reason != "" {
 		s.c.refused.Add(1)
 		if ok, n := s.warnLinks.Allow(s.now()); ok {
@@ -198,12 +199,16 @@ func (s *Server) accept(conn net.Conn) {
 		return
 	}
 	if victim != nil {
-		s.closeLink(victim, causeIdle, nil)
+		cause := causeIdle
+		if victim.upAt.Load() == 0 {
+			cause = causeHandshakeTimeout
+		}
+		s.closeLink(victim, cause, nil)
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	l := newLink(router.Owner(s.nextID.Add(1)), conn, s.cfg.QueueBytes, linkCounters{sent: &s.c.routed, dropped: &s.c.dropped})
+	l := newLink(router.Owner(s.nextID.Add(1)), conn, now, s.cfg.QueueBytes, linkCounters{sent: &s.c.routed, dropped: &s.c.dropped})
 	s.addLink(l)
 	s.c.linksTotal.Add(1)
 	s.wg.Add(2)
@@ -217,13 +222,14 @@ func (s *Server) accept(conn net.Conn) {
 	}()
 }
 
+// pendingGrace is how long a connection may be in its handshake before a
+// newcomer may take its slot (a real tcpcopy finishes it in one round
+// trip; authentication in two).
+const pendingGrace = 500 * time.Millisecond
+
 // admit returns why a connection from addr must be refused, or "". When
-// --max-links are in use it may name a link to close first: the one idle
-// longest, among the links that completed their handshake, did not
-// authenticate, never announced a route, and have been up for at least
-// --link-idle. Links that announced a route or authenticated are never
-// pushed out.
-func (s *Server) admit(addr netip.Addr) (reason string, victim *link) {
+// --max-links are in use it may name a link to close first (slotFor).
+func (s *Server) admit(addr netip.Addr, now time.Time) (reason string, victim *link) {
 	if len(s.cfg.Allow) > 0 {
 		ok := false
 		for _, p := range s.cfg.Allow {
@@ -238,7 +244,7 @@ func (s *Server) admit(addr netip.Addr) (reason string, victim *link) {
 	}
 	links := *s.links.Load()
 	if len(links) >= s.cfg.MaxLinks {
-		if victim = s.idleLink(links); victim == nil {
+		if victim = s.slotFor(links, addr, now); victim == nil {
 			return "too many links (--max-links), none of them idle", nil
 		}
 	}
@@ -248,21 +254,62 @@ func (s *Server) admit(addr netip.Addr) (reason string, victim *link) {
 	return "", victim
 }
 
-// idleLink returns the link that has been idle longest (see admit), or
-// nil.
-func (s *Server) idleLink(links map[router.Owner]*link) *link {
-	cut := s.now().Add(-s.cfg.LinkIdle).UnixNano()
+// slotFor returns the link whose slot a newcomer from addr may take when
+// every slot is in use, or nil. Only links that have proved nothing can
+// give way: one still in its handshake after pendingGrace, or one up for
+// --link-idle that announced no route and did not authenticate. And only
+// links of an address that holds more links than addr: a peer cannot push
+// out the links of its own address, nor those of an address with fewer
+// links than its own. So a peer that keeps re-dialling from one address
+// (or a few) only churns its own links, and cannot lock out a tcpcopy from
+// another address; links with routes, and authenticated links, never give
+// way. Among the candidates: the address with the most links first, then
+// handshakes before idle links, then the oldest.
+func (s *Server) slotFor(links map[router.Owner]*link, addr netip.Addr, now time.Time) *link {
+	per := make(map[netip.Addr]int, 8)
+	for _, l := range links {
+		per[l.remote.Addr().Unmap()]++
+	}
+	mine := per[addr]
+	pendingCut := now.Add(-pendingGrace).UnixNano()
+	idleCut := now.Add(-s.cfg.LinkIdle).UnixNano()
+	type rank struct {
+		count   int
+		pending bool
+		age     int64
+	}
+	better := func(a, b rank) bool {
+		if a.count != b.count {
+			return a.count > b.count
+		}
+		if a.pending != b.pending {
+			return a.pending
+		}
+		return a.age < b.age
+	}
 	var (
 		victim *link
-		oldest int64
+		best   rank
 	)
 	for _, l := range links {
-		up := l.upAt.Load()
-		if up == 0 || up > cut || l.routed.Load() || l.authed.Load() {
+		n := per[l.remote.Addr().Unmap()]
+		if n <= mine {
 			continue
 		}
-		if victim == nil || up < oldest {
-			victim, oldest = l, up
+		var r rank
+		switch up := l.upAt.Load(); {
+		case up == 0:
+			if l.since.UnixNano() > pendingCut {
+				continue
+			}
+			r = rank{n, true, l.since.UnixNano()}
+		case up > idleCut || l.routed.Load() || l.authed.Load():
+			continue
+		default:
+			r = rank{n, false, up}
+		}
+		if victim == nil || better(r, best) {
+			victim, best = l, r
 		}
 	}
 	return victim

@@ -64,7 +64,18 @@ type client struct {
 // dial connects and shakes hands; v7 offers version 7.
 func dial(t *testing.T, addr string, v7 bool, prefix int) *client {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return dialFrom(t, "", addr, v7, prefix)
+}
+
+// dialFrom is dial from the local address from (a loopback address such
+// as 127.0.0.2; "" for any).
+func dialFrom(t *testing.T, from, addr string, v7 bool, prefix int) *client {
+	t.Helper()
+	var d net.Dialer
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +476,7 @@ func TestHandleAllocs(t *testing.T) {
 func BenchmarkHandle(b *testing.B) {
 	cfg := testConfig()
 	s := NewServer(cfg, quiet)
-	l := newLink(1, nopConn{}, cfg.QueueBytes, linkCounters{sent: &s.c.routed, dropped: &s.c.dropped})
+	l := newLink(1, nopConn{}, time.Now(), cfg.QueueBytes, linkCounters{sent: &s.c.routed, dropped: &s.c.dropped})
 	l.setFormat(wire.Format{Version: wire.Version6, Combined: true}, 16)
 	s.addLink(l)
 	f := ipmangle.Fields{
