@@ -380,3 +380,72 @@ func TestLinkLogsLimited(t *testing.T) {
 		t.Errorf("%d connections wrote %d log lines: %v", n, got, h.n)
 	}
 }
+
+// TestEnqueueAllocs: queueing a record on a link, moving full frames to
+// the write buffer, and dropping past --queue-bytes allocate nothing once
+// the buffers have grown to their bound.
+func TestEnqueueAllocs(t *testing.T) {
+	var sent, dropped atomic.Uint64
+	l := newLink(1, nopConn{}, time.Now(), 256<<10, linkCounters{sent: &sent, dropped: &dropped})
+	l.setFormat(wire.Format{Version: wire.Version7, PrefixLen: 64}, 16)
+	pkt := response(t, target4, "192.0.2.10:40000", ipmangle.ACK|ipmangle.PSH, strings.Repeat("x", 100))
+	var p ipmangle.Parsed
+	p.Decode(pkt)
+	hdr, prefix := pkt[:p.PayloadOffset], p.Payload(pkt)
+	fill := func() {
+		for range 4000 { // beyond the bound: the last ones are dropped
+			l.enqueue(hdr, p.PayloadLen, 1, prefix)
+		}
+		l.flush()
+		l.mu.Lock()
+		l.out, l.outN = l.out[:0], 0 // what the writer's swap leaves
+		l.mu.Unlock()
+	}
+	fill() // grow the buffers
+	if allocs := testing.AllocsPerRun(20, fill); allocs != 0 {
+		t.Errorf("enqueue allocates %v times per round", allocs)
+	}
+	if m := l.memBytes(); m > 256<<10 {
+		t.Errorf("link buffers hold %d bytes, above the bound", m)
+	}
+	if l.dropped.Load() == 0 {
+		t.Error("nothing dropped past the bound")
+	}
+}
+
+func TestLogExposure(t *testing.T) {
+	tests := []struct {
+		name   string
+		listen string
+		allow  bool
+		secret bool
+		want   string // the message's start, "" for none
+	}{
+		{"open", "0.0.0.0:36524", false, false, "anyone who can reach the listen address"},
+		{"open on an address", "203.0.113.30:36524", false, false, "anyone who can reach the listen address"},
+		{"loopback", "127.0.0.1:36524", false, false, ""},
+		{"allow", "0.0.0.0:36524", true, false, "tcpcopy links are accepted from the --allow networks only"},
+		{"secret", "0.0.0.0:36524", false, true, "tcpcopy links must prove the shared secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &countHandler{n: map[string]int{}}
+			cfg := testConfig()
+			cfg.Listen = netip.MustParseAddrPort(tt.listen)
+			if tt.allow {
+				cfg.Allow = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+			}
+			if tt.secret {
+				cfg.Secret = testSecret
+			}
+			logExposure(&cfg, slog.New(h))
+			got := ""
+			for msg := range h.n {
+				got = msg
+			}
+			if !strings.HasPrefix(got, tt.want) || (tt.want == "") != (got == "") {
+				t.Errorf("logged %q, want %q...", got, tt.want)
+			}
+		})
+	}
+}
