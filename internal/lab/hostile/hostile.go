@@ -127,6 +127,10 @@ func (o *Options) defaults() {
 	}
 }
 
+// linkFirst is how long the other scenarios wait for the route floods and
+// slow readers to link.
+const linkFirst = 300 * time.Millisecond
+
 // Run runs the scenarios against o.Intercept until o.Duration passed or
 // ctx ended, and reports what each did. It fails only on bad options or
 // when the slow readers cannot open their raw socket.
@@ -154,6 +158,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		c := new(counts)
 		cs[s] = c
 		wg.Go(func() {
+			if s != RouteFlood && s != SlowReader {
+				// The floods of routes and records link first: the
+				// other scenarios then fight over what slots are left.
+				sleep(ctx, linkFirst)
+			}
 			if err := run[s](ctx, &o, c); err != nil {
 				errs <- fmt.Errorf("%s: %w", s, err)
 			}
