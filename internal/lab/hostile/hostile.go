@@ -60,6 +60,11 @@ type Options struct {
 	// Workers is the number of parallel connections of each flood
 	// scenario (garbage, junk, connect flood); default 4.
 	Workers int
+	// Rate bounds the connects per second of each flood scenario, and of
+	// the holders' re-dials together; default 500. The lab shares its
+	// CPUs with the programs under test: an unbounded flood measures the
+	// machine, not intercept.
+	Rate int
 	// Holders is the number of idle links held; default 16.
 	Holders int
 	// Routes is the number of routes each route-flood link sends (one
@@ -105,6 +110,9 @@ func (o *Options) defaults() {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
+	}
+	if o.Rate <= 0 {
+		o.Rate = 500
 	}
 	if o.Holders <= 0 {
 		o.Holders = 16
@@ -200,14 +208,23 @@ func dial(ctx context.Context, o *Options, c *counts) (net.Conn, func(), bool) {
 	return conn, func() { stop(); conn.Close() }, true
 }
 
-// workers runs n copies of f until ctx ends.
-func workers(ctx context.Context, n int, f func(rng *rand.Rand)) {
+// workers runs n copies of f until ctx ends, together at most rate calls
+// of f per second.
+func workers(ctx context.Context, n, rate int, f func(rng *rand.Rand)) {
+	every := time.Duration(n) * time.Second / time.Duration(rate)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
+			next := time.Now()
 			for ctx.Err() == nil {
 				f(rng)
+				next = next.Add(every)
+				if d := time.Until(next); d > 0 {
+					sleep(ctx, d)
+				} else {
+					next = time.Now()
+				}
 			}
 		})
 	}
@@ -229,7 +246,7 @@ func isTimeout(err error) bool {
 }
 
 func garbage(ctx context.Context, o *Options, c *counts) error {
-	workers(ctx, o.Workers, func(rng *rand.Rand) {
+	workers(ctx, o.Workers, o.Rate, func(rng *rand.Rand) {
 		conn, done, ok := dial(ctx, o, c)
 		if !ok {
 			return
@@ -258,7 +275,7 @@ func randAddr4(rng *rand.Rand) [4]byte {
 }
 
 func v6Junk(ctx context.Context, o *Options, c *counts) error {
-	workers(ctx, o.Workers, func(rng *rand.Rand) {
+	workers(ctx, o.Workers, o.Rate, func(rng *rand.Rand) {
 		conn, done, ok := dial(ctx, o, c)
 		if !ok {
 			return
@@ -294,7 +311,7 @@ func v6Junk(ctx context.Context, o *Options, c *counts) error {
 }
 
 func v7Junk(ctx context.Context, o *Options, c *counts) error {
-	workers(ctx, o.Workers, func(rng *rand.Rand) {
+	workers(ctx, o.Workers, o.Rate, func(rng *rand.Rand) {
 		conn, done, ok := dial(ctx, o, c)
 		if !ok {
 			return
@@ -350,7 +367,7 @@ func v7Junk(ctx context.Context, o *Options, c *counts) error {
 }
 
 func connFlood(ctx context.Context, o *Options, c *counts) error {
-	workers(ctx, o.Workers, func(rng *rand.Rand) {
+	workers(ctx, o.Workers, o.Rate, func(rng *rand.Rand) {
 		conn, done, ok := dial(ctx, o, c)
 		if !ok {
 			return
@@ -367,7 +384,7 @@ func connFlood(ctx context.Context, o *Options, c *counts) error {
 // say nothing: the lockout of every real tcpcopy. A link intercept closes
 // is dialled again at once (a persistent attacker).
 func holders(ctx context.Context, o *Options, c *counts) error {
-	workers(ctx, o.Holders, func(*rand.Rand) {
+	workers(ctx, o.Holders, o.Rate, func(*rand.Rand) {
 		conn, done, ok := dial(ctx, o, c)
 		if !ok {
 			sleep(ctx, 50*time.Millisecond)

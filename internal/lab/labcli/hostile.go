@@ -24,6 +24,7 @@ func hostileCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "attack for this long"},
 			&cli.StringFlag{Name: "scenarios", Usage: "comma-separated, of " + strings.Join(hostile.All, ", ") + " (default: all)"},
 			&cli.IntFlag{Name: "workers", Value: 4, Usage: "parallel connections of each flood"},
+			&cli.IntFlag{Name: "rate", Value: 500, Usage: "most connects per second of each flood, and of the holders' re-dials"},
 			&cli.IntFlag{Name: "holders", Value: 16, Usage: "idle links held (re-dialled when intercept closes them)"},
 			&cli.IntFlag{Name: "routes", Value: 200000, Usage: "routes sent by each route-flood link"},
 			&cli.IntFlag{Name: "slow-links", Value: 2, Usage: "slow readers"},
@@ -33,7 +34,7 @@ func hostileCommand() *cli.Command {
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			o := hostile.Options{
-				Duration: cmd.Duration("duration"), Workers: int(cmd.Int("workers")), Holders: int(cmd.Int("holders")),
+				Duration: cmd.Duration("duration"), Workers: int(cmd.Int("workers")), Rate: int(cmd.Int("rate")), Holders: int(cmd.Int("holders")),
 				Routes: int(cmd.Int("routes")), SlowLinks: int(cmd.Int("slow-links")), SlowSYNs: int(cmd.Int("slow-syns")),
 			}
 			var err error
