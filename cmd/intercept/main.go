@@ -18,6 +18,7 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/intercept"
+	"github.com/tcpcopy-go/tcpcopy/internal/secret"
 	"github.com/tcpcopy-go/tcpcopy/internal/version"
 )
 
@@ -61,9 +62,13 @@ func newCommand() *cli.Command {
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
-			&cli.IntFlag{Name: "queue-bytes", Value: def.QueueBytes, Usage: "bytes queued for one slow tcpcopy link before records are dropped"},
+			&cli.StringFlag{Name: "secret-file", Usage: "tcpcopy links must prove the secret in this `file` (mode 0600; version 7 only: C tcpcopy links are refused)", TakesFile: true},
+			&cli.IntFlag{Name: "queue-bytes", Value: def.QueueBytes, Usage: "memory for one tcpcopy link's records, buffers included; past it its records are dropped"},
 			&cli.IntFlag{Name: "max-links", Value: def.MaxLinks, Usage: "most simultaneous tcpcopy links"},
 			&cli.IntFlag{Name: "compare-window", Value: def.CompareWindow, Usage: "longest start of each response a tcpcopy link may ask for to compare responses, `bytes` (0..16384); 0 captures headers only and compares nothing"},
+			&cli.IntFlag{Name: "max-routes-per-link", Value: def.MaxRoutesPerLink, Usage: "most routes one tcpcopy link holds; past it its new routes are refused"},
+			&cli.DurationFlag{Name: "handshake-timeout", Value: def.HandshakeTimeout, Usage: "a new link must complete its handshake (and authentication) within this"},
+			&cli.DurationFlag{Name: "link-idle", Value: def.LinkIdle, Usage: "a link without a route for this long gives its slot to a new one when --max-links are in use"},
 		},
 		Action: action,
 	}
@@ -87,7 +92,8 @@ func action(ctx context.Context, c *cli.Command) error {
 		return nil
 	}
 	defer proc.Close()
-	return intercept.Run(ctx, cfg, proc.Log)
+	cfg.Ready = daemon.Ready
+	return proc.Failed(intercept.Run(ctx, cfg, proc.Log))
 }
 
 func configFrom(c *cli.Command) (intercept.Config, error) {
@@ -101,9 +107,10 @@ func configFrom(c *cli.Command) (intercept.Config, error) {
 	}
 	addr := netip.IPv4Unspecified()
 	if b := c.String("b"); b != "" {
-		if addr, err = netip.ParseAddr(b); err != nil {
+		if addr, err = netip.ParseAddr(b); err != nil || addr.Zone() != "" {
 			return cfg, fmt.Errorf("option -b: %q is not an IP address", b)
 		}
+		addr = addr.Unmap()
 	}
 	cfg.Listen = netip.AddrPortFrom(addr, uint16(port))
 	if cfg.MaxCombined, err = cliutil.IntInRange("-n", c.String("n"), 1, 16); err != nil {
@@ -124,31 +131,58 @@ func configFrom(c *cli.Command) (intercept.Config, error) {
 	cfg.Combined = !c.Bool("no-combined")
 	cfg.RespPayload = c.Bool("resp-payload")
 	cfg.CompareWindow = int(c.Int("compare-window"))
-	for _, s := range cliutil.SplitList(c.String("allow")) {
-		p, err := parsePrefix(s)
-		if err != nil {
+	if cfg.Allow, err = parseAllow(c); err != nil {
+		return cfg, err
+	}
+	if cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr")); cfg.MetricsAddr != "" {
+		if err := cliutil.CheckListenAddr("--metrics-addr", cfg.MetricsAddr); err != nil {
 			return cfg, err
 		}
-		cfg.Allow = append(cfg.Allow, p)
 	}
-	cfg.MetricsAddr = c.String("metrics-addr")
+	if err := cliutil.CheckLogOptions(c.String("log-format"), c.String("log-level")); err != nil {
+		return cfg, err
+	}
+	if path := c.String("secret-file"); c.IsSet("secret-file") {
+		if path == "" {
+			return cfg, fmt.Errorf("option --secret-file: empty file name")
+		}
+		if cfg.Secret, err = secret.Read(path); err != nil {
+			return cfg, fmt.Errorf("option --secret-file: %w", err)
+		}
+	}
 	cfg.CaptureTimeout = c.Duration("capture-timeout")
 	cfg.StatsInterval = c.Duration("stats-interval")
-	if cfg.StatsInterval < 0 {
-		return cfg, fmt.Errorf("option --stats-interval: must not be negative")
-	}
 	cfg.QueueBytes = int(c.Int("queue-bytes"))
-	if cfg.QueueBytes < 64<<10 {
-		return cfg, fmt.Errorf("option --queue-bytes: %d is below the minimum of 65536", cfg.QueueBytes)
-	}
 	cfg.MaxLinks = int(c.Int("max-links"))
-	if cfg.MaxLinks < 1 {
-		return cfg, fmt.Errorf("option --max-links: must be at least 1")
-	}
+	cfg.MaxRoutesPerLink = int(c.Int("max-routes-per-link"))
+	cfg.HandshakeTimeout = c.Duration("handshake-timeout")
+	cfg.LinkIdle = c.Duration("link-idle")
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}
 	return cfg, intercept.CheckFilter(&cfg)
+}
+
+// parseAllow reads --allow: networks or addresses, comma-separated. Given
+// empty it is a mistake (leave it out to accept every address), not "no
+// restriction".
+func parseAllow(c *cli.Command) ([]netip.Prefix, error) {
+	if !c.IsSet("allow") {
+		return nil, nil
+	}
+	items := cliutil.SplitList(c.String("allow"))
+	if len(items) == 0 {
+		return nil, fmt.Errorf("option --allow: no network given (leave the option out to accept links from every address)")
+	}
+	var out []netip.Prefix
+	for _, s := range items {
+		p, err := cliutil.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("option --allow: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // parseDocker parses -D dockered_ip-orig_ip[,...].
@@ -168,15 +202,4 @@ func parseDocker(s string) (map[netip.Addr]netip.Addr, error) {
 		m[a] = b
 	}
 	return m, nil
-}
-
-// parsePrefix accepts a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	return netip.Prefix{}, fmt.Errorf("option --allow: %q is not a CIDR or address", s)
 }

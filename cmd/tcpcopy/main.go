@@ -22,6 +22,7 @@ import (
 
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
+	"github.com/tcpcopy-go/tcpcopy/internal/secret"
 	"github.com/tcpcopy-go/tcpcopy/internal/tcpcopy"
 	"github.com/tcpcopy-go/tcpcopy/internal/version"
 	"github.com/tcpcopy-go/tcpcopy/pkg/pcapfilter"
@@ -106,6 +107,7 @@ func newCommand(run starter) *cli.Command {
 			&cli.DurationFlag{Name: "stall-timeout", Value: def.StallTimeout, Usage: "end a session that made no progress this long while the target kept answering (outcome reason stalled), 1s..1h"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics (/metrics) and the live page (/, /api/status) on this `host:port`"},
+			&cli.StringFlag{Name: "secret-file", Usage: "authenticate every intercept link with the secret in this `file` (mode 0600; version 7 only: no C intercept)", TakesFile: true},
 			&cli.DurationFlag{Name: "stats-interval", Value: def.StatsInterval, Usage: "period of the stats log line (0: off)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", DefaultText: "text", Usage: "log `format`: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", DefaultText: "info", Usage: "log `level`: debug, info, warn or error"},
@@ -152,7 +154,8 @@ func start(ctx context.Context, c *cli.Command, cfg tcpcopy.Config) error {
 		// wake each other up (docs/performance.md).
 		runtime.GOMAXPROCS(cfg.Workers)
 	}
-	return tcpcopy.Run(ctx, cfg, proc.Log)
+	cfg.Ready = daemon.Ready
+	return proc.Failed(tcpcopy.Run(ctx, cfg, proc.Log))
 }
 
 // configFrom reads the command line into a validated Config. Numbers are
@@ -283,8 +286,16 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.CaptureTimeout = c.Duration("capture-timeout")
 	cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr"))
 	cfg.StatsInterval = c.Duration("stats-interval")
-	if err := checkLogOptions(c.String("log-format"), c.String("log-level")); err != nil {
+	if err := cliutil.CheckLogOptions(c.String("log-format"), c.String("log-level")); err != nil {
 		return cfg, err
+	}
+	if path := c.String("secret-file"); c.IsSet("secret-file") {
+		if path == "" {
+			return cfg, errors.New("option --secret-file: empty file name")
+		}
+		if cfg.Secret, err = secret.Read(path); err != nil {
+			return cfg, fmt.Errorf("option --secret-file: %w", err)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
@@ -310,20 +321,4 @@ func number(c *cli.Command, name string) (int, error) {
 		return 0, fmt.Errorf("option -%s: %q is not a number", name, c.String(name))
 	}
 	return v, nil
-}
-
-// checkLogOptions refuses bad --log-format and --log-level values before
-// -d detaches: in the background the error would go to /dev/null.
-func checkLogOptions(format, level string) error {
-	switch strings.ToLower(format) {
-	case "", "text", "json":
-	default:
-		return fmt.Errorf("option --log-format: %q is not text or json", format)
-	}
-	switch strings.ToLower(level) {
-	case "", "debug", "info", "warn", "warning", "error":
-	default:
-		return fmt.Errorf("option --log-level: %q is not debug, info, warn or error", level)
-	}
-	return nil
 }

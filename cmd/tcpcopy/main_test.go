@@ -58,12 +58,35 @@ func base() tcpcopy.Config {
 	return c
 }
 
+// manyMappings returns n mappings of ports 1000.. to one target.
+func manyMappings(n int) string {
+	var xs []string
+	for i := range n {
+		xs = append(xs, strconv.Itoa(1000+i)+"-203.0.113.20:8080")
+	}
+	return strings.Join(xs, ",")
+}
+
+// writeSecret writes a secret file with mode.
+func writeSecret(t *testing.T, dir, name string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestParse(t *testing.T) {
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "online.pcap")
 	if err := os.WriteFile(pcap, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	secretFile := writeSecret(t, dir, "secret", 0o600)
 	pool := func(prefix string, skip int) []netip.Addr {
 		var out []netip.Addr
 		for i := 1; i <= 254; i++ {
@@ -173,6 +196,16 @@ func TestParse(t *testing.T) {
 				c.MetricsAddr = ":9100"
 				c.StatsInterval = 5 * time.Second
 			}},
+		{"100 mappings (docs/tcpcopy.md: any count)", []string{"-x", manyMappings(100), "-s", "203.0.113.30"},
+			func(c *tcpcopy.Config) {
+				c.Mappings = nil
+				for i := range 100 {
+					c.Mappings = append(c.Mappings, tcpcopy.Mapping{Online: netip.AddrPortFrom(netip.Addr{}, uint16(1000+i)),
+						Target: netip.MustParseAddrPort("203.0.113.20:8080")})
+				}
+			}},
+		{"secret file", []string{"-x", "80-203.0.113.20:8080", "-s", "203.0.113.30", "--secret-file", secretFile},
+			func(c *tcpcopy.Config) { c.Secret = []byte("0123456789abcdef0123456789abcdef") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +232,7 @@ func TestUsageErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := []string{"-x", "80-203.0.113.20:8080", "-s", "203.0.113.30"}
+	openSecret, goodSecret := writeSecret(t, dir, "open", 0o640), writeSecret(t, dir, "good", 0o600)
 	tests := []struct {
 		name string
 		argv []string
@@ -243,6 +277,20 @@ func TestUsageErrors(t *testing.T) {
 		{"wire version", append(x, "--wire-version", "8"), `option --wire-version: "8" is not auto, 6 or 7`},
 		{"log level", append(x, "--log-level", "loud"), `option --log-level: "loud" is not debug, info, warn or error`},
 		{"-U garbage", append(x, "-U", "big"), `option -U: "big" is not a number`},
+		{"-R -1", append(x, "-R", "-1"), "option -R: -1 is out of range 0..60000"},
+		{"-R -5", append(x, "-R", "-5"), "option -R: -5 is out of range 0..60000"},
+		{"-I -1", append(x, "-i", pcap, "-I", "-1"), "option -I: -1 is out of range 0..86400000"},
+		{"-t -1", append(x, "-t", "-1"), "option -t: -1 is out of range 1..604800"},
+		{"--stats-interval 1ns", append(x, "--stats-interval", "1ns"), "option --stats-interval: 1ns is not 0 (off) or between 1s and 24h0m0s"},
+		{"--metrics-addr port", append(x, "--metrics-addr", ":99999"), `option --metrics-addr: port "99999" is not 1..65535`},
+		{"--metrics-addr host", append(x, "--metrics-addr", "metrics.example:9100"), `option --metrics-addr: host "metrics.example" is not an IP address`},
+		{"--log-format", append(x, "--log-format", "xml"), `option --log-format: "xml" is not text or json`},
+		{"120 kB -x", []string{"-x", strings.Repeat("8", 120000), "-s", "203.0.113.30"},
+			cliutil.Shorten(`option -x: "` + strings.Repeat("8", 120000) + `": want [srcIP:]srcPort-targetIP:targetPort`)},
+		{"--secret-file group readable", append(x, "--secret-file", openSecret),
+			"option --secret-file: secret file " + openSecret + ": permissions 0640 let others read or change it; chmod 600 " + openSecret},
+		{"--secret-file with --wire-version 6", append(x, "--secret-file", goodSecret, "--wire-version", "6"),
+			"option --secret-file: authentication needs protocol version 7, and --wire-version is 6"},
 		{"unknown flag", append(x, "-z"), "flag provided but not defined: -z"},
 		{"argument", append(x, "extra"), `unexpected argument "extra"`},
 	}
@@ -253,7 +301,7 @@ func TestUsageErrors(t *testing.T) {
 			}
 			code, _, stderr := run(t, append([]string{"tcpcopy"}, tt.argv...)...)
 			want := "tcpcopy: " + tt.want + " (see tcpcopy -h)\n"
-			if code != 2 || stderr != want {
+			if code != 2 || stderr != want || len(stderr) > 600 {
 				t.Errorf("tcpcopy %q: exit %d, stderr\n%q\nwant exit 2,\n%q", tt.argv, code, stderr, want)
 			}
 		})

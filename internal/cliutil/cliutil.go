@@ -5,9 +5,12 @@ package cliutil
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Normalize rewrites getopt-style short options into the separate form that
@@ -122,4 +125,84 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// maxMessage bounds a command-line error message: a value of 120 kB must
+// not come back whole on the terminal or in a log.
+const maxMessage = 512
+
+// Shorten returns s, or, when it is longer than maxMessage bytes, its start
+// and end with the middle replaced by a note of how many bytes were left
+// out, so that both the option's name and the reason stay readable.
+func Shorten(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	head, tail := maxMessage*2/3, maxMessage/4
+	h, t := s[:head], s[len(s)-tail:]
+	for len(h) > 0 && !utf8.ValidString(h) {
+		h = h[:len(h)-1]
+	}
+	for len(t) > 0 && !utf8.ValidString(t) {
+		t = t[1:]
+	}
+	return fmt.Sprintf("%s[... %d bytes left out ...]%s", h, len(s)-len(h)-len(t), t)
+}
+
+// CheckLogOptions refuses bad --log-format and --log-level values on the
+// command line, before -d detaches: in the background the error would go
+// to /dev/null.
+func CheckLogOptions(format, level string) error {
+	switch strings.ToLower(format) {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("option --log-format: %q is not text or json", format)
+	}
+	switch strings.ToLower(level) {
+	case "", "debug", "info", "warn", "warning", "error":
+	default:
+		return fmt.Errorf("option --log-level: %q is not debug, info, warn or error", level)
+	}
+	return nil
+}
+
+// CheckListenAddr checks a host:port to listen on (--metrics-addr): the
+// host empty (every address), an IP address or "localhost", the port
+// 1..65535. Whether the address can be bound is only known when it is.
+func CheckListenAddr(opt, s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("option %s: %q is not host:port", opt, s)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && host != "" && host != "localhost" {
+		return fmt.Errorf("option %s: host %q is not an IP address", opt, host)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || port != strconv.Itoa(p) {
+		return fmt.Errorf("option %s: port %q is not 1..65535", opt, port)
+	}
+	return nil
+}
+
+// ParsePrefix reads a CIDR or a single address as a network. An
+// IPv4-mapped IPv6 network (::ffff:a.b.c.d/n, n >= 96) is the IPv4 network
+// it maps, since peers' addresses are compared unmapped.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, aerr := netip.ParseAddr(s)
+		if aerr != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or address", s)
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: zones are not supported", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q covers more than IPv4-mapped addresses: write the IPv4 and IPv6 networks separately", s)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }

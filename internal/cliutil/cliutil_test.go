@@ -1,9 +1,12 @@
 package cliutil
 
 import (
+	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestNormalize(t *testing.T) {
@@ -84,5 +87,62 @@ func TestMillisInRange(t *testing.T) {
 func TestSplitList(t *testing.T) {
 	if got, want := SplitList(" eth0, ,eth1,"), []string{"eth0", "eth1"}; !slices.Equal(got, want) {
 		t.Errorf("SplitList = %q, want %q", got, want)
+	}
+}
+
+func TestShorten(t *testing.T) {
+	if s := Shorten("short"); s != "short" {
+		t.Errorf("Shorten(short) = %q", s)
+	}
+	long := "option -x: \"" + strings.Repeat("é", 60000) + "\": want more"
+	s := Shorten(long)
+	if len(s) > maxMessage+64 || !strings.HasPrefix(s, "option -x: ") || !strings.HasSuffix(s, "\": want more") ||
+		!strings.Contains(s, "bytes left out") || !utf8.ValidString(s) {
+		t.Errorf("Shorten(%d bytes) = %q", len(long), s)
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	tests := []struct {
+		in, want, wantErr string
+	}{
+		{"192.0.2.0/24", "192.0.2.0/24", ""},
+		{"192.0.2.7/24", "192.0.2.0/24", ""},
+		{"192.0.2.7", "192.0.2.7/32", ""},
+		{"2001:db8::/32", "2001:db8::/32", ""},
+		{"::ffff:203.0.113.0/120", "203.0.113.0/24", ""},
+		{"::ffff:203.0.113.9", "203.0.113.9/32", ""},
+		{"::ffff:0.0.0.0/96", "0.0.0.0/0", ""},
+		{"::/0", "::/0", ""},
+		{"::ffff:0:0/95", "", "covers more than IPv4-mapped addresses"},
+		{"fe80::1%eth0", "", "zones are not supported"},
+		{"lan", "", `"lan" is not a CIDR or address`},
+	}
+	for _, tt := range tests {
+		got, err := ParsePrefix(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParsePrefix(%q) = %v, %v; want error %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != netip.MustParsePrefix(tt.want) {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestCheckListenAddr(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{":9100", true}, {"127.0.0.1:9100", true}, {"[::1]:9100", true}, {"localhost:9100", true},
+		{"9100", false}, {":0", false}, {":99999", false}, {":+80", false}, {"example.org:80", false}, {"127.0.0.1:http", false},
+	}
+	for _, tt := range tests {
+		if err := CheckListenAddr("--metrics-addr", tt.in); (err == nil) != tt.ok {
+			t.Errorf("CheckListenAddr(%q) = %v, want ok %v", tt.in, err, tt.ok)
+		}
 	}
 }

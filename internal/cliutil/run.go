@@ -35,19 +35,36 @@ func Prepare(cmd *cli.Command) {
 
 // Run runs cmd with args (normalised by the caller) and returns the exit
 // status: 0 on success, 2 for a usage error, 1 for any other error. Errors
-// are printed to stderr as one line prefixed with the program name.
+// are printed to stderr as one line prefixed with the program name (and,
+// in the background child of -d, reported to the parent, which prints it
+// and exits with the same status).
 func Run(ctx context.Context, cmd *cli.Command, args []string, stderr io.Writer) int {
 	err := cmd.Run(ctx, args)
 	if err == nil {
 		return 0
 	}
+	code, msg := Message(cmd.Name, err)
+	fmt.Fprintln(stderr, msg)
+	// A background child (-d) tells its parent, which prints it; the
+	// child's standard error is /dev/null.
+	daemon.ReportExit(code, msg)
+	return code
+}
+
+// Message returns the exit status for err and the one line that says it:
+// 2 and "NAME: ERR (see NAME -h)" for a usage error, the child's status and
+// message for a background child that could not start (daemon.ExitError),
+// 1 and "NAME: ERR" otherwise. The error is shortened (Shorten).
+func Message(name string, err error) (int, string) {
 	var ue *UsageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "%s: %v (see %s -h)\n", cmd.Name, ue.Err, cmd.Name)
-		return 2
+		return 2, fmt.Sprintf("%s: %s (see %s -h)", name, Shorten(ue.Err.Error()), name)
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", cmd.Name, err)
-	return 1
+	var ee *daemon.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code, ee.Msg
+	}
+	return 1, fmt.Sprintf("%s: %s", name, Shorten(err.Error()))
 }
 
 // DaemonOptions reads the process options both daemons share: -d, -P, -l,

@@ -78,6 +78,16 @@ func Start(ctx context.Context, opts Options) (context.Context, *Process, error)
 	return ctx, p, nil
 }
 
+// Failed logs err, the reason the daemon stops, to the log file when there
+// is one (standard error gets the one-line message anyway), and returns
+// it.
+func (p *Process) Failed(err error) error {
+	if err != nil && p != nil && p.file != nil {
+		p.Log.Error("stopped", "err", err)
+	}
+	return err
+}
+
 // Close removes the pid file, stops signal handling and closes the log.
 func (p *Process) Close() {
 	if p == nil || p.Detach {

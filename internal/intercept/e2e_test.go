@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/hostile"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
 	"github.com/tcpcopy-go/tcpcopy/internal/testbin"
 	"github.com/tcpcopy-go/tcpcopy/pkg/inject"
@@ -34,6 +35,8 @@ func TestMain(m *testing.M) {
 		os.Exit(roleListen())
 	case "probe":
 		os.Exit(roleProbe())
+	case "hold":
+		os.Exit(roleHold())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown E2E_ROLE")
 		os.Exit(2)
@@ -97,7 +100,44 @@ type probeLink struct {
 	rr   *wire.RecordReader
 }
 
+// roleHold holds E2E_HOLDERS idle links to E2E_INTERCEPT from
+// E2E_SOURCE (a version-6 handshake, then nothing; re-dialled at once when
+// intercept closes one) for E2E_HOLD, with the hostile package's holders
+// scenario: the lockout of every real tcpcopy.
+func roleHold() int {
+	n, _ := strconv.Atoi(os.Getenv("E2E_HOLDERS"))
+	d, _ := time.ParseDuration(os.Getenv("E2E_HOLD"))
+	var src netip.Addr
+	if s := os.Getenv("E2E_SOURCE"); s != "" {
+		src = netip.MustParseAddr(s)
+	}
+	rep, err := hostile.Run(context.Background(), hostile.Options{
+		Intercept: netip.MustParseAddrPort(os.Getenv("E2E_INTERCEPT")), Source: src,
+		Duration: d, Scenarios: []string{hostile.Holders}, Holders: n,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hold:", err)
+		return 1
+	}
+	json.NewEncoder(os.Stdout).Encode(rep)
+	return 0
+}
+
+// dialLink links to intercept; a version-7 link that gets no Hello (the
+// connection was refused) is dialled again until E2E_DIAL_FOR passes.
 func dialLink(name, addr string, v7 bool) (*probeLink, error) {
+	patience, _ := time.ParseDuration(os.Getenv("E2E_DIAL_FOR"))
+	deadline := time.Now().Add(patience)
+	for {
+		l, err := dialLinkOnce(name, addr, v7)
+		if err == nil || !v7 || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func dialLinkOnce(name, addr string, v7 bool) (*probeLink, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, err
@@ -125,28 +165,33 @@ func probe() error {
 	v7 := os.Getenv("E2E_V7") == "1"
 	client := netip.MustParseAddr(os.Getenv("E2E_CLIENT"))
 	target := netip.MustParseAddrPort(os.Getenv("E2E_TARGET"))
-	a, err := dialLink("A", os.Getenv("E2E_INTERCEPT"), v7)
-	if err != nil {
-		return err
-	}
-	b, err := dialLink("B", os.Getenv("E2E_INTERCEPT"), v7)
-	if err != nil {
-		return err
-	}
 	portsA, portsB, unrouted := ports("E2E_PORTS_A"), ports("E2E_PORTS_B"), ports("E2E_UNROUTED")
-	for _, x := range []struct {
-		l     *probeLink
-		ports []uint16
-	}{{a, portsA}, {b, portsB}} {
-		for _, p := range x.ports {
-			msg, err := wire.AppendRoute(nil, x.l.f, wire.Route{Client: netip.AddrPortFrom(client, p), Target: target, Op: wire.RouteAdd})
+	// Each link announces its routes as soon as it is up, as tcpcopy
+	// does: a link that says nothing may lose its slot to a newcomer when
+	// the slots are all taken.
+	link := func(name string, ps []uint16) (*probeLink, error) {
+		l, err := dialLink(name, os.Getenv("E2E_INTERCEPT"), v7)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			msg, err := wire.AppendRoute(nil, l.f, wire.Route{Client: netip.AddrPortFrom(client, p), Target: target, Op: wire.RouteAdd})
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if _, err := x.l.conn.Write(msg); err != nil {
-				return err
+			if _, err := l.conn.Write(msg); err != nil {
+				return nil, err
 			}
 		}
+		return l, nil
+	}
+	a, err := link("A", portsA)
+	if err != nil {
+		return err
+	}
+	b, err := link("B", portsB)
+	if err != nil {
+		return err
 	}
 
 	snd, err := inject.Open()
@@ -249,16 +294,35 @@ func TestNamespaceRouting(t *testing.T) {
 				t.Fatalf("intercept not listening: %v\n%s", err, icp.StderrTail(20))
 			}
 
+			runProbe(ctx, t, topo, icp, tt.v7, tt.family, 0)
+			// Nothing of the target's answers reached the client or the online
+			// host's kernel as a connection: checked by the lab tests; here the
+			// intercept must still be running.
+			if !icp.Running() {
+				t.Errorf("intercept exited: %v\n%s", icp.Err(), icp.StderrTail(20))
+			}
+		})
+	}
+}
+
+// runProbe runs the probe role in the online namespace (two links to
+// intercept, routes, SYNs to the target) and checks that each link got
+// the SYN-ACKs of exactly its routes. dialFor lets the probe dial again
+// while intercept refuses it.
+func runProbe(ctx context.Context, t *testing.T, topo *netlab.Topology, icp *netlab.Proc, v7on bool, family int, dialFor time.Duration) {
+	t.Helper()
+	{
+		{
 			client, target := topo.Client.V4, netip.AddrPortFrom(topo.Target.OnlineV4, 8080)
-			if tt.family == 6 {
+			if family == 6 {
 				client, target = topo.Client.V6, netip.AddrPortFrom(topo.Target.OnlineV6, 8080)
 			}
 			v7 := "0"
-			if tt.v7 {
+			if v7on {
 				v7 = "1"
 			}
 			cmd := topo.Command(ctx, "online", os.Args[0])
-			cmd.Env = append(os.Environ(), "E2E_ROLE=probe", "E2E_V7="+v7,
+			cmd.Env = append(os.Environ(), "E2E_ROLE=probe", "E2E_V7="+v7, "E2E_DIAL_FOR="+dialFor.String(),
 				"E2E_INTERCEPT="+netip.AddrPortFrom(topo.Assistant.OnlineV4, wire.DefaultPort).String(),
 				"E2E_CLIENT="+client.String(), "E2E_TARGET="+target.String(),
 				"E2E_PORTS_A=40001,40002,40003", "E2E_PORTS_B=40011", "E2E_UNROUTED=40021")
@@ -297,12 +361,77 @@ func TestNamespaceRouting(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("records:\n got %v\nwant %v\nintercept:\n%s", got, want, icp.StderrTail(20))
 			}
-			// Nothing of the target's answers reached the client or the online
-			// host's kernel as a connection: checked by the lab tests; here the
-			// intercept must still be running.
-			if !icp.Running() {
-				t.Errorf("intercept exited: %v\n%s", icp.Err(), icp.StderrTail(20))
+		}
+	}
+}
+
+// TestNamespaceLockout: idle links that completed their handshake fill
+// every slot (--max-links) from another address of the online host, and
+// are dialled again whenever intercept closes one; a real tcpcopy link
+// must still get in once they are idle for --link-idle, and get every
+// response of its routes. Before, 256 such links locked every tcpcopy out
+// for as long as they stayed.
+func TestNamespaceLockout(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds network namespaces")
+	}
+	bin := testbin.Build(t, "intercept")
+	topo := netlab.NewForTest(t, netlab.Options{GRO: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := topo.StartEnv("target", []string{"E2E_ROLE=listen"}, os.Args[0]); err != nil {
+		t.Fatal(err)
+	}
+	const maxLinks = 8
+	icp, err := topo.Start("assistant", bin,
+		"-i", topo.Assistant.TargetIf, "-F", "tcp and src port 8080",
+		"-b", topo.Assistant.OnlineV4.String(), "--stats-interval", "0",
+		"--max-links", strconv.Itoa(maxLinks), "--link-idle", "1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.WaitListening(ctx, "target", 8080); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.WaitListening(ctx, "assistant", wire.DefaultPort); err != nil {
+		t.Fatalf("intercept not listening: %v\n%s", err, icp.StderrTail(20))
+	}
+	// The holders come from a second address of the online host.
+	const holderAddr = "198.51.100.140"
+	if _, err := topo.Run(ctx, "online", "ip", "addr", "add", holderAddr+"/25", "dev", topo.Online.AssistantIf); err != nil {
+		t.Fatal(err)
+	}
+	hold, err := topo.StartEnv("online", []string{"E2E_ROLE=hold", "E2E_HOLDERS=" + strconv.Itoa(2*maxLinks), "E2E_HOLD=4s", "E2E_SOURCE=" + holderAddr,
+		"E2E_INTERCEPT=" + netip.AddrPortFrom(topo.Assistant.OnlineV4, wire.DefaultPort).String()}, os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every slot taken: wait until intercept holds maxLinks connections.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		socks, err := icp.TCPSockets()
+		n := 0
+		for _, s := range socks {
+			if s.Local.Port() == wire.DefaultPort && s.State == netlab.TCPEstablished {
+				n++
 			}
-		})
+		}
+		if err == nil && n >= maxLinks {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the holders did not take the slots: %d established (%v)", n, err)
+		}
+	}
+	start := time.Now()
+	runProbe(ctx, t, topo, icp, true, 4, 5*time.Second)
+	t.Logf("the probe linked and got its records %v after the slots were full", time.Since(start).Round(time.Millisecond))
+	if err := hold.Wait(); err != nil {
+		t.Errorf("holders: %v\n%s", err, hold.StderrTail(512))
+	}
+	if b, err := os.ReadFile(hold.StdoutPath); err == nil {
+		t.Logf("holders: %s", strings.TrimSpace(string(b)))
+	}
+	if !icp.Running() {
+		t.Errorf("intercept exited: %v\n%s", icp.Err(), icp.StderrTail(20))
 	}
 }

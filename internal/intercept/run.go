@@ -104,7 +104,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	log.Info("intercept started", "listen", cfg.Listen.String(), "interfaces", fmt.Sprint(cfg.Interfaces),
-		"filter", cfg.Filter, "snaplen", cfg.snapLen(), "compare_window", cfg.CompareWindow)
+		"filter", cfg.Filter, "snaplen", cfg.snapLen(), "compare_window", cfg.CompareWindow,
+		"authentication", cfg.Secret != nil, "allow", fmt.Sprint(cfg.Allow))
+	logExposure(&cfg, log)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 
 	var wg sync.WaitGroup
 	capErr := make(chan error, len(sources))
@@ -130,6 +135,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	default:
 	}
 	return serveErr
+}
+
+// logExposure says at start who may use the link port (docs/intercept.md,
+// "Security").
+func logExposure(cfg *Config, log *slog.Logger) {
+	switch {
+	case cfg.Secret != nil:
+		log.Info("tcpcopy links must prove the shared secret (--secret-file); version-6 links (C tcpcopy, tcpcopy --wire-version 6) cannot and are refused")
+	case len(cfg.Allow) == 0 && !cfg.Listen.Addr().IsLoopback():
+		log.Warn("anyone who can reach the listen address may link as a tcpcopy, announce routes and receive the target's response headers: "+
+			"restrict it with --allow (the only restriction version-6 links, C tcpcopy, can have) and/or --secret-file (version 7), or a firewall",
+			"listen", cfg.Listen.String())
+	case len(cfg.Allow) > 0:
+		log.Info("tcpcopy links are accepted from the --allow networks only, without authentication", "allow", fmt.Sprint(cfg.Allow))
+	}
 }
 
 // captureLoop routes every packet of src until it is closed.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,27 +23,63 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
 
-// handshakeTimeout bounds how long a new link may take to send its
-// handshake, so idle connects cannot pile up.
-const handshakeTimeout = 10 * time.Second
-
 // protectWindow is -c's grace period after the first link of a group.
 const protectWindow = 3 * time.Second
+
+// linkLogEvery limits the log lines about links: each kind (a link up, a
+// link closed for one cause, a route refused for one cause) at most once
+// per interval, with the number suppressed. Links are cheap to open, and a
+// log line per hostile connect filled disks.
+const linkLogEvery = 10 * time.Second
+
+// closeCause says why a link ended; every cause is a label of
+// intercept_links_closed_total and a rate limit of its log line.
+type closeCause uint8
+
+// Link close causes.
+const (
+	causeEOF              closeCause = iota // tcpcopy closed the link
+	causeHandshake                          // malformed handshake
+	causeHandshakeTimeout                   // no complete handshake (and authentication) in time
+	causeVersion6                           // a version-6 link, refused because a secret is set
+	causeAuth                               // authentication failed or missing
+	causeProtocol                           // framing lost, or a read error, after the handshake
+	causeWrite                              // a write failed or blocked (tcpcopy stopped reading)
+	causeIdle                               // idle without a route, its slot given to a new connection
+	causeShutdown                           // intercept stopping
+	numCauses
+)
+
+var causeNames = [numCauses]string{"eof", "handshake", "handshake_timeout", "version6_refused", "auth", "protocol", "write", "idle", "shutdown"}
+
+func (c closeCause) String() string { return causeNames[c] }
+
+// Route refusal causes (intercept_routes_refused_total).
+const (
+	refusedLinkCap = iota // --max-routes-per-link
+	refusedTableFull
+	numRefused
+)
+
+var refusedNames = [numRefused]string{"link_cap", "table_full"}
 
 // counters are the server's statistics; every field is updated atomically.
 type counters struct {
 	captured   atomic.Uint64 // packets read from the capture rings
 	invalid    atomic.Uint64 // not a well-formed IPv4/IPv6 TCP packet
-	routed     atomic.Uint64 // records queued for a link
+	routed     atomic.Uint64 // records written to a link
 	unrouted   atomic.Uint64 // responses without a route (not SYN/RST)
 	held       atomic.Uint64 // SYN-ACKs/RSTs held for a route to come
-	dropped    atomic.Uint64 // records dropped: link queue full or closing
+	dropped    atomic.Uint64 // records dropped: link queue full, unfit, or lost at close
 	linksTotal atomic.Uint64 // links accepted
 	refused    atomic.Uint64 // connections refused (allow list, -c, limit)
-	linkErrors atomic.Uint64 // links closed for a protocol or I/O error
+	linkErrors atomic.Uint64 // links closed for a protocol, authentication or I/O error
 	routeMsgs  atomic.Uint64 // route messages received
 	hashed     atomic.Uint64 // response segments hashed for comparison
 	unhashed   atomic.Uint64 // ... not hashed: the capture had cut them
+	skipped    atomic.Uint64 // well-framed messages the readers skipped
+	closed     [numCauses]atomic.Uint64
+	authOK     atomic.Uint64 // links that authenticated
 }
 
 // Server is a running intercept. Make it with NewServer.
@@ -59,23 +97,52 @@ type Server struct {
 
 	warnUnrouted *logging.Limiter
 	warnLinks    *logging.Limiter
+	logUp        *logging.Limiter
+	logClosed    [numCauses]*logging.Limiter
+	logRefused   [numRefused]*logging.Limiter
 	now          func() time.Time
 	sources      []*capture.Source // for ring statistics
 }
 
-// NewServer returns a server for cfg; Run or Serve starts it.
+// NewServer returns a server for cfg; Run or Serve starts it. Zero limits
+// in cfg take the defaults of Default.
 func NewServer(cfg Config, log *slog.Logger) *Server {
+	def := Default()
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = def.HandshakeTimeout
+	}
+	if cfg.LinkIdle <= 0 {
+		cfg.LinkIdle = def.LinkIdle
+	}
+	if cfg.MaxRoutesPerLink <= 0 {
+		cfg.MaxRoutesPerLink = def.MaxRoutesPerLink
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = def.QueueBytes
+	}
+	if cfg.MaxLinks <= 0 {
+		cfg.MaxLinks = def.MaxLinks
+	}
 	s := &Server{
 		cfg: cfg,
 		log: log,
 		routes: router.New(router.Config{
 			IdleTimeout: cfg.RouteIdle,
+			MaxRoutes:   MaxRoutes,
+			MaxPerOwner: cfg.MaxRoutesPerLink,
 			MaxHeld:     cfg.HeldMax,
 			HeldSize:    maxHeaders + max(cfg.MaxPrefix, wire.MaxPayload6),
 		}),
 		warnUnrouted: logging.NewLimiter(10 * time.Second),
-		warnLinks:    logging.NewLimiter(5 * time.Second),
+		warnLinks:    logging.NewLimiter(linkLogEvery),
+		logUp:        logging.NewLimiter(linkLogEvery),
 		now:          time.Now,
+	}
+	for i := range s.logClosed {
+		s.logClosed[i] = logging.NewLimiter(linkLogEvery)
+	}
+	for i := range s.logRefused {
+		s.logRefused[i] = logging.NewLimiter(linkLogEvery)
 	}
 	m := map[router.Owner]*link{}
 	s.links.Store(&m)
@@ -106,7 +173,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				// Out of descriptors or similar: back off, keep serving.
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed, backing off", "err", err, "delay", tempDelay)
+				if ok, n := s.warnLinks.Allow(s.now()); ok {
+					s.log.Warn("accept failed, backing off", "err", err, "delay", tempDelay, "suppressed", n)
+				}
 				time.Sleep(tempDelay)
 				continue
 			}
@@ -122,7 +191,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // accept admits or refuses one connection.
 func (s *Server) accept(conn net.Conn) {
 	remote, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
-	if reason := s.admit(remote.Addr().Unmap()); reason != "" {
+	now := s.now()
+	reason, victim := s.admit(remote.Addr().Unmap(), now)
+	if reason != "" {
 		s.c.refused.Add(1)
 		if ok, n := s.warnLinks.Allow(s.now()); ok {
 			s.log.Warn("tcpcopy link refused", "remote", remote, "reason", reason, "suppressed", n)
@@ -130,16 +201,23 @@ func (s *Server) accept(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	if victim != nil {
+		cause := causeIdle
+		if victim.upAt.Load() == 0 {
+			cause = causeHandshakeTimeout
+		}
+		s.closeLink(victim, cause, nil)
+	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	l := newLink(router.Owner(s.nextID.Add(1)), conn, s.cfg.QueueBytes)
+	l := newLink(router.Owner(s.nextID.Add(1)), conn, now, s.cfg.QueueBytes, linkCounters{sent: &s.c.routed, dropped: &s.c.dropped})
 	s.addLink(l)
 	s.c.linksTotal.Add(1)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		l.writeLoop(func(err error) { s.dropLink(l, fmt.Errorf("write: %w", err)) })
+		l.writeLoop(func(err error) { s.closeLink(l, causeWrite, fmt.Errorf("write: %w", err)) })
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -147,8 +225,14 @@ func (s *Server) accept(conn net.Conn) {
 	}()
 }
 
-// admit returns why a connection from addr must be refused, or "".
-func (s *Server) admit(addr netip.Addr) string {
+// pendingGrace is how long a connection may be in its handshake before a
+// newcomer may take its slot (a real tcpcopy finishes it in one round
+// trip; authentication in two).
+const pendingGrace = 500 * time.Millisecond
+
+// admit returns why a connection from addr must be refused, or "". When
+// --max-links are in use it may name a link to close first (slotFor).
+func (s *Server) admit(addr netip.Addr, now time.Time) (reason string, victim *link) {
 	if len(s.cfg.Allow) > 0 {
 		ok := false
 		for _, p := range s.cfg.Allow {
@@ -158,17 +242,80 @@ func (s *Server) admit(addr netip.Addr) string {
 			}
 		}
 		if !ok {
-			return "address not in --allow"
+			return "address not in --allow", nil
 		}
 	}
 	links := *s.links.Load()
 	if len(links) >= s.cfg.MaxLinks {
-		return "too many links (--max-links)"
+		if victim = s.slotFor(links, addr, now); victim == nil {
+			return "too many links (--max-links), none of them idle", nil
+		}
 	}
 	if s.cfg.Protect && len(links) > 0 && s.now().Sub(s.group) > protectWindow {
-		return "links are protected (-c) and the first link came more than 3s ago"
+		return "links are protected (-c) and the first link came more than 3s ago", nil
 	}
-	return ""
+	return "", victim
+}
+
+// slotFor returns the link whose slot a newcomer from addr may take when
+// every slot is in use, or nil. Only links that have proved nothing can
+// give way: one still in its handshake after pendingGrace, or one up for
+// --link-idle that announced no route and did not authenticate. And only
+// links of an address that holds more links than addr: a peer cannot push
+// out the links of its own address, nor those of an address with fewer
+// links than its own. So a peer that keeps re-dialling from one address
+// (or a few) only churns its own links, and cannot lock out a tcpcopy from
+// another address; links with routes, and authenticated links, never give
+// way. Among the candidates: the address with the most links first, then
+// handshakes before idle links, then the oldest.
+func (s *Server) slotFor(links map[router.Owner]*link, addr netip.Addr, now time.Time) *link {
+	per := make(map[netip.Addr]int, 8)
+	for _, l := range links {
+		per[l.remote.Addr().Unmap()]++
+	}
+	mine := per[addr]
+	pendingCut := now.Add(-pendingGrace).UnixNano()
+	idleCut := now.Add(-s.cfg.LinkIdle).UnixNano()
+	type rank struct {
+		count   int
+		pending bool
+		age     int64
+	}
+	better := func(a, b rank) bool {
+		if a.count != b.count {
+			return a.count > b.count
+		}
+		if a.pending != b.pending {
+			return a.pending
+		}
+		return a.age < b.age
+	}
+	var (
+		victim *link
+		best   rank
+	)
+	for _, l := range links {
+		n := per[l.remote.Addr().Unmap()]
+		if n <= mine {
+			continue
+		}
+		var r rank
+		switch up := l.upAt.Load(); {
+		case up == 0:
+			if l.since.UnixNano() > pendingCut {
+				continue
+			}
+			r = rank{n, true, l.since.UnixNano()}
+		case up > idleCut || l.routed.Load() || l.authed.Load():
+			continue
+		default:
+			r = rank{n, false, up}
+		}
+		if victim == nil || better(r, best) {
+			victim, best = l, r
+		}
+	}
+	return victim
 }
 
 func (s *Server) addLink(l *link) {
@@ -186,9 +333,10 @@ func (s *Server) addLink(l *link) {
 	s.links.Store(&m)
 }
 
-// dropLink closes l and removes it from the registry; its routes go on the
-// next expiry pass. err is nil for a clean end of stream.
-func (s *Server) dropLink(l *link, err error) {
+// closeLink closes l for cause and removes it from the registry; its
+// routes go on the next expiry pass. err says more, or is nil. The log
+// line is limited per cause.
+func (s *Server) closeLink(l *link, cause closeCause, err error) {
 	if !l.close() {
 		return
 	}
@@ -202,50 +350,140 @@ func (s *Server) dropLink(l *link, err error) {
 	}
 	s.links.Store(&m)
 	s.linkMu.Unlock()
-	attrs := []any{"link", l.id, "remote", l.remote, "records", l.records.Load(), "dropped", l.dropped.Load(), "routes", l.routes.Load()}
-	if err != nil {
+	s.c.closed[cause].Add(1)
+	switch cause {
+	case causeEOF, causeShutdown, causeIdle:
+	default:
 		s.c.linkErrors.Add(1)
-		s.log.Warn("tcpcopy link closed", append(attrs, "err", err)...)
-	} else {
+	}
+	ok, n := s.logClosed[cause].Allow(s.now())
+	if !ok {
+		return
+	}
+	attrs := []any{"link", l.id, "remote", l.remote, "cause", cause.String(),
+		"records", l.records.Load(), "dropped", l.dropped.Load(), "route_messages", l.routes.Load(), "suppressed", n}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	switch cause {
+	case causeEOF, causeShutdown:
 		s.log.Info("tcpcopy link closed", attrs...)
+	case causeIdle:
+		s.log.Warn("tcpcopy link closed: it announced no route for --link-idle and a new connection needed its slot (--max-links)",
+			append(attrs, "link_idle", s.cfg.LinkIdle)...)
+	default:
+		s.log.Warn("tcpcopy link closed", attrs...)
 	}
 }
 
 func (s *Server) closeAll() {
 	for _, l := range *s.links.Load() {
-		s.dropLink(l, nil)
+		s.closeLink(l, causeShutdown, nil)
 	}
+}
+
+// Errors of the handshake, in the log and the close causes.
+var (
+	errVersion6Refused = errors.New("version-6 handshake refused: --secret-file is set and version 6 cannot authenticate (a C tcpcopy, or tcpcopy --wire-version 6)")
+	errNoAuth          = errors.New("the link did not authenticate: its first message was not an auth message (tcpcopy without --secret-file, or older than authentication)")
+	errBadProof        = errors.New("the link's authentication proof is wrong: its tcpcopy has another secret")
+)
+
+// handshakeCause classifies a failed handshake read.
+func handshakeCause(err error, auth bool) closeCause {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return causeHandshakeTimeout
+	case auth:
+		return causeAuth
+	}
+	return causeHandshake
+}
+
+// handshake runs the handshake of l (docs/protocol.md §2, §4.6) within
+// --handshake-timeout of the connect: the offer, the Hello, and with a
+// secret the challenge, tcpcopy's proof and ours. It returns the format
+// of the link.
+func (s *Server) handshake(l *link, rr *wire.RouteReader) (wire.Format, closeCause, error) {
+	deadline := l.since.Add(s.cfg.HandshakeTimeout)
+	_ = l.conn.SetReadDeadline(deadline)
+	_ = l.conn.SetWriteDeadline(deadline)
+	offer, err := rr.ReadOffer()
+	if err != nil {
+		return wire.Format{}, handshakeCause(err, false), fmt.Errorf("handshake: %w", err)
+	}
+	secret := s.cfg.Secret
+	if offer.MaxVersion < wire.Version7 {
+		if secret != nil {
+			return wire.Format{}, causeVersion6, errVersion6Refused
+		}
+		return wire.Format{Version: wire.Version6, Combined: s.cfg.Combined, Payload: s.cfg.RespPayload}, 0, nil
+	}
+	f := wire.Format{Version: wire.Version7, PrefixLen: s.cfg.MaxPrefix, Compare: s.cfg.CompareWindow, Auth: secret != nil}
+	rr.SetVersion(wire.Version7)
+	out := wire.AppendHello(nil, f)
+	var ni wire.Nonce
+	if f.Auth {
+		if ni, err = wire.NewNonce(); err != nil {
+			return f, causeAuth, err
+		}
+		out = wire.AppendChallenge(out, ni)
+	}
+	if _, err := l.conn.Write(out); err != nil {
+		return f, causeHandshake, fmt.Errorf("hello: %w", err)
+	}
+	if f.Auth {
+		if !rr.Next() {
+			err := rr.Err()
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return f, handshakeCause(err, true), fmt.Errorf("waiting for authentication: %w", err)
+		}
+		m := rr.Msg()
+		switch {
+		case m.Kind != wire.MsgAuth:
+			return f, causeAuth, errNoAuth
+		case !wire.EqualMAC(m.Auth.MAC, wire.TcpcopyMAC(secret, ni, m.Auth.Nonce)):
+			return f, causeAuth, errBadProof
+		}
+		if _, err := l.conn.Write(wire.AppendAuthOK(nil, wire.InterceptMAC(secret, ni, m.Auth.Nonce))); err != nil {
+			return f, causeAuth, fmt.Errorf("auth-ok: %w", err)
+		}
+		l.authed.Store(true)
+		s.c.authOK.Add(1)
+	}
+	if offer.Type != wire.Version6 {
+		s.log.Debug("tcpcopy handshake type differs from 6, continuing", "link", l.id, "type", offer.Type)
+	}
+	// Records carry no prefix and no hash until tcpcopy asks.
+	f.PrefixLen, f.Compare = 0, 0
+	return f, 0, nil
 }
 
 // readLoop runs the handshake and then applies route messages.
 func (s *Server) readLoop(l *link) {
 	rr := wire.NewRouteReader(l.rw)
-	_ = l.conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	offer, err := rr.ReadOffer()
+	f, cause, err := s.handshake(l, rr)
 	if err != nil {
-		s.dropLink(l, fmt.Errorf("handshake: %w", err))
+		s.closeLink(l, cause, err)
 		return
 	}
 	_ = l.conn.SetReadDeadline(time.Time{})
-	f := wire.Format{Version: wire.Version6, Combined: s.cfg.Combined, Payload: s.cfg.RespPayload}
-	if offer.MaxVersion >= wire.Version7 {
-		f = wire.Format{Version: wire.Version7, PrefixLen: s.cfg.MaxPrefix, Compare: s.cfg.CompareWindow}
-		rr.SetVersion(wire.Version7)
-		if _, err := l.conn.Write(wire.AppendHello(nil, f)); err != nil {
-			s.dropLink(l, fmt.Errorf("hello: %w", err))
-			return
-		}
-		// Records carry no prefix and no hash until tcpcopy asks.
-		f.PrefixLen, f.Compare = 0, 0
-	}
-	if offer.Type != wire.Version6 {
-		s.log.Warn("tcpcopy handshake type differs from 6, continuing", "link", l.id, "type", offer.Type)
-	}
 	l.setFormat(f, s.cfg.MaxCombined)
-	s.log.Info("tcpcopy link up", "link", l.id, "remote", l.remote, "format", f.String())
+	l.upAt.Store(s.now().UnixNano())
+	if ok, n := s.logUp.Allow(s.now()); ok {
+		s.log.Info("tcpcopy link up", "link", l.id, "remote", l.remote, "format", f.String(), "authenticated", l.authed.Load(), "suppressed", n)
+	}
 
 	deliver := func(_ router.Owner, data []byte, m router.Meta) { s.deliverHeld(l, data, m) }
+	var skipped uint64
 	for rr.Next() {
+		if n := rr.Skipped(); n != skipped {
+			l.skipped.Add(n - skipped)
+			s.c.skipped.Add(n - skipped)
+			skipped = n
+		}
 		msg := rr.Msg()
 		switch msg.Kind {
 		case wire.MsgRoute:
@@ -256,7 +494,15 @@ func (s *Server) readLoop(l *link) {
 				s.routes.Delete(k, l.id)
 				continue
 			}
-			s.routes.Add(k, l.id, s.now(), deliver)
+			switch res := s.routes.Add(k, l.id, s.now(), deliver); res {
+			case router.RefusedOwnerFull:
+				s.routeRefused(l, refusedLinkCap)
+				continue
+			case router.RefusedTableFull:
+				s.routeRefused(l, refusedTableFull)
+				continue
+			}
+			l.routed.Store(true)
 			l.flush()
 		case wire.MsgConfig:
 			if f.Version == wire.Version7 {
@@ -269,14 +515,33 @@ func (s *Server) readLoop(l *link) {
 			}
 		}
 	}
-	if n := rr.Skipped(); n > 0 {
-		s.log.Warn("tcpcopy link sent messages that were skipped", "link", l.id, "skipped", n)
+	if n := rr.Skipped(); n != skipped {
+		l.skipped.Add(n - skipped)
+		s.c.skipped.Add(n - skipped)
 	}
 	if err := rr.Err(); err != nil && !errors.Is(err, net.ErrClosed) {
-		s.dropLink(l, err)
+		s.closeLink(l, causeProtocol, err)
 		return
 	}
-	s.dropLink(l, nil)
+	s.closeLink(l, causeEOF, nil)
+}
+
+// routeRefused counts and logs (limited per cause) a route add the table
+// refused.
+func (s *Server) routeRefused(l *link, cause int) {
+	l.refused.Add(1)
+	ok, n := s.logRefused[cause].Allow(s.now())
+	if !ok {
+		return
+	}
+	switch cause {
+	case refusedLinkCap:
+		s.log.Warn("route refused: the link holds --max-routes-per-link routes; its new sessions get no responses",
+			"link", l.id, "remote", l.remote, "max_routes_per_link", s.cfg.MaxRoutesPerLink, "suppressed", n)
+	default:
+		s.log.Warn("route refused: the route table is full and this link holds no route to make room with",
+			"link", l.id, "remote", l.remote, "max_routes", MaxRoutes, "suppressed", n)
+	}
 }
 
 // deliverHeld queues a packet that waited for its route. It runs with the
@@ -288,9 +553,7 @@ func (s *Server) deliverHeld(l *link, data []byte, m router.Meta) {
 		return
 	}
 	hdr, prefix := data[:p.PayloadOffset], p.Payload(data)
-	if l.enqueue(hdr, m.PayloadLen, m.Time, s.prefixFor(l, prefix)) {
-		s.c.routed.Add(1)
-	} else {
+	if !l.enqueue(hdr, m.PayloadLen, m.Time, s.prefixFor(l, prefix)) {
 		s.c.dropped.Add(1)
 	}
 }
@@ -393,7 +656,6 @@ func (s *Server) handle(sc *scratch, data []byte, ts int64) {
 		s.c.dropped.Add(1)
 		return
 	}
-	s.c.routed.Add(1)
 	for _, t := range sc.touched {
 		if t == l {
 			return

@@ -65,7 +65,18 @@ type client struct {
 // dial connects and shakes hands; v7 offers version 7.
 func dial(t *testing.T, addr string, v7 bool, prefix int) *client {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return dialFrom(t, "", addr, v7, prefix)
+}
+
+// dialFrom is dial from the local address from (a loopback address such
+// as 127.0.0.2; "" for any).
+func dialFrom(t *testing.T, from, addr string, v7 bool, prefix int) *client {
+	t.Helper()
+	var d net.Dialer
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +306,7 @@ func TestDockerRewrite(t *testing.T) {
 
 func TestSlowLinkDoesNotStallOthers(t *testing.T) {
 	cfg := testConfig()
-	cfg.QueueBytes = 64 << 10
+	cfg.QueueBytes = 256 << 10
 	s, addr := startServer(t, cfg)
 	slow := dial(t, addr, false, 0) // never reads
 	fast := dial(t, addr, false, 0)
@@ -466,7 +477,7 @@ func TestHandleAllocs(t *testing.T) {
 func BenchmarkHandle(b *testing.B) {
 	cfg := testConfig()
 	s := NewServer(cfg, quiet)
-	l := newLink(1, nopConn{}, cfg.QueueBytes)
+	l := newLink(1, nopConn{}, time.Now(), cfg.QueueBytes, linkCounters{sent: &s.c.routed, dropped: &s.c.dropped})
 	l.setFormat(wire.Format{Version: wire.Version6, Combined: true}, 16)
 	s.addLink(l)
 	f := ipmangle.Fields{
@@ -484,7 +495,7 @@ func BenchmarkHandle(b *testing.B) {
 		if i%64 == 63 {
 			s.flushTouched(&sc)
 			l.mu.Lock()
-			l.out = l.out[:0]
+			l.out, l.outN = l.out[:0], 0
 			l.mu.Unlock()
 		}
 	}

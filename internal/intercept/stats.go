@@ -26,21 +26,30 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/pkg/router"
 )
 
-// Stats is a snapshot of the server's counters.
+// Stats is a snapshot of the server's counters. Routed counts records
+// written to links; Dropped those lost (a full queue, a format that cannot
+// carry them, or still queued when their link closed).
 type Stats struct {
 	Captured, Invalid, Routed, Unrouted, Held, Dropped uint64
 	LinksTotal, Refused, LinkErrors, RouteMsgs         uint64
 	Links, Routes, HeldNow                             int
 	RingDrops                                          uint64
+	// Skipped counts well-framed messages the links' readers skipped
+	// (unknown types, routes no connection can have, ...).
+	Skipped uint64
+	// Closed counts the links closed, by cause (closeCause).
+	Closed [numCauses]uint64
+	// Authenticated counts links that proved the shared secret.
+	Authenticated uint64
 	// Table has the route table's own counters (routes added, expired,
-	// held packets released or expired, ...).
+	// refused, held packets released or expired, ...).
 	Table router.Stats
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	rs := s.routes.Stats()
-	return Stats{
+	st := Stats{
 		Captured:   s.c.captured.Load(),
 		Invalid:    s.c.invalid.Load(),
 		Routed:     s.c.routed.Load(),
@@ -55,8 +64,15 @@ func (s *Server) Stats() Stats {
 		Routes:     rs.Routes,
 		HeldNow:    rs.Held,
 		RingDrops:  s.ringDrops(),
-		Table:      rs,
+		Skipped:    s.c.skipped.Load(),
+
+		Authenticated: s.c.authOK.Load(),
+		Table:         rs,
 	}
+	for i := range st.Closed {
+		st.Closed[i] = s.c.closed[i].Load()
+	}
+	return st
 }
 
 // LinkStats describes one tcpcopy link.
@@ -64,10 +80,20 @@ type LinkStats struct {
 	ID      router.Owner
 	Remote  string // tcpcopy's address and port
 	Version int    // wire protocol version; 0 before the handshake
-	Records uint64 // records queued for it
+	Records uint64 // records written to it
 	Dropped uint64 // records dropped: its queue was full
 	Unfit   uint64 // records its format cannot carry (IPv6 on version 6)
 	Routes  uint64 // route messages it sent
+	// RoutesHeld is the number of routes it holds now; RoutesRefused its
+	// route adds refused (--max-routes-per-link, table full).
+	RoutesHeld    int
+	RoutesRefused uint64
+	// Skipped counts its messages the reader skipped.
+	Skipped uint64
+	// QueueBytes is the memory its record buffers hold now.
+	QueueBytes int
+	// Authenticated: it proved the shared secret.
+	Authenticated bool
 }
 
 // LinkStats returns the counters of every link up now, by id.
@@ -78,6 +104,8 @@ func (s *Server) LinkStats() []LinkStats {
 		ls := LinkStats{
 			ID: l.id, Remote: l.remote.String(),
 			Records: l.records.Load(), Dropped: l.dropped.Load(), Unfit: l.unfit.Load(), Routes: l.routes.Load(),
+			RoutesHeld: s.routes.OwnerRoutes(l.id), RoutesRefused: l.refused.Load(), Skipped: l.skipped.Load(),
+			QueueBytes: l.memBytes(), Authenticated: l.authed.Load(),
 		}
 		if f := l.format.Load(); f != nil {
 			ls.Version = int(f.Version)
@@ -126,13 +154,16 @@ func (s *Server) logSummary(msg string) {
 		if i > 0 {
 			links.WriteByte(' ')
 		}
-		fmt.Fprintf(&links, "%d:%s/v%d:records=%d,dropped=%d,routes=%d", l.ID, l.Remote, l.Version, l.Records, l.Dropped, l.Routes)
+		fmt.Fprintf(&links, "%d:%s/v%d:records=%d,dropped=%d,routes=%d", l.ID, l.Remote, l.Version, l.Records, l.Dropped, l.RoutesHeld)
 	}
 	s.log.Info(msg, "captured", st.Captured, "sent", st.Routed, "unrouted", st.Unrouted,
 		"held", st.Held, "held_released", st.Table.Released, "held_expired", st.Table.HeldExpired,
 		"dropped", st.Dropped, "invalid", st.Invalid, "ring_drops", st.RingDrops,
 		"routes", st.Routes, "routes_expired", st.Table.Expired,
+		"routes_refused", st.Table.RefusedOwnerFull+st.Table.RefusedTableFull, "messages_skipped", st.Skipped,
 		"links", st.Links, "links_total", st.LinksTotal, "links_refused", st.Refused, "link_errors", st.LinkErrors,
+		"links_idle_closed", st.Closed[causeIdle], "links_handshake_timeout", st.Closed[causeHandshakeTimeout],
+		"links_auth_failed", st.Closed[causeAuth]+st.Closed[causeVersion6],
 		"link_detail", links.String())
 }
 
@@ -212,23 +243,25 @@ func (s *Server) register(reg prometheus.Registerer) {
 		return func() uint64 { st := s.routes.Stats(); return f(&st) }
 	}
 	c("packets_captured_total", "Packets read from the capture rings.", s.c.captured.Load)
-	c("records_sent_total", "Response records queued for a tcpcopy link.", s.c.routed.Load)
+	c("records_sent_total", "Response records written to a tcpcopy link.", s.c.routed.Load)
 	c("responses_unrouted_total", "Responses for which no linked tcpcopy announced a route; not sent.", s.c.unrouted.Load)
 	c("responses_held_total", "SYN-ACKs and RSTs held until their route arrived.", s.c.held.Load)
 	c("held_released_total", "Held responses delivered when their route came.", table(func(st *router.Stats) uint64 { return st.Released }))
 	c("held_expired_total", "Held responses dropped because their route never came.", table(func(st *router.Stats) uint64 { return st.HeldExpired }))
 	c("held_dropped_total", "Responses not held because the pool (-s) was full.", table(func(st *router.Stats) uint64 { return st.HeldDropped }))
-	c("records_dropped_total", "Records dropped because a link's queue was full or the link closing.", s.c.dropped.Load)
+	c("records_dropped_total", "Records dropped: a link's queue was full, its format could not carry them, or it closed with them queued.", s.c.dropped.Load)
 	c("links_accepted_total", "tcpcopy links accepted.", s.c.linksTotal.Load)
 	c("links_refused_total", "tcpcopy connections refused (--allow, -c, --max-links).", s.c.refused.Load)
-	c("link_errors_total", "tcpcopy links closed because of a protocol or I/O error.", s.c.linkErrors.Load)
+	c("link_errors_total", "tcpcopy links closed because of a handshake, authentication, protocol or I/O error.", s.c.linkErrors.Load)
+	c("links_authenticated_total", "tcpcopy links that proved the shared secret (--secret-file).", s.c.authOK.Load)
 	c("route_messages_total", "Route messages received from tcpcopy.", s.c.routeMsgs.Load)
 	c("segments_hashed_total", "Response segments hashed for a tcpcopy link that compares responses.", s.c.hashed.Load)
 	c("segments_unhashed_total", "Response segments of such a link sent without hash: the capture cut them (their responses are not compared).", s.c.unhashed.Load)
+	c("messages_skipped_total", "Well-framed messages from tcpcopy links that were skipped: unknown types, routes no connection can have.", s.c.skipped.Load)
 	c("routes_added_total", "Route add messages applied.", table(func(st *router.Stats) uint64 { return st.Added }))
 	c("routes_deleted_total", "Routes removed by a delete message.", table(func(st *router.Stats) uint64 { return st.Deleted }))
 	c("routes_expired_total", "Routes removed because idle (-t) or their link closed.", table(func(st *router.Stats) uint64 { return st.Expired }))
-	c("routes_evicted_total", "Routes pushed out because the table was full.", table(func(st *router.Stats) uint64 { return st.Evicted }))
+	c("routes_evicted_total", "Routes pushed out because the table was full (always the adding link's own).", table(func(st *router.Stats) uint64 { return st.Evicted }))
 	c("routes_taken_over_total", "Route adds that moved a route to another link.", table(func(st *router.Stats) uint64 { return st.TakenOver }))
 	g("links", "tcpcopy links connected now.", func() int { return len(*s.links.Load()) })
 	g("routes", "Routes in the table now.", func() int { return s.routes.Stats().Routes })
@@ -242,19 +275,27 @@ func (s *Server) register(reg prometheus.Registerer) {
 		unfit:   prometheus.NewDesc("intercept_link_records_unfit_total", "Records this link's protocol version cannot carry (IPv6 on version 6).", []string{"link", "remote"}, nil),
 		routes:  prometheus.NewDesc("intercept_link_route_messages_total", "Route messages received on this link.", []string{"link", "remote"}, nil),
 		version: prometheus.NewDesc("intercept_link_wire_version", "Protocol version negotiated on this link (0 during the handshake).", []string{"link", "remote"}, nil),
+		held:    prometheus.NewDesc("intercept_link_routes", "Routes this link holds now.", []string{"link", "remote"}, nil),
+		lref:    prometheus.NewDesc("intercept_link_routes_refused_total", "Route adds of this link refused (--max-routes-per-link, table full).", []string{"link", "remote"}, nil),
+		qbytes:  prometheus.NewDesc("intercept_link_queue_bytes", "Memory held by this link's record buffers (bounded by --queue-bytes).", []string{"link", "remote"}, nil),
+		closed:  prometheus.NewDesc("intercept_links_closed_total", "tcpcopy links closed, by cause.", []string{"cause"}, nil),
+		refused: prometheus.NewDesc("intercept_routes_refused_total", "Route adds refused, by cause: link_cap (--max-routes-per-link), table_full.", []string{"cause"}, nil),
 		build:   prometheus.NewDesc("intercept_build_info", "Always 1; the version is a label.", []string{"version"}, nil),
 	})
 }
 
-// linkCollector exports the labelled families: drops by reason and the
-// counters of every link up now (a link's series go with it).
+// linkCollector exports the labelled families: drops by reason, link
+// closes and route refusals by cause, and the counters of every link up
+// now (a link's series go with it).
 type linkCollector struct {
 	s                                                      *Server
 	dropped, records, ldrop, unfit, routes, version, build *prometheus.Desc
+	held, lref, qbytes, closed, refused                    *prometheus.Desc
 }
 
 func (c *linkCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.dropped, c.records, c.ldrop, c.unfit, c.routes, c.version, c.build} {
+	for _, d := range []*prometheus.Desc{c.dropped, c.records, c.ldrop, c.unfit, c.routes, c.version, c.build,
+		c.held, c.lref, c.qbytes, c.closed, c.refused} {
 		ch <- d
 	}
 }
@@ -269,7 +310,16 @@ func (c *linkCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.unfit, prometheus.CounterValue, float64(l.Unfit), id, l.Remote)
 		ch <- prometheus.MustNewConstMetric(c.routes, prometheus.CounterValue, float64(l.Routes), id, l.Remote)
 		ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(l.Version), id, l.Remote)
+		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(l.RoutesHeld), id, l.Remote)
+		ch <- prometheus.MustNewConstMetric(c.lref, prometheus.CounterValue, float64(l.RoutesRefused), id, l.Remote)
+		ch <- prometheus.MustNewConstMetric(c.qbytes, prometheus.GaugeValue, float64(l.QueueBytes), id, l.Remote)
 	}
+	for i := range numCauses {
+		ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(c.s.c.closed[i].Load()), i.String())
+	}
+	rs := c.s.routes.Stats()
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(rs.RefusedOwnerFull), refusedNames[refusedLinkCap])
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(rs.RefusedTableFull), refusedNames[refusedTableFull])
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, version.String())
 }
 

@@ -66,6 +66,8 @@ func TestInterceptMetricsScrape(t *testing.T) {
 		[]byte{0x45, 0},
 	)
 	a.read(1)
+	// Records count as sent once the write returned.
+	waitFor(t, "record counted", func() bool { return s.Stats().Routed == 1 })
 
 	reg := metrics.NewRegistry()
 	s.register(reg)
@@ -131,6 +133,12 @@ func TestInterceptMetricsScrape(t *testing.T) {
 		{"intercept_link_records_total", []string{"remote", link}, 1},
 		{"intercept_link_route_messages_total", []string{"remote", link}, 1},
 		{"intercept_link_wire_version", []string{"remote", link}, 7},
+		{"intercept_link_routes", []string{"remote", link}, 1},
+		{"intercept_link_routes_refused_total", []string{"remote", link}, 0},
+		{"intercept_links_closed_total", []string{"cause", "idle"}, 0},
+		{"intercept_routes_refused_total", []string{"cause", "link_cap"}, 0},
+		{"intercept_messages_skipped_total", nil, 0},
+		{"intercept_links_authenticated_total", nil, 0},
 		{"intercept_build_info", nil, 1},
 	}
 	for _, tt := range tests {

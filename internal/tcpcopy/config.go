@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/cliutil"
+	"github.com/tcpcopy-go/tcpcopy/internal/secret"
 	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
 	"github.com/tcpcopy-go/tcpcopy/pkg/wire"
 )
@@ -21,24 +22,26 @@ import (
 // a value in a bit-field and truncated it silently (tcpcopy.h), we reject
 // what does not fit instead.
 const (
-	maxIntercepts  = 64      // -s; C MAX_REAL_SERVERS is 32
-	maxConns       = 16      // -C; C clamps to 1..11 (MAX_CONN_NUM)
-	maxClientPool  = 4096    // -c, after a.b.c.x expansion (C M_IP_NUM)
-	maxCopies      = 1023    // -n; C 10-bit field
-	maxPortShift   = 31      // -f; C adds f<<11 to a 16-bit port: 32 and up wrap
-	maxInterfaces  = 32      // -i; C limit
-	maxFilterLen   = 4096    // -F; C limit
-	minMemoryMB    = 64      // -m
-	maxMemoryMB    = 1 << 20 // -m (1 TiB)
-	minMTU         = 576     // -M; RFC 791 minimum datagram every host accepts
-	minMTU6        = 1280    // -M with an IPv6 mapping (RFC 8200 section 5)
-	maxMTU         = 65535   // -M; C overflowed its bitmap from 2048 on
-	minMSS         = 88      // -D; Linux TCP_MIN_MSS
-	maxMSS         = 65495   // -D; 65535 - 40
-	maxRTTms       = 60000   // -R
-	maxTimeoutSec  = 604800  // -t, -k: one week
-	minAccel       = 0.01    // -a
-	maxAccel       = 1000    // -a
+	maxIntercepts  = 64          // -s; C MAX_REAL_SERVERS is 32
+	maxConns       = 16          // -C; C clamps to 1..11 (MAX_CONN_NUM)
+	maxClientPool  = 4096        // -c, after a.b.c.x expansion (C M_IP_NUM)
+	maxCopies      = 1023        // -n; C 10-bit field
+	maxPortShift   = 31          // -f; C adds f<<11 to a 16-bit port: 32 and up wrap
+	maxInterfaces  = 32          // -i; C limit
+	maxFilterLen   = 4096        // -F; C limit
+	minMemoryMB    = 64          // -m
+	maxMemoryMB    = 1 << 20     // -m (1 TiB)
+	minMTU         = 576         // -M; RFC 791 minimum datagram every host accepts
+	minMTU6        = 1280        // -M with an IPv6 mapping (RFC 8200 section 5)
+	maxMTU         = 65535       // -M; C overflowed its bitmap from 2048 on
+	minMSS         = 88          // -D; Linux TCP_MIN_MSS
+	maxMSS         = 65495       // -D; 65535 - 40
+	maxRTTms       = 60000       // -R
+	minStatsEvery  = time.Second // --stats-interval, unless 0
+	maxStatsEvery  = 24 * time.Hour
+	maxTimeoutSec  = 604800 // -t, -k: one week
+	minAccel       = 0.01   // -a
+	maxAccel       = 1000   // -a
 	maxIdleSkipMS  = 86400000
 	maxRepeat      = 1000000                // -T
 	maxBufferMB    = 4096                   // -B
@@ -567,6 +570,14 @@ type Config struct {
 	// (--capture-timeout, whole milliseconds, 1 ms..1 s): the capture's
 	// wake-ups against the copies' delay.
 	CaptureTimeout time.Duration
+	// Secret, when not nil, is the secret shared with intercept
+	// (--secret-file): every link authenticates with version 7 and never
+	// falls back to version 6. Never log it.
+	Secret secret.Bytes
+	// Ready, when set, is called once when tcpcopy captures (or has opened
+	// its offline file) and serves its metrics: the daemon's readiness for
+	// -d.
+	Ready func()
 }
 
 // DefaultAckDelay is the default of --ack-delay: short enough for any
@@ -734,8 +745,8 @@ func (c *Config) validateRanges() error {
 	if c.Gradual && c.Percent != 100 {
 		return errors.New("option -g: ramps the share of copied sessions up to 100%; do not combine it with -r")
 	}
-	if c.StatsInterval < 0 {
-		return errors.New("option --stats-interval: must not be negative")
+	if c.StatsInterval != 0 && (c.StatsInterval < minStatsEvery || c.StatsInterval > maxStatsEvery) {
+		return fmt.Errorf("option --stats-interval: %v is not 0 (off) or between %v and %v", c.StatsInterval, minStatsEvery, maxStatsEvery)
 	}
 	if c.AckDelay < 0 || c.AckDelay > maxAckDelay {
 		return fmt.Errorf("option --ack-delay: %v is not between 0 and %v", c.AckDelay, maxAckDelay)
@@ -750,8 +761,8 @@ func (c *Config) validateRanges() error {
 		return err
 	}
 	if c.MetricsAddr != "" {
-		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || !decimalDigits(port) {
-			return fmt.Errorf("option --metrics-addr: %q is not host:port", c.MetricsAddr)
+		if err := cliutil.CheckListenAddr("--metrics-addr", c.MetricsAddr); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -803,6 +814,9 @@ func (c *Config) validateWire() error {
 	default:
 		return fmt.Errorf("option --wire-version: %d is not auto, 6 or 7", c.WireVersion)
 	}
+	if c.Secret != nil && c.WireVersion == wire.Version6 {
+		return errors.New("option --secret-file: authentication needs protocol version 7, and --wire-version is 6")
+	}
 	return nil
 }
 
@@ -814,10 +828,19 @@ func optRange(opt string, v, lo, hi int) error {
 	return nil
 }
 
-// optSeconds and optMillis express a duration in the unit of its option, rounding a
-// fraction up so that it is not mistaken for zero.
-func optSeconds(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
-func optMillis(d time.Duration) int  { return int((d + time.Millisecond - 1) / time.Millisecond) }
+// optSeconds and optMillis express a duration in the unit of its option,
+// rounding a positive fraction up so that it is not mistaken for zero; a
+// negative duration stays negative (-1 ms is -1, not 0).
+func optSeconds(d time.Duration) int { return ceilDiv(d, time.Second) }
+func optMillis(d time.Duration) int  { return ceilDiv(d, time.Millisecond) }
+
+func ceilDiv(d, unit time.Duration) int {
+	q := d / unit
+	if d%unit > 0 {
+		q++
+	}
+	return int(q)
+}
 
 // familyIndex is 0 for IPv4, 1 for IPv6.
 func familyIndex(is6 bool) int {

@@ -121,6 +121,12 @@ type LinkConfig struct {
 	GiveUpAfter time.Duration
 	// DialTimeout bounds one connect; default 3 s.
 	DialTimeout time.Duration
+	// Secret, when not nil, is the secret shared with intercept
+	// (--secret-file): every connection must authenticate with version 7
+	// (docs/protocol.md §4.5), and an intercept that cannot (no Hello, a
+	// version-6 Hello, no auth flag, a wrong proof) fails the connection.
+	// WireVersion 6 cannot be combined with it. Never log it.
+	Secret []byte
 }
 
 // withDefaults returns c with zero values replaced by defaults. It panics
@@ -149,6 +155,9 @@ func (c LinkConfig) withDefaults() LinkConfig {
 	case 0, wire.Version6, wire.Version7:
 	default:
 		panic(fmt.Sprintf("tcpcopy: LinkConfig.WireVersion %d is not 0, 6 or 7", c.WireVersion))
+	}
+	if c.Secret != nil && c.WireVersion == wire.Version6 {
+		panic("tcpcopy: LinkConfig.Secret needs version 7")
 	}
 	c.PrefixLen = min(max(c.PrefixLen, 0), wire.MaxPrefixLen)
 	c.Compare = min(max(c.Compare, 0), wire.MaxPrefixLen)
@@ -209,12 +218,11 @@ type routeKey struct {
 }
 
 // makeRouteKey normalises r as wire.AppendRoute does and reports whether
-// it is encodable: valid addresses of one family and a known op.
+// it is encodable (wire.Route.Routable once normalised).
 func makeRouteKey(r wire.Route) (routeKey, bool) {
 	c := netip.AddrPortFrom(r.Client.Addr().Unmap().WithZone(""), r.Client.Port())
 	t := netip.AddrPortFrom(r.Target.Addr().Unmap().WithZone(""), r.Target.Port())
-	ok := c.Addr().IsValid() && t.Addr().IsValid() && c.Addr().Is4() == t.Addr().Is4() &&
-		(r.Op == wire.RouteAdd || r.Op == wire.RouteDel)
+	ok := wire.Route{Client: c, Target: t, Op: r.Op}.Routable()
 	return routeKey{c, t}, ok
 }
 
@@ -360,6 +368,10 @@ var (
 	errPeerClosed   = errors.New("intercept closed the connection")
 	errNeedV7Hello  = errors.New("intercept sent no hello (a C intercept?), but --wire-version 7 requires version 7")
 	errHelloNotV7   = errors.New("intercept answered version 6, but --wire-version 7 requires version 7")
+	errAuthNoV7     = errors.New("intercept does not speak version 7 (a C intercept?), but --secret-file requires authentication, which needs version 7")
+	errAuthNotAsked = errors.New("intercept does not ask for authentication (no --secret-file there?), but --secret-file requires it: refusing an intercept that cannot prove the secret")
+	errAuthRequired = errors.New("intercept requires authentication: give tcpcopy the same --secret-file")
+	errAuthBadProof = errors.New("intercept's authentication proof is wrong: it has another secret")
 	errLinkShutdown = errors.New("link shut down")
 )
 
@@ -819,6 +831,15 @@ func (l *Links) handshake(conn net.Conn, r io.Reader, wait time.Duration) (hands
 		}
 		return handshakeResult{}, errNeedV7Hello
 	}
+	switch {
+	case l.cfg.Secret != nil:
+		if err := l.authenticate(conn, hs); err != nil {
+			return handshakeResult{}, err
+		}
+		hs.timedOut = false
+	case hs.f.Auth:
+		return handshakeResult{}, errAuthRequired
+	}
 	if hs.f.Version == wire.Version7 {
 		hs.f.PrefixLen = min(hs.f.PrefixLen, l.cfg.PrefixLen)
 		hs.f.Compare = min(hs.f.Compare, l.cfg.Compare)
@@ -826,6 +847,46 @@ func (l *Links) handshake(conn net.Conn, r io.Reader, wait time.Duration) (hands
 		hs.f.Compare = 0
 	}
 	return hs, nil
+}
+
+// authTimeout bounds each read of the authentication exchange.
+const authTimeout = 5 * time.Second
+
+// authenticate runs tcpcopy's side of the exchange after the Hello
+// (docs/protocol.md §4.5): it never falls back to version 6.
+func (l *Links) authenticate(conn net.Conn, hs handshakeResult) error {
+	if hs.f.Version != wire.Version7 {
+		return errAuthNoV7
+	}
+	if !hs.f.Auth {
+		return errAuthNotAsked
+	}
+	secret := l.cfg.Secret
+	_ = conn.SetReadDeadline(time.Now().Add(authTimeout))
+	defer conn.SetReadDeadline(time.Time{})
+	ni, err := hs.rr.ReadChallenge()
+	if err != nil {
+		return err
+	}
+	nt, err := wire.NewNonce()
+	if err != nil {
+		return err
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(l.writeTimeout))
+	if _, err := conn.Write(wire.AppendAuth(nil, wire.Auth{Nonce: nt, MAC: wire.TcpcopyMAC(secret, ni, nt)})); err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	mi, err := hs.rr.ReadAuthOK()
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("intercept closed the connection after our proof: it has another secret, or refused the link (its log says why): %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	if !wire.EqualMAC(mi, wire.InterceptMAC(secret, ni, nt)) {
+		return errAuthBadProof
+	}
+	return nil
 }
 
 // markUp makes c usable by Route: its buffer starts with the config

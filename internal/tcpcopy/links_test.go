@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -118,9 +119,19 @@ func (r *linkRun) running() bool {
 // the test.
 func startIntercept(t *testing.T, ln net.Listener) (s *intercept.Server, stop func()) {
 	t.Helper()
+	return startInterceptWith(t, ln, nil)
+}
+
+// startInterceptWith is startIntercept with the configuration changed by
+// mod (may be nil).
+func startInterceptWith(t *testing.T, ln net.Listener, mod func(*intercept.Config)) (s *intercept.Server, stop func()) {
+	t.Helper()
 	cfg := intercept.Default()
 	cfg.Filter = "tcp"
 	cfg.StatsInterval = 0
+	if mod != nil {
+		mod(&cfg)
+	}
 	s = intercept.NewServer(cfg, linkTestLog)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -1115,5 +1126,80 @@ func TestLinksCompare(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "intercept does not compare responses"); n != 1 {
 		t.Errorf("the warning was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestLinksAuth: with --secret-file, links come up only with an intercept
+// that proves the same secret, never falling back to version 6; without a
+// secret on either side nothing changes.
+func TestLinksAuth(t *testing.T) {
+	secret := []byte("the shared secret of this test!!")
+	other := []byte("another secret, of the same size")
+	withSecret := func(b []byte) func(*intercept.Config) {
+		return func(c *intercept.Config) { c.Secret = b }
+	}
+	t.Run("same secret", func(t *testing.T) {
+		ln := listenLoopback(t, "127.0.0.1:0")
+		srv, _ := startInterceptWith(t, ln, withSecret(secret))
+		cfg := linkTestConfig(ln.Addr().String())
+		cfg.Secret = secret
+		r := startLinks(t, cfg, nil, nil)
+		linkWaitFor(t, "two authenticated links", func() bool { return r.l.Up() == 2 && srv.Stats().Authenticated == 2 })
+		if !r.l.Route(route(wire.RouteAdd, "192.0.2.10:40000", linkTarget4)) {
+			t.Fatal("route not accepted")
+		}
+		linkWaitFor(t, "route", func() bool { return srv.Stats().Routes == 1 })
+		if f := r.l.Stats().Servers[0].Format; f.Version != wire.Version7 || !f.Auth {
+			t.Errorf("format %v", f)
+		}
+	})
+	fails := []struct {
+		name      string
+		icpSecret []byte // real intercept with this secret, unless fake is set
+		fake      func(t *testing.T) string
+		secret    []byte
+		want      error
+		wantText  string
+	}{
+		{name: "intercept without a secret", secret: secret, want: errAuthNotAsked},
+		{name: "tcpcopy without a secret", icpSecret: secret, want: errAuthRequired},
+		{name: "other secret", icpSecret: other, secret: secret, want: io.ErrUnexpectedEOF, wantText: "another secret"},
+		{name: "C intercept", secret: secret, want: errAuthNoV7, fake: func(t *testing.T) string { return newFake(t, fakeC, nil).addr }},
+		{name: "version-6 hello", secret: secret, want: errAuthNoV7, fake: func(t *testing.T) string { return newFake(t, fakeHello6, nil).addr }},
+		{name: "impostor's proof", secret: secret, want: errAuthBadProof, fake: func(t *testing.T) string {
+			var ni wire.Nonce
+			ans := wire.AppendHello(nil, wire.Format{Version: wire.Version7, Auth: true})
+			ans = wire.AppendChallenge(ans, ni)
+			ans = wire.AppendAuthOK(ans, wire.InterceptMAC([]byte("guessed secret, not the real one"), ni, ni))
+			return newFake(t, fakeV7, func(fi *fakeIntercept) { fi.answer = ans }).addr
+		}},
+	}
+	for _, tt := range fails {
+		t.Run(tt.name, func(t *testing.T) {
+			var addr string
+			var srv *intercept.Server
+			if tt.fake != nil {
+				addr = tt.fake(t)
+			} else {
+				ln := listenLoopback(t, "127.0.0.1:0")
+				srv, _ = startInterceptWith(t, ln, withSecret(tt.icpSecret))
+				addr = ln.Addr().String()
+			}
+			cfg := linkTestConfig(addr)
+			cfg.Secret = tt.secret
+			cfg.HelloWait = 100 * time.Millisecond
+			cfg.GiveUpAfter = 500 * time.Millisecond
+			r := startLinks(t, cfg, nil, nil)
+			err := r.wait(t, 10*time.Second)
+			if !errors.Is(err, tt.want) || !strings.Contains(fmt.Sprint(err), tt.wantText) {
+				t.Fatalf("Run = %v, want %v", err, tt.want)
+			}
+			if st := r.l.Stats(); st.Connects != 0 {
+				t.Errorf("%d links came up", st.Connects)
+			}
+			if srv != nil && srv.Stats().Routes != 0 {
+				t.Error("a route reached intercept")
+			}
+		})
 	}
 }

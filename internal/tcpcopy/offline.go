@@ -42,6 +42,7 @@ import (
 
 	"golang.org/x/net/bpf"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 	"github.com/tcpcopy-go/tcpcopy/pkg/pcapfile"
 	"github.com/tcpcopy-go/tcpcopy/pkg/pcapfilter"
@@ -62,6 +63,13 @@ const (
 	tailPoll   = 100 * time.Millisecond
 	// linkWaitWarn is when waiting for a first intercept link is logged.
 	linkWaitWarn = 2 * time.Second
+	// maxReplayGap bounds the wait between two relevant packets when -I is
+	// not given: a longer gap (a clock that jumped, files of different
+	// days merged) is skipped as -I would skip it, with a warning, instead
+	// of waiting for it (a jump of 1e9 s waited 31 years).
+	maxReplayGap = time.Hour
+	// gapWarnEvery limits the warnings about such gaps.
+	gapWarnEvery = 10 * time.Second
 )
 
 // offlineSource reads the IP packets of the file to replay.
@@ -76,6 +84,11 @@ type offlineSource struct {
 
 	passes                                           int // passes read to the end
 	records, packets, nonIP, filtered, unlinked, cut atomic.Uint64
+	// Records whose lengths disagree with the file (pcapfile.Anomaly):
+	// read as they are, counted, warned about once each.
+	capAboveSnap, origBelowCap atomic.Uint64
+	warnedAnomaly              pcapfile.Anomaly
+	lastOffset                 int64 // of the record next returned
 }
 
 // openOffline opens cfg.OfflineFile and checks what can be checked before
@@ -174,6 +187,9 @@ func (o *offlineSource) next() (ip []byte, ts int64, ok bool) {
 		if p.Len > len(p.Data) {
 			o.cut.Add(1)
 		}
+		if p.Anomalies != 0 {
+			o.anomaly(p)
+		}
 		off := p.LinkType.IPOffset(p.Data)
 		if off < 0 {
 			if p.LinkType.Supported() {
@@ -197,9 +213,32 @@ func (o *offlineSource) next() (ip []byte, ts int64, ok bool) {
 			}
 		}
 		o.packets.Add(1)
+		o.lastOffset = p.Offset
 		return p.Data[off:], p.Time, true
 	}
 	return nil, 0, false
+}
+
+// anomaly counts a record whose lengths disagree with the file, and warns
+// once per kind.
+func (o *offlineSource) anomaly(p *pcapfile.Packet) {
+	if p.Anomalies&pcapfile.CapLenAboveSnapLen != 0 {
+		o.capAboveSnap.Add(1)
+	}
+	if p.Anomalies&pcapfile.OrigLenBelowCapLen != 0 {
+		o.origBelowCap.Add(1)
+	}
+	if news := p.Anomalies &^ o.warnedAnomaly; news != 0 {
+		o.warnedAnomaly |= news
+		if news&pcapfile.CapLenAboveSnapLen != 0 {
+			o.log.Warn("offline file: a record holds more bytes than the file's snap length (damaged file, or written by a broken tool); it is replayed as it is",
+				"file", o.path, "offset", p.Offset, "captured", len(p.Data))
+		}
+		if news&pcapfile.OrigLenBelowCapLen != 0 {
+			o.log.Warn("offline file: a record's original length is below its captured length (damaged file, or written by a broken tool); the captured length is used",
+				"file", o.path, "offset", p.Offset, "captured", len(p.Data))
+		}
+	}
 }
 
 func (o *offlineSource) warnOnce(lt pcapfile.LinkType, msg string, attrs ...any) {
@@ -212,11 +251,11 @@ func (o *offlineSource) warnOnce(lt pcapfile.LinkType, msg string, attrs ...any)
 
 // pacer computes when each relevant packet (one that matches -x) is
 // released: at its offset in the file since the first relevant packet,
-// divided by -a, less the idle gaps -I skipped. It is pure arithmetic on
-// times the caller passes.
+// divided by -a, less the idle gaps -I skipped (without -I, the gaps above
+// maxReplayGap). It is pure arithmetic on times the caller passes.
 type pacer struct {
 	accel float64
-	idle  int64 // -I, ns; 0: off
+	idle  int64 // -I, ns; 0: off (then maxReplayGap bounds the gaps)
 
 	started   bool
 	wall0     int64 // release time of the pass's first relevant packet
@@ -225,6 +264,8 @@ type pacer struct {
 	skipped   int64 // idle time skipped in this pass
 	gaps      uint64
 	totalSkip int64
+	bounded   uint64 // gaps above maxReplayGap skipped without -I
+	lastBound int64  // the latest of them, ns
 }
 
 // reset starts a new pass: its first relevant packet is released at once.
@@ -240,11 +281,19 @@ func (pc *pacer) due(ts, now int64) int64 {
 		return now
 	}
 	ts = max(ts, pc.last)
-	if gap := ts - pc.last; pc.idle > 0 && gap > pc.idle {
+	limit := pc.idle
+	if limit <= 0 {
+		limit = int64(maxReplayGap)
+	}
+	if gap := ts - pc.last; gap > limit {
 		// Skipped once: C TCPCopy kept re-adding its last gap.
 		pc.skipped += gap
 		pc.gaps++
 		pc.totalSkip += gap
+		if pc.idle <= 0 {
+			pc.bounded++
+			pc.lastBound = gap
+		}
 	}
 	pc.last = ts
 	return pc.wall0 + int64(float64(ts-pc.file0-pc.skipped)/pc.accel)
@@ -257,6 +306,7 @@ type replayStats struct {
 	elapsed  atomic.Int64  // from the first packet to the end of the tail, ns
 	gaps     atomic.Uint64
 	skipped  atomic.Int64
+	bounded  atomic.Uint64 // gaps above maxReplayGap skipped without -I
 }
 
 // replay replays src cfg.Repeat times, waits for the sessions to finish,
@@ -334,17 +384,27 @@ func (e *engine) replayPasses(ctx context.Context, src *offlineSource) error {
 		rp    = newReplayer(src, e.rw, e.cfg)
 		timer = time.NewTimer(time.Hour)
 		b     = e.disp.newBatch()
+		warn  = logging.NewLimiter(gapWarnEvery)
 	)
 	timer.Stop()
 	defer func() {
 		e.replayed.gaps.Store(rp.pc.gaps)
 		e.replayed.skipped.Store(rp.pc.totalSkip)
+		e.replayed.bounded.Store(rp.pc.bounded)
 	}()
+	var bounded uint64
 	for {
 		now := e.now()
 		ip, due, relevant, ok, err := rp.next(&p, now)
 		if !ok {
 			return err
+		}
+		if rp.pc.bounded != bounded {
+			bounded = rp.pc.bounded
+			if ok, n := warn.Allow(time.Now()); ok {
+				e.log.Warn("offline replay: the capture's timestamps jump by more than an hour between two packets; the gap is skipped instead of waited for (give -I to choose the bound)",
+					"gap", time.Duration(rp.pc.lastBound), "file", src.path, "offset", src.lastOffset, "max_gap", maxReplayGap, "suppressed", n)
+			}
 		}
 		if relevant {
 			e.replayed.relevant.Add(1)
@@ -487,7 +547,8 @@ func (e *engine) logOffline(src *offlineSource) {
 		"relevant", r.relevant.Load(), "non_ip", src.nonIP.Load(), "filtered", src.filtered.Load(),
 		"unsupported_link", src.unlinked.Load(), "cut_records", src.cut.Load(), "invalid", e.invalid.Load(),
 		"truncated", e.truncated.Load(),
-		"gaps_skipped", r.gaps.Load(), "time_skipped", time.Duration(r.skipped.Load()),
+		"gaps_skipped", r.gaps.Load(), "time_skipped", time.Duration(r.skipped.Load()), "gaps_above_max", r.bounded.Load(),
+		"caplen_above_snaplen", src.capAboveSnap.Load(), "origlen_below_caplen", src.origBelowCap.Load(),
 		"max_lag", time.Duration(r.maxLag.Load()).Round(time.Microsecond), "elapsed", time.Duration(r.elapsed.Load()).Round(time.Millisecond),
 		"sessions", st.Opened, "requests", st.Requests,
 		"reproduced", st.ClosedBy(tcpstate.Reproduced), "partial", st.ClosedBy(tcpstate.Partial), "failed", st.ClosedBy(tcpstate.Failed),
@@ -501,7 +562,11 @@ func (e *engine) logOffline(src *offlineSource) {
 	if n := e.truncated.Load(); n > 0 {
 		e.log.Warn("packets of the capture were cut by its snap length: their payload could not be replayed (record with tcpdump -s 0)", "truncated", n)
 	}
-	if r.relevant.Load() == 0 && src.records.Load() > 0 {
+	switch {
+	case src.records.Load() == 0:
+		e.log.Warn("the offline file holds no packet (only its header): nothing was replayed; was the capture stopped before the traffic?",
+			"file", src.path)
+	case r.relevant.Load() == 0:
 		e.log.Warn("no packet of the file matched -x: check the mappings' online address and port against the capture",
 			"mappings", fmt.Sprint(e.cfg.Mappings), "ip_packets", src.packets.Load(), "invalid", e.invalid.Load())
 	}

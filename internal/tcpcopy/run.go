@@ -108,11 +108,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	} else {
 		attrs = append(attrs, "interfaces", fmt.Sprint(cfg.Interfaces))
 	}
-	attrs = append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies, "compare_bytes", cfg.CompareBytes)
+	attrs = append(attrs, "workers", len(e.disp.workers), "percent", cfg.Percent, "copies", cfg.Copies, "compare_bytes", cfg.CompareBytes,
+		"authentication", cfg.Secret != nil)
 	if cfg.DiffLog != "" {
 		attrs = append(attrs, "diff_log", cfg.DiffLog)
 	}
 	log.Info("tcpcopy started", attrs...)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 
 	diffsDone := make(chan struct{})
 	stopDiffs := make(chan struct{})
@@ -201,19 +205,43 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 		}
 		return prog, nil
 	}
-	var ms []bpfgen.Match
-	for _, m := range cfg.Mappings {
-		ms = append(ms, bpfgen.Match{Addr: m.Online.Addr(), Port: m.Online.Port()})
-	}
 	build := bpfgen.Inbound
 	if cfg.CompareBytes > 0 {
 		build = bpfgen.InboundAndResponses // the online server's answers too
 	}
-	prog, err := build(ms)
+	prog, err := build(kernelMatches(cfg.Mappings))
 	if err != nil {
 		return nil, fmt.Errorf("capture filter for -x: %w", err)
 	}
 	return prog, nil
+}
+
+// kernelMatches returns what the kernel filter tests for the mappings: one
+// match per mapping while they fit in bpfgen.MaxMatches; beyond, one per
+// online port (any address), and beyond that every TCP segment. Any count
+// of mappings works: each captured packet is matched against them exactly
+// (rewriter.match), the kernel filter only spares tcpcopy the traffic of
+// other ports.
+func kernelMatches(mappings []Mapping) []bpfgen.Match {
+	var ms []bpfgen.Match
+	for _, m := range mappings {
+		ms = append(ms, bpfgen.Match{Addr: m.Online.Addr(), Port: m.Online.Port()})
+	}
+	if len(ms) <= bpfgen.MaxMatches {
+		return ms
+	}
+	seen := make(map[uint16]bool)
+	ms = ms[:0]
+	for _, m := range mappings {
+		if p := m.Online.Port(); !seen[p] {
+			seen[p] = true
+			ms = append(ms, bpfgen.Match{Port: p})
+		}
+	}
+	if len(ms) <= bpfgen.MaxMatches {
+		return ms
+	}
+	return []bpfgen.Match{{}}
 }
 
 // engine ties capture, the workers and the intercept links together.
@@ -258,6 +286,7 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		Compare:        cfg.CompareBytes,
 		Fallback:       wire.Format{Version: wire.Version6, Combined: cfg.Combined, Payload: cfg.RespPayload},
 		Lonely:         cfg.Lonely,
+		Secret:         cfg.Secret,
 	}, log, func() Sink { return e.disp.newBatch() })
 	e.linksUp = e.links.Up
 	tc := tcpstate.Config{

@@ -110,7 +110,24 @@ type Packet struct {
 	Interface int
 	// Offset is the byte offset of the record in the uncompressed stream.
 	Offset int64
+	// Anomalies say how the record disagrees with its file: it was read
+	// as it is, but the file may be damaged or written by a broken tool.
+	Anomalies Anomaly
 }
+
+// Anomaly flags a record that is readable but inconsistent.
+type Anomaly uint8
+
+// Record anomalies.
+const (
+	// CapLenAboveSnapLen: the record holds more bytes than the snap length
+	// of its file (pcap) or interface (pcapng). libpcap cuts such records
+	// to the snap length; we keep the bytes and flag them.
+	CapLenAboveSnapLen Anomaly = 1 << iota
+	// OrigLenBelowCapLen: the record's original length is below its
+	// captured length; Len is the captured length.
+	OrigLenBelowCapLen
+)
 
 // iface is a pcapng interface description.
 type iface struct {
@@ -165,6 +182,7 @@ type Reader struct {
 	// pcap
 	link LinkType
 	nano bool
+	snap uint32 // the file header's snap length; 0: not given
 
 	// pcapng
 	ifaces   []iface
@@ -349,9 +367,11 @@ func (r *Reader) readPcapHeader() error {
 	if major := r.u16(h[4:]); major != 2 {
 		return &FormatError{Offset: 4, Msg: fmt.Sprintf("pcap version %d.%d is not supported (2.x is)", major, r.u16(h[6:]))}
 	}
-	// The snap length (h[16:20]) is not needed: records say their own
-	// captured length. The upper bits of the link type field carry FCS information
-	// (pcap-linktype(7)); the link type is in the low 16 bits.
+	// Records say their own captured length; the snap length only tells
+	// whether they are consistent. The upper bits of the link type field
+	// carry FCS information (pcap-linktype(7)); the link type is in the
+	// low 16 bits.
+	r.snap = r.u32(h[16:])
 	r.link = LinkType(r.u32(h[20:]) & 0xffff)
 	return nil
 }
@@ -380,13 +400,27 @@ func (r *Reader) nextPcap() bool {
 		ns *= 1000
 	}
 	r.pkt = Packet{
-		Data:     data,
-		Len:      int(max(origLen, capLen)),
-		Time:     int64(sec)*1e9 + ns,
-		LinkType: r.link,
-		Offset:   start,
+		Data:      data,
+		Len:       int(max(origLen, capLen)),
+		Time:      int64(sec)*1e9 + ns,
+		LinkType:  r.link,
+		Offset:    start,
+		Anomalies: anomalies(capLen, origLen, r.snap),
 	}
 	return true
+}
+
+// anomalies checks a record's lengths against each other and the snap
+// length (0: none given).
+func anomalies(capLen, origLen, snap uint32) Anomaly {
+	var a Anomaly
+	if snap > 0 && capLen > snap {
+		a |= CapLenAboveSnapLen
+	}
+	if origLen < capLen {
+		a |= OrigLenBelowCapLen
+	}
+	return a
 }
 
 // readSHB reads a Section Header Block whose 4-byte type, at start, was
@@ -559,6 +593,7 @@ func (r *Reader) packet(start int64, f *iface, id int, ts uint64, data []byte, o
 		LinkType:  f.link,
 		Interface: id,
 		Offset:    start,
+		Anomalies: anomalies(uint32(len(data)), origLen, f.snapLen),
 	}
 	return true
 }

@@ -506,3 +506,67 @@ func BenchmarkNext(b *testing.B) {
 		}
 	}
 }
+
+// pcapSnap builds a little-endian pcap file with the given snap length and
+// records of (data, original length).
+func pcapSnap(snap uint32, recs ...rec) []byte {
+	var b bytes.Buffer
+	le := binary.LittleEndian
+	w32 := func(v uint32) { _ = binary.Write(&b, le, v) }
+	w32(0xa1b2c3d4)
+	_ = binary.Write(&b, le, uint16(2))
+	_ = binary.Write(&b, le, uint16(4))
+	w32(0)
+	w32(0)
+	w32(snap)
+	w32(1)
+	for _, r := range recs {
+		w32(1)
+		w32(0)
+		w32(uint32(len(r.data)))
+		w32(uint32(r.len))
+		b.WriteString(r.data)
+	}
+	return b.Bytes()
+}
+
+// TestAnomalies: records whose lengths disagree with their file are read
+// as they are and flagged, not passed silently.
+func TestAnomalies(t *testing.T) {
+	ngFile := func(snap uint32, data string, orig uint32) []byte {
+		n := &ng{order: binary.LittleEndian}
+		n.shb()
+		n.idb(1, snap)
+		n.epb(0, 1, data, orig)
+		return n.b.Bytes()
+	}
+	tests := []struct {
+		name string
+		file []byte
+		want pcapfile.Anomaly
+	}{
+		{"pcap, consistent", pcapSnap(65535, rec{data: "abcdef", len: 60}), 0},
+		{"pcap, caplen above snaplen", pcapSnap(4, rec{data: "abcdef", len: 60}), pcapfile.CapLenAboveSnapLen},
+		{"pcap, origlen below caplen", pcapSnap(65535, rec{data: "abcdef", len: 2}), pcapfile.OrigLenBelowCapLen},
+		{"pcap, both", pcapSnap(4, rec{data: "abcdef", len: 2}), pcapfile.CapLenAboveSnapLen | pcapfile.OrigLenBelowCapLen},
+		{"pcap, no snap length", pcapSnap(0, rec{data: "abcdef", len: 6}), 0},
+		{"pcapng, consistent", ngFile(65535, "abcdef", 6), 0},
+		{"pcapng, caplen above snaplen", ngFile(4, "abcdef", 6), pcapfile.CapLenAboveSnapLen},
+		{"pcapng, origlen below caplen", ngFile(0, "abcdef", 1), pcapfile.OrigLenBelowCapLen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := pcapfile.NewReader(bytes.NewReader(tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Next() {
+				t.Fatalf("no record: %v", r.Err())
+			}
+			p := r.Packet()
+			if p.Anomalies != tt.want || string(p.Data) != "abcdef" || p.Len < len(p.Data) {
+				t.Errorf("anomalies %b, data %q, len %d; want %b", p.Anomalies, p.Data, p.Len, tt.want)
+			}
+		})
+	}
+}

@@ -13,7 +13,11 @@
 // Where C intercept differs: it keys routes by a 32-bit hash of the four
 // values, so colliding connections are routed to the same tcpcopy, and it
 // never deletes routes. This table is exact, counts a route that another
-// owner takes over (last writer wins, as in C), and bounds its size.
+// owner takes over (last writer wins, as in C), and bounds its size twice:
+// each owner may hold at most MaxPerOwner routes (past it its adds are
+// refused), and the whole table MaxRoutes; a full table makes room only
+// among the adding owner's own routes, so one link can never push out
+// another's.
 //
 // A Table is safe for concurrent use. Lookup, the per-packet operation,
 // neither allocates nor blocks on other shards.
@@ -53,9 +57,15 @@ type Config struct {
 	// C tcpcopy never deletes its routes and keeps idle sessions up to
 	// 720 s by default (-k), so the default is 15 minutes.
 	IdleTimeout time.Duration
-	// MaxRoutes bounds the table; past it the stalest routes of a shard are
-	// evicted first. Default 1<<21.
+	// MaxRoutes bounds the table (spread over its shards). An add that
+	// finds its shard full evicts the adding owner's stalest route there,
+	// if it has one, and is refused otherwise: another owner's routes are
+	// never evicted. Default 1<<21.
 	MaxRoutes int
+	// MaxPerOwner bounds the routes one owner (one tcpcopy link) holds;
+	// past it the owner's adds of new routes are refused and counted.
+	// Default 1<<20.
+	MaxPerOwner int
 	// HoldTime is how long a packet without a route is kept. Default 5 s
 	// (C tcpcopy gives up on a handshake after 3 s).
 	HoldTime time.Duration
@@ -68,17 +78,22 @@ type Config struct {
 
 // Stats are the table's counters since it was made.
 type Stats struct {
-	Routes      int    // routes in the table now
-	Held        int    // packets held now
-	Added       uint64 // route add messages
-	Deleted     uint64 // routes removed by a delete message
-	Expired     uint64 // routes removed by idle expiry or owner loss
-	Evicted     uint64 // routes pushed out by MaxRoutes
-	TakenOver   uint64 // adds that moved a route to another owner
-	HeldTotal   uint64 // packets held for a route that had not come yet
-	Released    uint64 // held packets delivered when the route came
-	HeldExpired uint64 // held packets dropped after HoldTime
-	HeldDropped uint64 // packets not held because the pool was full
+	Routes    int    // routes in the table now
+	Held      int    // packets held now
+	Added     uint64 // route add messages
+	Deleted   uint64 // routes removed by a delete message
+	Expired   uint64 // routes removed by idle expiry or owner loss
+	Evicted   uint64 // routes pushed out by MaxRoutes (always the adder's own)
+	TakenOver uint64 // adds that moved a route to another owner
+	// RefusedOwnerFull counts adds refused because their owner held
+	// MaxPerOwner routes; RefusedTableFull those refused because the
+	// table (the key's shard) was full and held no route of the owner to
+	// make room with.
+	RefusedOwnerFull, RefusedTableFull uint64
+	HeldTotal                          uint64 // packets held for a route that had not come yet
+	Released                           uint64 // held packets delivered when the route came
+	HeldExpired                        uint64 // held packets dropped after HoldTime
+	HeldDropped                        uint64 // packets not held because the pool was full
 }
 
 const numShards = 64
@@ -90,8 +105,53 @@ type Table struct {
 	shards [numShards]shard
 
 	added, deleted, expired, evicted, takenOver atomic.Uint64
+	refusedOwner, refusedFull                   atomic.Uint64
+
+	// owned counts each owner's routes. Lock order: a shard's mu, then
+	// ownMu.
+	ownMu sync.Mutex
+	owned map[Owner]int
 
 	held heldPool
+}
+
+// AddResult is what Add did.
+type AddResult uint8
+
+// Add results.
+const (
+	// Added: a new route.
+	Added AddResult = iota
+	// Refreshed: the owner already held the route; its time was renewed.
+	Refreshed
+	// TookOver: the route moved from another owner to this one (last
+	// writer wins, as in C).
+	TookOver
+	// RefusedOwnerFull: the owner holds MaxPerOwner routes already.
+	RefusedOwnerFull
+	// RefusedTableFull: the key's shard is full and holds no route of the
+	// owner to evict.
+	RefusedTableFull
+)
+
+// Installed reports whether the route now belongs to the owner.
+func (r AddResult) Installed() bool { return r <= TookOver }
+
+// String returns the result's name.
+func (r AddResult) String() string {
+	switch r {
+	case Added:
+		return "added"
+	case Refreshed:
+		return "refreshed"
+	case TookOver:
+		return "took_over"
+	case RefusedOwnerFull:
+		return "refused_owner_full"
+	case RefusedTableFull:
+		return "refused_table_full"
+	}
+	return "AddResult(?)"
 }
 
 type shard struct {
@@ -118,6 +178,9 @@ func New(cfg Config) *Table {
 	if cfg.MaxRoutes <= 0 {
 		cfg.MaxRoutes = 1 << 21
 	}
+	if cfg.MaxPerOwner <= 0 {
+		cfg.MaxPerOwner = 1 << 20
+	}
 	if cfg.HoldTime <= 0 {
 		cfg.HoldTime = 5 * time.Second
 	}
@@ -127,7 +190,7 @@ func New(cfg Config) *Table {
 	if cfg.HeldSize <= 0 {
 		cfg.HeldSize = 256
 	}
-	t := &Table{cfg: cfg, seed: maphash.MakeSeed()}
+	t := &Table{cfg: cfg, seed: maphash.MakeSeed(), owned: make(map[Owner]int)}
 	for i := range t.shards {
 		t.shards[i].routes = make(map[Key]entry)
 	}
@@ -140,54 +203,107 @@ func (t *Table) shardOf(k Key) *shard {
 }
 
 // Add installs or refreshes the route k for owner at time now, then hands
-// every packet held for k to deliver, oldest first. It reports whether the
-// route moved from another live owner (last writer wins). deliver may be
-// nil when the caller knows nothing is held.
-func (t *Table) Add(k Key, owner Owner, now time.Time, deliver DeliverFunc) (tookOver bool) {
+// every packet held for k to deliver, oldest first. A new route (or one
+// taken over from another owner, last writer wins) is refused when the
+// owner holds MaxPerOwner routes; one that finds its shard full evicts the
+// owner's own stalest route there, or is refused when there is none.
+// Refusals are counted and leave the table unchanged (held packets stay
+// held). deliver may be nil when the caller knows nothing is held.
+func (t *Table) Add(k Key, owner Owner, now time.Time, deliver DeliverFunc) AddResult {
 	t.added.Add(1)
 	s := t.shardOf(k)
 	ns := now.UnixNano()
 	s.mu.Lock()
 	old, ok := s.routes[k]
-	if ok && old.owner != owner {
-		tookOver = true
+	res := Refreshed
+	if !ok || old.owner != owner {
+		res = t.claimLocked(s, k, old, ok, owner)
 	}
-	if !ok && len(s.routes) >= t.cfg.MaxRoutes/numShards+1 {
-		t.evictStalestLocked(s)
+	if res.Installed() {
+		s.routes[k] = entry{owner: owner, last: ns}
 	}
-	s.routes[k] = entry{owner: owner, last: ns}
 	s.mu.Unlock()
-	if tookOver {
+	switch res {
+	case TookOver:
 		t.takenOver.Add(1)
+	case RefusedOwnerFull:
+		t.refusedOwner.Add(1)
+		return res
+	case RefusedTableFull:
+		t.refusedFull.Add(1)
+		return res
 	}
 	if deliver != nil {
 		t.held.release(k, owner, ns, t.cfg.HoldTime, deliver)
 	}
-	return tookOver
+	return res
 }
 
-// evictStalestLocked removes the least recently used route of s. Map
-// iteration order is random, so it looks at a bounded sample, which keeps
-// eviction O(1) while still preferring stale routes.
-func (t *Table) evictStalestLocked(s *shard) {
+// claimLocked decides whether owner may have k, which it does not hold
+// (old is k's entry if ok), and does the owner accounting. It needs s.mu.
+func (t *Table) claimLocked(s *shard, k Key, old entry, ok bool, owner Owner) AddResult {
+	t.ownMu.Lock()
+	defer t.ownMu.Unlock()
+	if t.owned[owner] >= t.cfg.MaxPerOwner {
+		return RefusedOwnerFull
+	}
+	res := Added
+	if ok {
+		t.disownLocked(old.owner, 1)
+		res = TookOver
+	} else if len(s.routes) >= t.cfg.MaxRoutes/numShards+1 {
+		victim, found := stalestOf(s, owner)
+		if !found {
+			return RefusedTableFull
+		}
+		delete(s.routes, victim)
+		t.disownLocked(owner, 1)
+		t.evicted.Add(1)
+	}
+	t.owned[owner]++
+	return res
+}
+
+// disownLocked takes n routes off owner's count. It needs ownMu.
+func (t *Table) disownLocked(owner Owner, n int) {
+	if c := t.owned[owner] - n; c > 0 {
+		t.owned[owner] = c
+	} else {
+		delete(t.owned, owner)
+	}
+}
+
+// evictSample bounds the routes of a shard a full-table add looks at for
+// one of its owner's: map iteration order is random, so this keeps
+// eviction O(1) while still preferring stale routes. An owner with few
+// routes in a full shard may not be found and gets its add refused.
+const evictSample = 64
+
+// stalestOf returns the least recently used route of owner among a
+// bounded sample of s. It needs s.mu.
+func stalestOf(s *shard, owner Owner) (Key, bool) {
 	var (
 		victim Key
 		oldest int64
+		found  bool
 		n      int
 	)
 	for k, e := range s.routes {
-		if n == 0 || e.last < oldest {
-			victim, oldest = k, e.last
+		if e.owner == owner && (!found || e.last < oldest) {
+			victim, oldest, found = k, e.last, true
 		}
-		n++
-		if n == 16 {
+		if n++; n == evictSample {
 			break
 		}
 	}
-	if n > 0 {
-		delete(s.routes, victim)
-		t.evicted.Add(1)
-	}
+	return victim, found
+}
+
+// OwnerRoutes returns the number of routes owner holds.
+func (t *Table) OwnerRoutes(owner Owner) int {
+	t.ownMu.Lock()
+	defer t.ownMu.Unlock()
+	return t.owned[owner]
 }
 
 // Delete removes the route k if owner holds it.
@@ -197,6 +313,9 @@ func (t *Table) Delete(k Key, owner Owner) bool {
 	e, ok := s.routes[k]
 	if ok && e.owner == owner {
 		delete(s.routes, k)
+		t.ownMu.Lock()
+		t.disownLocked(owner, 1)
+		t.ownMu.Unlock()
 	}
 	s.mu.Unlock()
 	if ok && e.owner == owner {
@@ -252,8 +371,13 @@ func (t *Table) LookupSegment(k Key, now time.Time, seq, ack uint32) (Owner, int
 func (t *Table) Forget(k Key) {
 	s := t.shardOf(k)
 	s.mu.Lock()
-	_, ok := s.routes[k]
-	delete(s.routes, k)
+	e, ok := s.routes[k]
+	if ok {
+		delete(s.routes, k)
+		t.ownMu.Lock()
+		t.disownLocked(e.owner, 1)
+		t.ownMu.Unlock()
+	}
 	s.mu.Unlock()
 	if ok {
 		t.expired.Add(1)
@@ -273,6 +397,7 @@ func (t *Table) Hold(k Key, data []byte, m Meta, now time.Time) bool {
 func (t *Table) Expire(now time.Time, alive func(Owner) bool) {
 	ns := now.UnixNano()
 	cut := ns - int64(t.cfg.IdleTimeout)
+	gone := make(map[Owner]int)
 	for i := range t.shards {
 		s := &t.shards[i]
 		var n uint64
@@ -280,8 +405,17 @@ func (t *Table) Expire(now time.Time, alive func(Owner) bool) {
 		for k, e := range s.routes {
 			if e.last < cut || (alive != nil && !alive(e.owner)) {
 				delete(s.routes, k)
+				gone[e.owner]++
 				n++
 			}
+		}
+		if len(gone) > 0 {
+			t.ownMu.Lock()
+			for o, c := range gone {
+				t.disownLocked(o, c)
+			}
+			t.ownMu.Unlock()
+			clear(gone)
 		}
 		s.mu.Unlock()
 		if n > 0 {
@@ -299,6 +433,9 @@ func (t *Table) Stats() Stats {
 		Expired:   t.expired.Load(),
 		Evicted:   t.evicted.Load(),
 		TakenOver: t.takenOver.Load(),
+
+		RefusedOwnerFull: t.refusedOwner.Load(),
+		RefusedTableFull: t.refusedFull.Load(),
 	}
 	for i := range t.shards {
 		s := &t.shards[i]

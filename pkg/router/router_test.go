@@ -18,8 +18,8 @@ func TestAddLookupDelete(t *testing.T) {
 	k1 := key("192.0.2.10:40000", "203.0.113.20:8080")
 	k2 := key("192.0.2.10:40001", "203.0.113.20:8080")
 	k6 := key("[2001:db8:1::10]:40000", "[2001:db8:3::20]:8080")
-	if tb.Add(k1, 1, t0, nil) {
-		t.Errorf("first add reported a take-over")
+	if r := tb.Add(k1, 1, t0, nil); r != Added {
+		t.Errorf("first add = %v", r)
 	}
 	tb.Add(k2, 2, t0, nil)
 	tb.Add(k6, 2, t0, nil)
@@ -52,11 +52,14 @@ func TestAddLookupDelete(t *testing.T) {
 	if _, ok := tb.Lookup(k1, t0); ok {
 		t.Errorf("route still there after Delete")
 	}
-	if !tb.Add(k2, 3, t0, nil) {
-		t.Errorf("take-over not reported")
+	if r := tb.Add(k2, 3, t0, nil); r != TookOver {
+		t.Errorf("take-over = %v", r)
+	}
+	if r := tb.Add(k2, 3, t0, nil); r != Refreshed {
+		t.Errorf("refresh = %v", r)
 	}
 	st := tb.Stats()
-	if st.Routes != 2 || st.Added != 4 || st.Deleted != 1 || st.TakenOver != 1 {
+	if st.Routes != 2 || st.Added != 5 || st.Deleted != 1 || st.TakenOver != 1 {
 		t.Errorf("stats = %+v", st)
 	}
 }
@@ -82,6 +85,87 @@ func TestExpire(t *testing.T) {
 	}
 	if got := tb.Stats().Expired; got != 2 {
 		t.Errorf("Expired = %d, want 2", got)
+	}
+	if a, b := tb.OwnerRoutes(1), tb.OwnerRoutes(9); a != 1 || b != 0 {
+		t.Errorf("OwnerRoutes(1) = %d, (9) = %d; want 1, 0", a, b)
+	}
+}
+
+func TestPerOwnerCap(t *testing.T) {
+	tb := New(Config{MaxPerOwner: 10})
+	k := func(i int) Key { return key(fmt.Sprintf("192.0.2.10:%d", i+1), "203.0.113.20:8080") }
+	var results [5]int
+	for i := range 20 {
+		results[tb.Add(k(i), 1, t0, nil)]++
+	}
+	if results[Added] != 10 || results[RefusedOwnerFull] != 10 {
+		t.Errorf("owner 1: %v added, %v refused; want 10, 10", results[Added], results[RefusedOwnerFull])
+	}
+	tests := []struct {
+		name  string
+		k     Key
+		owner Owner
+		want  AddResult
+	}{
+		{"another owner is not limited by owner 1", k(100), 2, Added},
+		{"owner 1 refreshes a route it holds", k(3), 1, Refreshed},
+		{"owner 1 cannot take over beyond its cap", k(100), 1, RefusedOwnerFull},
+		{"owner 2 takes over one of owner 1's", k(4), 2, TookOver},
+		{"which frees a place for owner 1", k(50), 1, Added},
+	}
+	for _, tt := range tests {
+		if got := tb.Add(tt.k, tt.owner, t0, nil); got != tt.want {
+			t.Errorf("%s: Add = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if o, ok := tb.Lookup(k(15), t0); ok {
+		t.Errorf("refused route installed for %d", o)
+	}
+	st := tb.Stats()
+	if st.RefusedOwnerFull != 11 || tb.OwnerRoutes(1) != 10 || tb.OwnerRoutes(2) != 2 || st.Routes != 12 {
+		t.Errorf("stats %+v, owner 1 %d, owner 2 %d", st, tb.OwnerRoutes(1), tb.OwnerRoutes(2))
+	}
+	tb.Delete(k(0), 1)
+	if got := tb.Add(k(60), 1, t0, nil); got != Added {
+		t.Errorf("add after a delete = %v", got)
+	}
+}
+
+// TestFullTableNeverEvictsOthers: a flood of one owner's routes into a
+// full table evicts only its own routes; another owner's idle routes stay.
+func TestFullTableNeverEvictsOthers(t *testing.T) {
+	tb := New(Config{MaxRoutes: numShards * 4})
+	var victims []Key
+	for i := range 50 {
+		k := key(fmt.Sprintf("192.0.2.99:%d", i+1), "203.0.113.20:8080")
+		if r := tb.Add(k, 1, t0, nil); r != Added {
+			t.Fatalf("victim route %d: %v", i, r)
+		}
+		victims = append(victims, k)
+	}
+	var refused int
+	for i := range 20000 {
+		r := tb.Add(key(fmt.Sprintf("192.0.2.%d:%d", 1+i/60000, i%60000+1), "203.0.113.20:8080"), 2, t0.Add(time.Hour+time.Duration(i)), nil)
+		if r == RefusedTableFull {
+			refused++
+		} else if r != Added {
+			t.Fatalf("flood add %d: %v", i, r)
+		}
+	}
+	for _, k := range victims {
+		if o, ok := tb.Lookup(k, t0); !ok || o != 1 {
+			t.Errorf("victim route %v: owner %d, %v", k, o, ok)
+		}
+	}
+	st := tb.Stats()
+	if limit := numShards * 5; st.Routes > limit {
+		t.Errorf("Routes = %d, want at most %d", st.Routes, limit)
+	}
+	if st.Evicted == 0 || int(st.RefusedTableFull) != refused {
+		t.Errorf("stats %+v, refused %d", st, refused)
+	}
+	if got := tb.OwnerRoutes(1) + tb.OwnerRoutes(2); got != st.Routes {
+		t.Errorf("owner counts add up to %d, table holds %d", got, st.Routes)
 	}
 }
 
@@ -208,6 +292,11 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if st := tb.Stats(); st.Routes != 8000 || st.Held != 0 {
 		t.Errorf("stats = %+v", st)
+	}
+	for w := range 4 {
+		if got := tb.OwnerRoutes(Owner(w + 1)); got != 2000 {
+			t.Errorf("OwnerRoutes(%d) = %d", w+1, got)
+		}
 	}
 }
 

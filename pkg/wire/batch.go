@@ -72,6 +72,10 @@ func (b *Batcher) Limit() int { return b.limit }
 // Format returns the Batcher's format.
 func (b *Batcher) Format() Format { return b.f }
 
+// Cap returns the bytes the Batcher's buffer holds at most, fixed at
+// NewBatcher: what it costs in memory.
+func (b *Batcher) Cap() int { return cap(b.buf) }
+
 // Len returns the number of records in the batch.
 func (b *Batcher) Len() int { return b.n }
 

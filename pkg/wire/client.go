@@ -52,8 +52,8 @@ const (
 // 14-byte msg_clt_t and can carry only IPv4 ([ErrNeedV7] for
 // IPv6); a version-7 message carries IPv4 or IPv6. 4in6-mapped addresses are
 // unmapped and zones dropped first. It returns an error (and dst unchanged)
-// for invalid addresses, mixed families or an unknown op. With enough
-// capacity in dst it does not allocate.
+// for a route that is not [Route.Routable] once normalised (a reader would
+// skip it). With enough capacity in dst it does not allocate.
 func AppendRoute(dst []byte, f Format, r Route) ([]byte, error) {
 	r, ok := r.normalize()
 	if !ok {
@@ -128,15 +128,18 @@ type MsgKind uint8
 const (
 	MsgRoute  MsgKind = 1 // Msg.Route is set
 	MsgConfig MsgKind = 2 // Msg.Config is set (version 7 only)
+	MsgAuth   MsgKind = 3 // Msg.Auth is set (version 7 only)
 )
 
-// String returns "route", "config" or "kind(N)".
+// String returns "route", "config", "auth" or "kind(N)".
 func (k MsgKind) String() string {
 	switch k {
 	case MsgRoute:
 		return "route"
 	case MsgConfig:
 		return "config"
+	case MsgAuth:
+		return "auth"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -146,6 +149,9 @@ type Msg struct {
 	Kind   MsgKind
 	Route  Route
 	Config Config
+	// Auth is tcpcopy's answer to a challenge; the caller verifies its MAC
+	// ([TcpcopyMAC], [EqualMAC]).
+	Auth Auth
 }
 
 // RouteReader decodes what tcpcopy sends on one connection: the handshake,
@@ -211,7 +217,8 @@ func (rr *RouteReader) Version() uint8 { return rr.version }
 // Next decodes the next client message. It returns false at the end of the
 // stream or on an error (see Err). Messages that are well framed but not
 // understood (an unknown type, a version-6 type other than add/del, a
-// version-7 route with a bad family or too short) are skipped and counted in
+// version-7 route with a bad family or too short) or whose route no copied
+// connection can have (see [Route.Routable]) are skipped and counted in
 // Skipped. It does not allocate.
 func (rr *RouteReader) Next() bool {
 	if rr.err != nil || rr.eof {
@@ -246,15 +253,21 @@ func (rr *RouteReader) next6() bool {
 		return false
 	}
 	m := rr.in.take(ClientMsgSize)
-	op := RouteOp(be.Uint16(m[cltTypeOff:]))
-	if op != RouteAdd && op != RouteDel {
+	// The type is a big-endian u16: compare all 16 bits (0x0101 is not
+	// CLIENT_ADD).
+	typ := be.Uint16(m[cltTypeOff:])
+	if typ != uint16(RouteAdd) && typ != uint16(RouteDel) {
 		return false
 	}
-	rr.msg = Msg{Kind: MsgRoute, Route: Route{
+	r := Route{
 		Client: netip.AddrPortFrom(netip.AddrFrom4([4]byte(m[cltIPOff:])), be.Uint16(m[cltPortOff:])),
 		Target: netip.AddrPortFrom(netip.AddrFrom4([4]byte(m[cltTargetIPOff:])), be.Uint16(m[cltTargetPortOff:])),
-		Op:     op,
-	}}
+		Op:     RouteOp(typ),
+	}
+	if !r.routable() {
+		return false
+	}
+	rr.msg = Msg{Kind: MsgRoute, Route: r}
 	return true
 }
 
@@ -298,11 +311,15 @@ func (rr *RouteReader) next7() bool {
 		default:
 			return false
 		}
-		rr.msg = Msg{Kind: MsgRoute, Route: Route{
+		r := Route{
 			Client: netip.AddrPortFrom(c, be.Uint16(m[routeClientPortOff:])),
 			Target: netip.AddrPortFrom(t, be.Uint16(m[routeTargetPortOff:])),
 			Op:     RouteOp(m[msgTypeOff]),
-		}}
+		}
+		if !r.routable() {
+			return false
+		}
+		rr.msg = Msg{Kind: MsgRoute, Route: r}
 		return true
 	case msgConfig:
 		if n < configPrefixOff+2 {
@@ -314,6 +331,9 @@ func (rr *RouteReader) next7() bool {
 		}
 		rr.msg = Msg{Kind: MsgConfig, Config: c}
 		return true
+	case msgAuth:
+		rr.msg = Msg{Kind: MsgAuth}
+		return decodeAuth(m, &rr.msg.Auth)
 	}
 	return false
 }

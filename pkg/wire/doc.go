@@ -31,6 +31,13 @@
 // docs/protocol.md in this repository describes every byte, the sequence and
 // the limits, with hex examples that are also the test fixtures.
 //
+// Version 7 can authenticate both peers with a shared secret: the Hello
+// carries [Format.Auth], a challenge follows it, and each side proves the
+// secret with an HMAC-SHA-256 over both sides' nonces ([AppendChallenge],
+// [AppendAuth], [AppendAuthOK], [TcpcopyMAC], [InterceptMAC]). Version 6
+// has no room for it: a peer that requires authentication refuses version
+// 6.
+//
 // # API shape
 //
 // Encoders are AppendXxx functions and a [Batcher]; with a big enough

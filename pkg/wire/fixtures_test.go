@@ -175,6 +175,44 @@ var fixtures = map[string]string{
 000c  40 00         | longest response comparison window: 16384 (0: intercept cannot compare)
 000e  00 00         | reserved, zero
 `,
+	"hello-v7-auth": `
+0000  00 00         | zero
+0002  54 43 47 4f   | magic "TCGO"
+0006  00 10         | hello length 16
+0008  07            | version 7
+0009  04            | flags: bit 2 auth, a challenge follows and the link must authenticate
+000a  00 80         | longest payload prefix intercept will send: 128
+000c  00 00 00 00   | reserved
+`,
+	"v7-challenge": `
+0000  00 28         | length 40
+0002  82            | type 0x82 = challenge (intercept to tcpcopy)
+0003  00            | flags (none defined)
+0004  01            | algorithm 1 = HMAC-SHA-256, 32-byte nonces
+0005  00 00 00      | reserved
+0008  a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af | intercept's nonce Ni (32 bytes from crypto/rand; these are an example)
+0018  b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf |
+`,
+	"v7-auth": `
+0000  00 48         | length 72
+0002  04            | type 4 = auth (tcpcopy to intercept)
+0003  00            | flags (none defined)
+0004  01            | algorithm 1 = HMAC-SHA-256
+0005  00 00 00      | reserved
+0008  c0 c1 c2 c3 c4 c5 c6 c7 c8 c9 ca cb cc cd ce cf | tcpcopy's nonce Nt (32 bytes from crypto/rand)
+0018  d0 d1 d2 d3 d4 d5 d6 d7 d8 d9 da db dc dd de df |
+0028  ab 88 8e e7 eb 2f 2a 8a 93 6b 25 9a 0e c1 36 f4 | HMAC-SHA-256(secret, "tcpcopy-go auth v7: tcpcopy" 00 Ni Nt)
+0038  55 86 31 f2 bf 64 f1 29 0a 82 63 06 28 09 8e a3 |
+`,
+	"v7-auth-ok": `
+0000  00 28         | length 40
+0002  83            | type 0x83 = auth-ok (intercept to tcpcopy)
+0003  00            | flags (none defined)
+0004  01            | algorithm 1 = HMAC-SHA-256
+0005  00 00 00      | reserved
+0008  a2 cc f4 91 93 2f cb 77 94 96 09 c0 da 68 29 f9 | HMAC-SHA-256(secret, "tcpcopy-go auth v7: intercept" 00 Ni Nt)
+0018  94 41 6b 67 aa 45 b6 f5 b0 ca ca 6e 83 3d d1 75 |
+`,
 	"hello-v6-combined": `
 0000  00 00         | zero
 0002  54 43 47 4f   | magic "TCGO"
@@ -358,7 +396,8 @@ func TestFixturesParse(t *testing.T) {
 		"v6-record-synack": 64, "v6-combined-2": 2 + 2*64, "v6-payload-record-http": 192,
 		"v6-record-long-options": 64, "v6-record-long-options-decoded": 64,
 		"v6-record-ip-options-c": 64, "v6-record-ip-options-ours": 64,
-		"hello-v7": 16, "hello-v6-combined": 16,
+		"hello-v7": 16, "hello-v6-combined": 16, "hello-v7-auth": 16,
+		"v7-challenge": 40, "v7-auth": 72, "v7-auth-ok": 40,
 		"v7-route-add-ipv4": 18, "v7-route-add-ipv6": 42, "v7-config": 8,
 		"v7-record-ipv6-synack": 100, "v7-record-ipv4-options-prefix": 92,
 		"hello-v7-compare": 16, "v7-config-compare": 8, "v7-record-hashed": 100,

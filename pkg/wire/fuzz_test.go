@@ -120,6 +120,17 @@ func FuzzRouteReader(f *testing.F) {
 					if m.Config.PrefixLen < 0 || m.Config.PrefixLen > 65535 {
 						t.Fatalf("config %+v", m.Config)
 					}
+				case MsgAuth:
+					if rr.Version() != Version7 {
+						t.Fatalf("auth on version %d", rr.Version())
+					}
+					// It encodes back to an equal one.
+					back := NewRouteReader(bytes.NewReader(cat(AppendOffer(nil, true), AppendAuth(nil, m.Auth))))
+					back.ReadOffer()
+					back.SetVersion(Version7)
+					if !back.Next() || back.Msg().Auth != m.Auth {
+						t.Fatalf("auth %+v does not round-trip", m.Auth)
+					}
 				default:
 					t.Fatalf("kind %v", m.Kind)
 				}
@@ -335,6 +346,7 @@ func routeSeeds(t testing.TB) []routeSeed {
 		{cat(fixture(t, "v7-offer"), fixture(t, "v6-client-add")), false},
 		{fixture(t, "v6-client-add"), false},
 		{cat(fixture(t, "v7-offer"), []byte{0xff, 0xff, 1, 0}), true},
+		{cat(fixture(t, "v7-offer"), fixture(t, "v7-auth"), fixture(t, "v7-route-add-ipv4")), true},
 	}
 }
 
@@ -397,6 +409,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}
 	for i, s := range helloSeeds(t) {
 		write("FuzzHello", i, q(s))
+	}
+	for i, s := range authSeeds(t) {
+		write("FuzzAuth", i, q(s))
 	}
 	for i, s := range roundTripSeeds(t) {
 		write("FuzzRecordRoundTrip", i, q(s.pkt), fmt.Sprintf("int(%d)", s.payloadLen), fmt.Sprintf("int64(%d)", s.ts), q(s.prefix))

@@ -78,7 +78,8 @@ const (
 // framing (so a Go tcpcopy needs no matching configuration), for version 7
 // the longest payload prefix it will put in records. Answering Version6
 // lets a Go intercept that has version 7 disabled save the client its
-// timeout. f must be valid.
+// timeout. With f.Auth (version 7) the flags say that a challenge
+// ([AppendChallenge]) follows. f must be valid.
 func AppendHello(dst []byte, f Format) []byte {
 	f.mustValid()
 	var h [HelloLen]byte
@@ -95,6 +96,9 @@ func AppendHello(dst []byte, f Format) []byte {
 	} else {
 		be.PutUint16(h[helloPrefixOff:], uint16(f.PrefixLen))
 		be.PutUint16(h[helloCompareOff:], uint16(f.Compare))
+		if f.Auth {
+			h[helloFlagsOff] |= helloFlagAuth
+		}
 	}
 	return append(dst, h[:]...)
 }
@@ -159,7 +163,9 @@ func ClassifyServerBytes(b []byte) (k ServerKind, n int) {
 // ParseHello decodes a Hello whose length ClassifyServerBytes reported; b
 // may extend past it. Bytes of the Hello beyond the fields known here are
 // ignored (a longer Hello from a newer peer is fine); reserved flag bits are
-// ignored. A prefix length above MaxPrefixLen is clamped.
+// ignored. A prefix length above MaxPrefixLen is clamped. For version 7,
+// flag bit 2 sets Format.Auth: the caller must authenticate
+// ([RecordReader.ReadChallenge]) before anything else.
 func ParseHello(b []byte) (Format, error) {
 	k, n := ClassifyServerBytes(b)
 	if k != ServerHello {
@@ -174,6 +180,7 @@ func ParseHello(b []byte) (Format, error) {
 	case Version7:
 		f.PrefixLen = min(int(be.Uint16(h[helloPrefixOff:])), MaxPrefixLen)
 		f.Compare = min(int(be.Uint16(h[helloCompareOff:])), MaxPrefixLen)
+		f.Auth = h[helloFlagsOff]&helloFlagAuth != 0
 	default:
 		return Format{}, fmt.Errorf("%w: hello with unknown version %d", ErrFraming, f.Version)
 	}

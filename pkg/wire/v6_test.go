@@ -518,3 +518,108 @@ func readers(b []byte) []struct {
 		{"half", iotest.HalfReader(bytes.NewReader(b))},
 	}
 }
+
+// TestRouteReaderRejects checks, for both versions, which route messages
+// are delivered and which are skipped: the whole 16-bit version-6 type
+// counts (a reader that looked at its low byte only installed routes for
+// 0x0101, 0x0201, ...), and routes no copied connection can have are
+// skipped.
+func TestRouteReaderRejects(t *testing.T) {
+	v6msg := func(typ uint16, client, target string) []byte {
+		m := fixture(t, "v6-client-add")
+		c, tg := netip.MustParseAddrPort(client), netip.MustParseAddrPort(target)
+		c4, t4 := c.Addr().As4(), tg.Addr().As4()
+		copy(m[0:], c4[:])
+		be.PutUint16(m[4:], c.Port())
+		be.PutUint16(m[6:], typ)
+		copy(m[8:], t4[:])
+		be.PutUint16(m[12:], tg.Port())
+		return m
+	}
+	v7msg := func(typ byte, family byte, client, target string) []byte {
+		c, tg := netip.MustParseAddrPort(client), netip.MustParseAddrPort(target)
+		var m []byte
+		if family == 4 {
+			m = make([]byte, 18)
+			c4, t4 := c.Addr().As4(), tg.Addr().As4()
+			copy(m[10:], c4[:])
+			copy(m[14:], t4[:])
+		} else {
+			m = make([]byte, 42)
+			c16, t16 := c.Addr().As16(), tg.Addr().As16()
+			copy(m[10:], c16[:])
+			copy(m[26:], t16[:])
+		}
+		be.PutUint16(m, uint16(len(m)))
+		m[2], m[4] = typ, family
+		be.PutUint16(m[6:], c.Port())
+		be.PutUint16(m[8:], tg.Port())
+		return m
+	}
+	const cl, tg = "192.0.2.10:40000", "203.0.113.20:8080"
+	const cl6, tg6 = "[2001:db8::a]:40000", "[2001:db8::14]:8080"
+	tests := []struct {
+		name string
+		v7   bool
+		msg  []byte
+		want RouteOp // 0: skipped
+	}{
+		{"v6 type 1 add", false, v6msg(0x0001, cl, tg), RouteAdd},
+		{"v6 type 2 del", false, v6msg(0x0002, cl, tg), RouteDel},
+		{"v6 type 0x0101", false, v6msg(0x0101, cl, tg), 0},
+		{"v6 type 0x0201", false, v6msg(0x0201, cl, tg), 0},
+		{"v6 type 0x0102", false, v6msg(0x0102, cl, tg), 0},
+		{"v6 type 0xff01", false, v6msg(0xff01, cl, tg), 0},
+		{"v6 type 0x0100", false, v6msg(0x0100, cl, tg), 0},
+		{"v6 type 3", false, v6msg(3, cl, tg), 0},
+		{"v6 handshake again", false, v6msg(6, "0.0.0.0:0", "0.0.0.0:0"), 0},
+		{"v6 client 0.0.0.0:0", false, v6msg(1, "0.0.0.0:0", tg), 0},
+		{"v6 client 0.0.0.0", false, v6msg(1, "0.0.0.0:40000", tg), 0},
+		{"v6 client port 0", false, v6msg(1, "192.0.2.10:0", tg), 0},
+		{"v6 target port 0", false, v6msg(1, cl, "203.0.113.20:0"), 0},
+		{"v6 target broadcast", false, v6msg(1, cl, "255.255.255.255:8080"), 0},
+		{"v6 client broadcast", false, v6msg(1, "255.255.255.255:40000", tg), 0},
+		{"v6 target multicast", false, v6msg(1, cl, "224.0.0.1:8080"), 0},
+		{"v6 client in 0/8", false, v6msg(1, "0.1.2.3:40000", tg), 0},
+		{"v6 loopback kept (C target_localhost)", false, v6msg(1, "127.0.0.1:40000", "127.0.0.1:8080"), RouteAdd},
+		{"v7 add", true, v7msg(1, 4, cl, tg), RouteAdd},
+		{"v7 del ipv6", true, v7msg(2, 6, cl6, tg6), RouteDel},
+		{"v7 client 0.0.0.0:0", true, v7msg(1, 4, "0.0.0.0:0", tg), 0},
+		{"v7 target broadcast", true, v7msg(1, 4, cl, "255.255.255.255:8080"), 0},
+		{"v7 target port 0", true, v7msg(1, 4, cl, "203.0.113.20:0"), 0},
+		{"v7 client ::", true, v7msg(1, 6, "[::]:40000", tg6), 0},
+		{"v7 target multicast ff02::1", true, v7msg(1, 6, cl6, "[ff02::1]:8080"), 0},
+		{"v7 4in6-mapped in family 6", true, v7msg(1, 6, "[::ffff:192.0.2.10]:40000", "[::ffff:203.0.113.20]:8080"), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rr := NewRouteReader(bytes.NewReader(cat(AppendOffer(nil, tt.v7), tt.msg)))
+			if _, err := rr.ReadOffer(); err != nil {
+				t.Fatal(err)
+			}
+			if tt.v7 {
+				rr.SetVersion(Version7)
+			}
+			got := RouteOp(0)
+			if rr.Next() {
+				got = rr.Msg().Route.Op
+				if !rr.Msg().Route.Routable() {
+					t.Errorf("delivered a route that is not routable: %+v", rr.Msg().Route)
+				}
+			}
+			if rr.Next() || rr.Err() != nil {
+				t.Fatalf("extra message or error: %v", rr.Err())
+			}
+			if got != tt.want {
+				t.Errorf("op = %v, want %v", got, tt.want)
+			}
+			wantSkipped := uint64(0)
+			if tt.want == 0 {
+				wantSkipped = 1
+			}
+			if rr.Skipped() != wantSkipped {
+				t.Errorf("Skipped = %d, want %d", rr.Skipped(), wantSkipped)
+			}
+		})
+	}
+}

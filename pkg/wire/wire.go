@@ -78,7 +78,7 @@ var (
 )
 
 var (
-	errBadRoute  = errors.New("wire: invalid route (addresses must be valid and of one family, op add or del)")
+	errBadRoute  = errors.New("wire: invalid route (host addresses of one family, ports not 0, op add or del)")
 	errBadFormat = errors.New("wire: invalid format")
 )
 
@@ -104,6 +104,10 @@ type Format struct {
 	// into the records' prefixes; 0 is off. In a Hello, the longest window
 	// intercept supports (0: it cannot compare). Ignored for version 6.
 	Compare int
+	// Auth is, for version 7, intercept's demand that the connection
+	// authenticate before anything else: Hello flag bit 2, followed by a
+	// challenge (docs/protocol.md §4.6). Version 6 cannot carry it.
+	Auth bool
 }
 
 // Validate reports whether f describes a format this package can encode and
@@ -111,6 +115,9 @@ type Format struct {
 func (f Format) Validate() error {
 	switch f.Version {
 	case Version6:
+		if f.Auth {
+			return fmt.Errorf("%w: version 6 cannot authenticate", errBadFormat)
+		}
 		return nil
 	case Version7:
 		if f.PrefixLen < 0 || f.PrefixLen > MaxPrefixLen {
@@ -124,8 +131,8 @@ func (f Format) Validate() error {
 	return fmt.Errorf("%w: version %d", errBadFormat, f.Version)
 }
 
-// String returns a short description such as "v6 combined 64B" or
-// "v7 prefix 128".
+// String returns a short description such as "v6 combined 64B",
+// "v7 prefix 128" or "v7 prefix 128 auth".
 func (f Format) String() string {
 	switch f.Version {
 	case Version6:
@@ -138,10 +145,14 @@ func (f Format) String() string {
 		}
 		return s + " 64B"
 	case Version7:
+		s := fmt.Sprintf("v7 prefix %d", f.PrefixLen)
 		if f.Compare > 0 {
-			return fmt.Sprintf("v7 prefix %d compare %d", f.PrefixLen, f.Compare)
+			s += fmt.Sprintf(" compare %d", f.Compare)
 		}
-		return fmt.Sprintf("v7 prefix %d", f.PrefixLen)
+		if f.Auth {
+			s += " auth"
+		}
+		return s
 	}
 	return fmt.Sprintf("invalid version %d", f.Version)
 }
@@ -205,17 +216,45 @@ type Route struct {
 }
 
 // normalize unmaps 4in6 addresses and drops zones. It reports whether r is
-// encodable: both addresses valid and of one family, and a known op.
+// encodable: routable (see [Route.Routable]) once normalised, so that
+// whatever AppendRoute encodes a reader delivers.
 func (r Route) normalize() (Route, bool) {
 	c := netip.AddrPortFrom(r.Client.Addr().Unmap().WithZone(""), r.Client.Port())
 	t := netip.AddrPortFrom(r.Target.Addr().Unmap().WithZone(""), r.Target.Port())
-	if !c.Addr().IsValid() || !t.Addr().IsValid() || c.Addr().Is4() != t.Addr().Is4() {
+	n := Route{Client: c, Target: t, Op: r.Op}
+	if !n.routable() {
 		return r, false
 	}
-	if r.Op != RouteAdd && r.Op != RouteDel {
-		return r, false
+	return n, true
+}
+
+// Routable reports whether r can belong to a copied TCP connection: both
+// addresses are unicast host addresses of one family (not unspecified, not
+// in 0.0.0.0/8, not multicast, not the IPv4 limited broadcast, not an
+// IPv4-mapped IPv6 address, which the protocol sends as IPv4), without a
+// zone, both ports are non-zero, and the op is add or del. Route readers
+// skip (and count) routes that are not: a peer that sends them is broken
+// or hostile, and C intercept would have installed them. Loopback and
+// link-local addresses stay allowed (C tcpcopy's target_localhost mode).
+func (r Route) Routable() bool { return r.routable() }
+
+func (r Route) routable() bool {
+	return (r.Op == RouteAdd || r.Op == RouteDel) &&
+		r.Client.Port() != 0 && r.Target.Port() != 0 &&
+		hostAddr(r.Client.Addr()) && hostAddr(r.Target.Addr()) &&
+		r.Client.Addr().Is4() == r.Target.Addr().Is4()
+}
+
+// hostAddr reports whether a can be the address of a TCP endpoint.
+func hostAddr(a netip.Addr) bool {
+	switch {
+	case !a.IsValid() || a.Zone() != "" || a.Is4In6() || a.IsUnspecified() || a.IsMulticast():
+		return false
+	case a.Is4():
+		b := a.As4()
+		return b[0] != 0 && b != [4]byte{255, 255, 255, 255}
 	}
-	return Route{Client: c, Target: t, Op: r.Op}, true
+	return true
 }
 
 var be = binary.BigEndian

@@ -2,7 +2,8 @@
 // (the orchestrator, package labrun), bench (the rate finder, package
 // labbench) and cleanup (stale namespaces), and those run inside the
 // namespaces: serve (the recorder), load (the load client), watch (the leak
-// watcher, package leakwatch) and scrape (reads tcpcopy's metrics).
+// watcher, package leakwatch), scrape (reads tcpcopy's metrics) and hostile
+// (attacks intercept's link port, package hostile).
 //
 // It lives outside cmd/ so that tests of any package can make their test
 // binary act as tcpcopy-lab: labrun re-executes its Config.Self inside the
@@ -113,7 +114,7 @@ func Command() *cli.Command {
 		// Never os.Exit from inside: deferred cleanups must run.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Commands: []*cli.Command{runCommand(), benchCommand(), cleanupCommand(),
-			serveCommand(), loadCommand(), watchCommand(), scrapeCommand(), sendbenchCommand()},
+			serveCommand(), loadCommand(), watchCommand(), scrapeCommand(), sendbenchCommand(), hostileCommand()},
 	}
 }
 

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package hostile
+
+import "syscall"
+
+func smallRcvBuf(_, _ string, _ syscall.RawConn) error { return nil }

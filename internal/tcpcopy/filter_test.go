@@ -1,0 +1,84 @@
+package tcpcopy
+
+import (
+	"net/netip"
+	"testing"
+
+	"golang.org/x/net/bpf"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/testframes"
+)
+
+// TestKernelFilterAnyCount: any number of -x mappings (docs/tcpcopy.md)
+// gives a kernel filter that passes every mapped packet; the exact match
+// is rewriter.match's.
+func TestKernelFilterAnyCount(t *testing.T) {
+	online := netip.MustParseAddr("192.0.2.1")
+	target := netip.MustParseAddrPort("203.0.113.20:8080")
+	tests := []struct {
+		name       string
+		n, ports   int  // mappings, distinct online ports
+		withAddr   bool // mappings name the online address
+		strayKept  bool // the kernel passes a packet to an unmapped port
+		wantFilter int  // matches in the kernel filter
+	}{
+		{"64 mappings, exact", 64, 64, true, false, 64},
+		{"70 mappings on 3 ports", 70, 3, true, false, 3},
+		{"100 ports", 100, 100, false, true, 1},
+		{"1000 mappings", 1000, 1000, true, true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			for i := range tt.n {
+				port := uint16(1000 + i%tt.ports)
+				addr := netip.Addr{}
+				if tt.withAddr {
+					addr = netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i/tt.ports)})
+				}
+				cfg.Mappings = append(cfg.Mappings, Mapping{Online: netip.AddrPortFrom(addr, port), Target: target})
+			}
+			cfg.Intercepts = []netip.AddrPort{netip.MustParseAddrPort("203.0.113.30:36524")}
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if got := len(kernelMatches(cfg.Mappings)); got != tt.wantFilter {
+				t.Errorf("kernel filter of %d matches, want %d", got, tt.wantFilter)
+			}
+			prog, err := captureFilter(&cfg)
+			if err != nil {
+				t.Fatalf("captureFilter: %v", err)
+			}
+			ins, _ := bpf.Disassemble(prog)
+			vm, err := bpf.NewVM(ins)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw := newRewriter(&cfg)
+			pass := func(dst netip.AddrPort) bool {
+				f := testframes.Frame{Src: netip.MustParseAddr("198.51.100.7"), Dst: dst.Addr(), Proto: 6, SPort: 40000, DPort: dst.Port()}
+				n, err := vm.Run(f.Bytes())
+				return err == nil && n > 0
+			}
+			for _, m := range cfg.Mappings {
+				dst := m.Online
+				if !dst.Addr().IsValid() {
+					dst = netip.AddrPortFrom(online, dst.Port())
+				}
+				if !pass(dst) {
+					t.Fatalf("the kernel filter drops packets of mapping %v", m)
+				}
+				if _, ok := rw.match(dst); !ok {
+					t.Fatalf("rewriter does not match mapping %v", m)
+				}
+			}
+			stray := netip.AddrPortFrom(online, 9999)
+			if got := pass(stray); got != tt.strayKept {
+				t.Errorf("kernel filter passes %v: %v, want %v", stray, got, tt.strayKept)
+			}
+			if _, ok := rw.match(stray); ok {
+				t.Errorf("rewriter matches %v", stray)
+			}
+		})
+	}
+}
