@@ -51,7 +51,17 @@ var errNoMatches = errors.New("bpfgen: no matches")
 // documentation for exactly what matches). It returns an error for no
 // matches or more than MaxMatches.
 func Inbound(matches []Match) ([]bpf.RawInstruction, error) {
-	return build(matches, dst)
+	return build(matches, nil, dst)
+}
+
+// InboundTCPUDP returns a program accepting the Ethernet frames that carry
+// a TCP segment whose destination is one of tcp, a UDP datagram whose
+// destination is one of udp, or a fragment of a UDP datagram to the
+// address of one of udp (any address for a match without one): fragments
+// after the first carry no ports (see the package documentation). It
+// returns an error for no matches or more than MaxMatches in all.
+func InboundTCPUDP(tcp, udp []Match) ([]bpf.RawInstruction, error) {
+	return build(tcp, udp, dst)
 }
 
 // ResponsesFrom returns a program accepting the Ethernet frames that carry
@@ -59,7 +69,7 @@ func Inbound(matches []Match) ([]bpf.RawInstruction, error) {
 // server's responses. It returns an error for no matches or more than
 // MaxMatches.
 func ResponsesFrom(matches []Match) ([]bpf.RawInstruction, error) {
-	return build(matches, src)
+	return build(matches, nil, src)
 }
 
 // direction selects the source or destination fields.
@@ -75,11 +85,14 @@ const (
 	offIPv4Frag  = offIP + 6 // flags + fragment offset
 	offIPv4Proto = offIP + 9
 	offIPv6Next  = offIP + 6
-	offTCP6      = offIP + 40 // TCP directly behind the fixed IPv6 header
+	offTCP6      = offIP + 40 // TCP (or UDP) directly behind the fixed IPv6 header
+	offFrag6Next = offIP + 40 // the Next Header of a Fragment header there
 
 	etherTypeIPv4 = 0x0800
 	etherTypeIPv6 = 0x86dd
 	protoTCP      = 6
+	protoUDP      = 17
+	protoFrag6    = 44
 )
 
 var (
@@ -87,15 +100,16 @@ var (
 	src = direction{name: "ResponsesFrom", addr4: offIP + 12, addr6: offIP + 8, port4: 0}
 )
 
-func build(matches []Match, d direction) ([]bpf.RawInstruction, error) {
-	if len(matches) == 0 {
+func build(tcp, udp []Match, d direction) ([]bpf.RawInstruction, error) {
+	n := len(tcp) + len(udp)
+	if n == 0 {
 		return nil, errNoMatches
 	}
-	if len(matches) > MaxMatches {
-		return nil, fmt.Errorf("bpfgen: %d matches, at most %d supported", len(matches), MaxMatches)
+	if n > MaxMatches {
+		return nil, fmt.Errorf("bpfgen: %d matches, at most %d supported", n, MaxMatches)
 	}
-	v4 := section4(matches, d)
-	v6 := section6(matches, d)
+	v4 := section4(tcp, udp, d)
+	v6 := section6(tcp, udp, d)
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: offEtherType, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv6, SkipFalse: 1},
@@ -114,6 +128,45 @@ func build(matches []Match, d direction) ([]bpf.RawInstruction, error) {
 		return nil, fmt.Errorf("bpfgen: %s: assemble: %w", d.name, err)
 	}
 	return raw, nil
+}
+
+// dispatch returns the head of a section: load the protocol field with
+// load, then jump to the part of each protocol in parts (in order, laid
+// out after the head), or reject. Parts that are nil are left out.
+func dispatch(load bpf.Instruction, parts []part) []bpf.Instruction {
+	var live []part
+	for _, p := range parts {
+		if p.insns != nil {
+			live = append(live, p)
+		}
+	}
+	if live == nil {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	}
+	out := []bpf.Instruction{load}
+	// Each part costs two instructions here: "if equal, fall into the
+	// jump, else skip it". The jump skips the rest of the head and the
+	// parts before its own.
+	after := 2*len(live) + 1 // head instructions after the load
+	before := 0
+	for i, p := range live {
+		out = append(out,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: p.proto, SkipFalse: 1},
+			bpf.Jump{Skip: uint32(after - 2*(i+1) + before)},
+		)
+		before += len(p.insns)
+	}
+	out = append(out, bpf.RetConstant{Val: 0})
+	for _, p := range live {
+		out = append(out, p.insns...)
+	}
+	return out
+}
+
+// part is the code of one protocol in a section.
+type part struct {
+	proto uint32
+	insns []bpf.Instruction
 }
 
 // check is one "load a field, compare with a constant" step of a match.
@@ -135,9 +188,10 @@ func matchBlock(checks []check) []bpf.Instruction {
 	return append(out, bpf.RetConstant{Val: AcceptLen})
 }
 
-// section4 returns the IPv4 part of a program, entered with an IPv4
-// EtherType.
-func section4(matches []Match, d direction) []bpf.Instruction {
+// blocks4 returns the match blocks of an IPv4 section, entered with X set
+// to the IP header length, or nil for no match of the family. With
+// portless, only the addresses are checked (fragments after the first).
+func blocks4(matches []Match, d direction, portless bool) []bpf.Instruction {
 	var blocks []bpf.Instruction
 	for _, m := range matches {
 		a := m.Addr.Unmap()
@@ -149,32 +203,48 @@ func section4(matches []Match, d direction) []bpf.Instruction {
 			b := a.As4()
 			checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr4, Size: 4}, binary.BigEndian.Uint32(b[:])})
 		}
-		if m.Port != 0 {
+		if m.Port != 0 && !portless {
 			checks = append(checks, check{bpf.LoadIndirect{Off: offIP + d.port4, Size: 2}, uint32(m.Port)})
 		}
 		blocks = append(blocks, matchBlock(checks)...)
 	}
-	if blocks == nil {
-		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
-	}
-	out := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: offIPv4Proto, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
-		bpf.RetConstant{Val: 0},
-		bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipFalse: 1}, // fragment offset != 0
-		bpf.RetConstant{Val: 0},
-		bpf.LoadMemShift{Off: offIP}, // X = 4 * IHL
-		// Both ports must be in the frame: a load beyond its end rejects.
-		bpf.LoadIndirect{Off: offIP + 2, Size: 2},
-	}
-	out = append(out, blocks...)
-	return append(out, bpf.RetConstant{Val: 0})
+	return blocks
 }
 
-// section6 returns the IPv6 part of a program, entered with an IPv6
+// section4 returns the IPv4 part of a program, entered with an IPv4
 // EtherType.
-func section6(matches []Match, d direction) []bpf.Instruction {
+func section4(tcp, udp []Match, d direction) []bpf.Instruction {
+	var tcpPart, udpPart []bpf.Instruction
+	if b := blocks4(tcp, d, false); b != nil {
+		tcpPart = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipFalse: 1}, // fragment offset != 0
+			bpf.RetConstant{Val: 0},
+			bpf.LoadMemShift{Off: offIP}, // X = 4 * IHL
+			// Both ports must be in the frame: a load beyond its end rejects.
+			bpf.LoadIndirect{Off: offIP + 2, Size: 2},
+		}
+		tcpPart = append(append(tcpPart, b...), bpf.RetConstant{Val: 0})
+	}
+	if b := blocks4(udp, d, false); b != nil {
+		frag := append(blocks4(udp, d, true), bpf.RetConstant{Val: 0})
+		udpPart = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
+			// A fragment after the first has no UDP header: its address
+			// decides.
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipFalse: 1},
+			bpf.Jump{Skip: uint32(3 + len(b))}, // to frag
+			bpf.LoadMemShift{Off: offIP},
+			bpf.LoadIndirect{Off: offIP + 2, Size: 2},
+		}
+		udpPart = append(append(append(udpPart, b...), bpf.RetConstant{Val: 0}), frag...)
+	}
+	return dispatch(bpf.LoadAbsolute{Off: offIPv4Proto, Size: 1}, []part{{protoTCP, tcpPart}, {protoUDP, udpPart}})
+}
+
+// blocks6 returns the match blocks of an IPv6 section, or nil for no match
+// of the family; see blocks4.
+func blocks6(matches []Match, d direction, portless bool) []bpf.Instruction {
 	var blocks []bpf.Instruction
 	for _, m := range matches {
 		a := m.Addr.Unmap()
@@ -188,21 +258,33 @@ func section6(matches []Match, d direction) []bpf.Instruction {
 				checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr6 + 4*w, Size: 4}, binary.BigEndian.Uint32(b[4*w:])})
 			}
 		}
-		if m.Port != 0 {
+		if m.Port != 0 && !portless {
 			checks = append(checks, check{bpf.LoadAbsolute{Off: offTCP6 + d.port4, Size: 2}, uint32(m.Port)})
 		}
 		blocks = append(blocks, matchBlock(checks)...)
 	}
-	if blocks == nil {
-		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	return blocks
+}
+
+// section6 returns the IPv6 part of a program, entered with an IPv6
+// EtherType.
+func section6(tcp, udp []Match, d direction) []bpf.Instruction {
+	var tcpPart, udpPart, fragPart []bpf.Instruction
+	// Both ports must be in the frame: a load beyond its end rejects.
+	ports := bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2}
+	if b := blocks6(tcp, d, false); b != nil {
+		tcpPart = append(append([]bpf.Instruction{ports}, b...), bpf.RetConstant{Val: 0})
 	}
-	out := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
-		bpf.RetConstant{Val: 0},
-		// Both ports must be in the frame: a load beyond its end rejects.
-		bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2},
+	if b := blocks6(udp, d, false); b != nil {
+		udpPart = append(append([]bpf.Instruction{ports}, b...), bpf.RetConstant{Val: 0})
+		// Fragments of UDP (first or not): the address decides.
+		fragPart = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: offFrag6Next, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoUDP, SkipTrue: 1},
+			bpf.RetConstant{Val: 0},
+		}
+		fragPart = append(append(fragPart, blocks6(udp, d, true)...), bpf.RetConstant{Val: 0})
 	}
-	out = append(out, blocks...)
-	return append(out, bpf.RetConstant{Val: 0})
+	return dispatch(bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
+		[]part{{protoTCP, tcpPart}, {protoUDP, udpPart}, {protoFrag6, fragPart}})
 }
