@@ -33,7 +33,8 @@
 //     total length; IPv6 payload length) is dropped ([DropTooBig]): no
 //     valid datagram is that large, only attacks are.
 //   - A datagram not complete Config.Timeout after its first fragment
-//     arrived is dropped ([DropTimeout]).
+//     arrived is dropped ([DropTimeout]), and so is one with a fragment a
+//     capture cut short ([DropTruncated]).
 //   - At most Config.MaxDatagrams datagrams and Config.MaxBytes fragment
 //     bytes are held at once; to make room for a new one the oldest are
 //     dropped ([DropOverflow]).

@@ -418,6 +418,21 @@ func TestDrops(t *testing.T) {
 		r.Expire(3 * sec)
 		checkDrops(t, r, DropTimeout, 2)
 	})
+	t.Run("cut by a snap length", func(t *testing.T) {
+		r := New(Config{})
+		feed(t, r, frags[0], 0)
+		var f Fragment
+		cut := frags[1][:100]
+		if k := f.Decode(cut); k != Truncated {
+			t.Fatalf("decodes as %v", k)
+		}
+		if _, res := r.Add(&f, cut, 1, make([]byte, MaxDatagramLen)); res != Dropped {
+			t.Fatalf("%v", res)
+		}
+		feed(t, r, frags[2], 2)
+		r.Expire(10 * sec)
+		checkDrops(t, r, DropTruncated, 1)
+	})
 	t.Run("too many datagrams", func(t *testing.T) {
 		r := New(Config{MaxDatagrams: 2})
 		feed(t, r, withID(frags[0], 1), 0)

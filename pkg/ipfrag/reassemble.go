@@ -34,20 +34,22 @@ type Drop uint8
 
 // Drop reasons, counted once per datagram.
 const (
-	DropTimeout  Drop = iota // not complete within Config.Timeout
-	DropOverflow             // pushed out by newer datagrams: too many pending, or too many bytes
-	DropOverlap              // a fragment overlapped another one
-	DropBad                  // a fragment broke the rules: length, end, count (see the package doc)
-	DropTooBig               // the datagram would exceed 65535 bytes
+	DropTimeout   Drop = iota // not complete within Config.Timeout
+	DropOverflow              // pushed out by newer datagrams: too many pending, or too many bytes
+	DropOverlap               // a fragment overlapped another one
+	DropBad                   // a fragment broke the rules: length, end, count (see the package doc)
+	DropTooBig                // the datagram would exceed 65535 bytes
+	DropTruncated             // a fragment was cut by a capture snap length (Decode said Truncated)
 	NumDrops
 )
 
 var dropNames = [NumDrops]string{
-	DropTimeout:  "fragment_timeout",
-	DropOverflow: "fragment_overflow",
-	DropOverlap:  "fragment_overlap",
-	DropBad:      "fragment_bad",
-	DropTooBig:   "too_big",
+	DropTimeout:   "fragment_timeout",
+	DropOverflow:  "fragment_overflow",
+	DropOverlap:   "fragment_overlap",
+	DropBad:       "fragment_bad",
+	DropTooBig:    "too_big",
+	DropTruncated: "truncated",
 }
 
 // String returns a lowercase name, usable as a metric label.
@@ -161,7 +163,7 @@ func (r *Reassembler) Stats() Stats {
 }
 
 // Add files the fragment b, decoded into f (f.Decode(b) returned
-// IsFragment), at time now (ns, any monotonic origin). When b completes
+// IsFragment, or Truncated: that drops the datagram), at time now (ns, any monotonic origin). When b completes
 // its datagram, Add writes the whole datagram into out, which must be at
 // least MaxDatagramLen bytes long, and returns its length with Complete.
 // It first drops the datagrams whose timeout has passed.
@@ -183,6 +185,8 @@ func (r *Reassembler) Add(f *Fragment, b []byte, now int64, out []byte) (int, Re
 		unfrag = s.hdrLen
 	}
 	switch {
+	case f.DataOff+f.DataLen > len(b):
+		return r.drop(s, DropTruncated)
 	case f.DataLen == 0, f.More && f.DataLen%8 != 0:
 		return r.drop(s, DropBad)
 	case unfrag+hi > 65535:
