@@ -26,7 +26,7 @@ type rewriter struct {
 
 func newRewriter(cfg *Config) *rewriter {
 	r := &rewriter{
-		mappings:  cfg.Mappings,
+		mappings:  mappingsOf(cfg.Mappings, ProtoTCP), // UDP: udp.go
 		localhost: cfg.LocalhostAs,
 		copies:    max(cfg.Copies, 1),
 		shift:     uint16(cfg.PortShift) << 11,

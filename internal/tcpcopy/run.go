@@ -114,13 +114,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 	linkErr := make(chan error, 1)
-	go func() {
-		err := e.links.Run(ctx)
-		if err != nil {
-			cancel()
+	if cfg.HasProto(ProtoTCP) {
+		go func() {
+			err := e.links.Run(ctx)
+			if err != nil {
+				cancel()
+			}
+			linkErr <- err
+		}()
+	} else {
+		// UDP only: no session, no intercept.
+		if len(cfg.Intercepts) > 0 {
+			log.Info("no TCP mapping: intercepts (-s) are not used", "intercepts", fmt.Sprint(cfg.Intercepts))
 		}
-		linkErr <- err
-	}()
+		linkErr <- nil
+	}
 	var cwg sync.WaitGroup
 	capErr := make(chan error, max(len(sources), 1))
 	for _, src := range sources {
@@ -178,11 +186,11 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 		}
 		return prog, nil
 	}
-	var ms []bpfgen.Match
+	var ms [2][]bpfgen.Match // by Protocol
 	for _, m := range cfg.Mappings {
-		ms = append(ms, bpfgen.Match{Addr: m.Online.Addr(), Port: m.Online.Port()})
+		ms[m.Proto] = append(ms[m.Proto], bpfgen.Match{Addr: m.Online.Addr(), Port: m.Online.Port()})
 	}
-	prog, err := bpfgen.Inbound(ms)
+	prog, err := bpfgen.InboundTCPUDP(ms[ProtoTCP], ms[ProtoUDP])
 	if err != nil {
 		return nil, fmt.Errorf("capture filter for -x: %w", err)
 	}
@@ -194,6 +202,7 @@ type engine struct {
 	cfg     *Config
 	log     *slog.Logger
 	rw      *rewriter
+	udp     *udpCopier // nil without udp: mappings
 	disp    *dispatcher
 	links   *Links
 	sc      sendCounters
@@ -212,6 +221,7 @@ type engine struct {
 
 func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 	e := &engine{cfg: cfg, log: log, rw: newRewriter(cfg), start: time.Now(), now: systemClock().now}
+	e.udp = newUDPCopier(cfg, e.rw, snd, log)
 	// The workers and the dispatcher read e.now through a closure, so
 	// that a test can replace the clock after newEngine.
 	now := func() int64 { return e.now() }
@@ -310,6 +320,9 @@ func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.S
 func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, b *batch, pass uint32, now int64, behind bool) {
 	e.captured.Add(1)
 	if !p.Valid {
+		if e.udp != nil && e.copyUDP(data, p, b, pass, now) {
+			return
+		}
 		e.invalid.Add(1)
 		return
 	}

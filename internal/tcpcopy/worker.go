@@ -377,6 +377,7 @@ type batch struct {
 	list    []*worker
 	p       ipmangle.Parsed // a record's decoding
 	now     int64           // a link batch's time, 0 when empty
+	udp     *udpScratch     // the UDP path's buffers of this goroutine (udp.go), nil until used
 }
 
 func (d *dispatcher) newBatch() *batch {
