@@ -2,13 +2,17 @@ package tcpcopy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/pkg/datagram"
@@ -593,4 +597,147 @@ func BenchmarkUDPFragmented(b *testing.B) {
 		}
 		bt.flush(now)
 	}
+}
+
+// udpPcap writes a classic pcap file of raw IP packets (LINKTYPE_RAW),
+// each at its offset from the first, and returns its path.
+func udpPcap(t *testing.T, pkts [][]byte, at []time.Duration) string {
+	t.Helper()
+	le := binary.LittleEndian
+	b := le.AppendUint32(nil, 0xa1b2c3d4)
+	b = le.AppendUint16(b, 2)
+	b = le.AppendUint16(b, 4)
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, 262144)
+	b = le.AppendUint32(b, 101) // LINKTYPE_RAW
+	base := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i, p := range pkts {
+		ts := base.Add(at[i])
+		b = le.AppendUint32(b, uint32(ts.Unix()))
+		b = le.AppendUint32(b, uint32(ts.Nanosecond()/1000))
+		b = le.AppendUint32(b, uint32(len(p)))
+		b = le.AppendUint32(b, uint32(len(p)))
+		b = append(b, p...)
+	}
+	path := filepath.Join(t.TempDir(), "udp.pcap")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// udpClock is a sender that notes when each datagram arrived whole, by
+// source endpoint, relative to the first.
+type udpClock struct {
+	first time.Time
+	frag  *ipfrag.Reassembler
+	buf   []byte
+	got   map[netip.AddrPort][]time.Duration
+}
+
+func (s *udpClock) Send(pkt []byte) error {
+	var f ipfrag.Fragment
+	switch f.Decode(pkt) {
+	case ipfrag.IsFragment:
+		n, res := s.frag.Add(&f, pkt, 0, s.buf)
+		if res != ipfrag.Complete {
+			return nil
+		}
+		pkt = s.buf[:n]
+	case ipfrag.NotFragment:
+	default:
+		return nil
+	}
+	var p datagram.Parsed
+	p.Decode(pkt)
+	now := time.Now()
+	if s.first.IsZero() {
+		s.first = now
+	}
+	s.got[p.Src] = append(s.got[p.Src], now.Sub(s.first))
+	return nil
+}
+
+// TestUDPReplayTiming replays datagrams, one of them in fragments, in
+// virtual time: each is copied at its place in the capture's timing
+// divided by -a, the fragmented one when its last fragment is due, and
+// every pass (-T) from other ports.
+func TestUDPReplayTiming(t *testing.T) {
+	a := netip.MustParseAddrPort("198.51.100.7:40001")
+	b := netip.MustParseAddrPort("198.51.100.7:40002")
+	c := netip.MustParseAddrPort("[2001:db8:1::7]:40003")
+	frags := splitFrags(query(b, dnsOnline4, 3000), 1500, 1)
+	pkts := [][]byte{query(a, dnsOnline4, 50), frags[0], frags[1], frags[2], query(c, dnsOnline6, 50)}
+	at := []time.Duration{0, 100 * time.Millisecond, 100 * time.Millisecond, 104 * time.Millisecond, 300 * time.Millisecond}
+	path := udpPcap(t, pkts, at)
+	tests := []struct {
+		name   string
+		accel  float64
+		repeat int
+		want   map[netip.AddrPort]time.Duration
+	}{
+		{"capture timing", 1, 1, map[netip.AddrPort]time.Duration{a: 0, b: 104 * time.Millisecond, c: 300 * time.Millisecond}},
+		{"-a 4", 4, 1, map[netip.AddrPort]time.Duration{a: 0, b: 26 * time.Millisecond, c: 75 * time.Millisecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &udpClock{frag: ipfrag.New(ipfrag.Config{}), buf: make([]byte, ipfrag.MaxDatagramLen), got: map[netip.AddrPort][]time.Duration{}}
+			synctest.Test(t, func(t *testing.T) {
+				cfg := Default()
+				cfg.Mappings = []Mapping{{Proto: ProtoUDP, Online: dnsOnline4, Target: dnsTarget4}, {Proto: ProtoUDP, Online: dnsOnline6, Target: dnsTarget6}}
+				cfg.OfflineFile, cfg.Accel, cfg.Repeat = path, tt.accel, tt.repeat
+				if err := cfg.Validate(); err != nil {
+					t.Fatal(err)
+				}
+				log := slog.New(slog.DiscardHandler)
+				e := newEngine(&cfg, clock, log)
+				src, err := openOffline(&cfg, log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer src.close()
+				if err := e.replay(context.Background(), src); err != nil {
+					t.Fatal(err)
+				}
+				if n := e.replayed.relevant.Load(); n != uint64(len(pkts)) {
+					t.Errorf("%d relevant packets, want %d", n, len(pkts))
+				}
+			})
+			for src, want := range tt.want {
+				got := clock.got[src]
+				if len(got) != 1 {
+					t.Errorf("%v: %d copies", src, len(got))
+					continue
+				}
+				if diff := got[0] - want; diff > time.Microsecond || diff < -paceSlack-time.Microsecond {
+					t.Errorf("%v copied at %v, want %v", src, got[0], want)
+				}
+			}
+		})
+	}
+	t.Run("-T 3", func(t *testing.T) {
+		clock := &udpClock{frag: ipfrag.New(ipfrag.Config{}), buf: make([]byte, ipfrag.MaxDatagramLen), got: map[netip.AddrPort][]time.Duration{}}
+		synctest.Test(t, func(t *testing.T) {
+			cfg := Default()
+			cfg.Mappings = []Mapping{{Proto: ProtoUDP, Online: dnsOnline4, Target: dnsTarget4}, {Proto: ProtoUDP, Online: dnsOnline6, Target: dnsTarget6}}
+			cfg.OfflineFile, cfg.Accel, cfg.Repeat = path, 10, 3
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			log := slog.New(slog.DiscardHandler)
+			e := newEngine(&cfg, clock, log)
+			src, err := openOffline(&cfg, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.close()
+			if err := e.replay(context.Background(), src); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if n := len(clock.got); n != 9 {
+			t.Errorf("%d source endpoints for 3 datagrams in 3 passes: %v", n, clock.got)
+		}
+	})
 }
