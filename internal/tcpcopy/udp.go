@@ -202,6 +202,12 @@ func (e *engine) copyDatagram(data []byte, s *udpScratch, pass uint32, now int64
 	for i := range u.copies {
 		v := uint64(pass)*uint64(u.copies) + uint64(i)
 		f.Src = netip.AddrPortFrom(u.rw.fakeAddr(p.Src.Addr(), v), u.rw.fakePort(p.Src.Port(), v))
+		if p.IPVersion == 4 && !p.DontFragment {
+			// A router may fragment it: each copy needs its own
+			// identification, or the target could put a copy together
+			// from the fragments of two (RFC 6864 §4.1).
+			f.ID = uint16(u.nextID())
+		}
 		n := f.Encode(s.out)
 		if n == 0 {
 			// Encode refuses only what its IP length fields cannot hold;
@@ -248,8 +254,8 @@ func (e *engine) copyFragment(data []byte, s *udpScratch, pass uint32, now int64
 	return true
 }
 
-// nextID returns the identification of a fragmented copy: never 0, which
-// Linux's raw IPv4 socket would replace per fragment.
+// nextID returns the identification of a copy that may be fragmented:
+// never 0, which Linux's raw IPv4 socket would replace per fragment.
 func (u *udpCopier) nextID() uint32 {
 	for {
 		if id := u.ids.Add(1); uint16(id) != 0 {

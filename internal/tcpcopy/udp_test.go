@@ -15,6 +15,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/tcpcopy-go/tcpcopy/pkg/datagram"
 	"github.com/tcpcopy-go/tcpcopy/pkg/inject"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipfrag"
@@ -315,7 +318,9 @@ func splitFrags(pkt []byte, mtu int, id uint32) [][]byte {
 }
 
 // TestUDPFragmentIDs: the fragmented copies of one datagram and of
-// datagrams in a row carry distinct, non-zero identifications.
+// datagrams in a row carry distinct, non-zero identifications; so do
+// whole copies without DF (a router may fragment them), while copies with
+// DF keep the client's.
 func TestUDPFragmentIDs(t *testing.T) {
 	e, snd, b := udpEngine(t, func(c *Config) { c.Copies = 3 })
 	for range 5 {
@@ -331,6 +336,23 @@ func TestUDPFragmentIDs(t *testing.T) {
 	}
 	if len(ids) != 15 {
 		t.Errorf("%d identifications for 15 fragmented copies: %v", len(ids), ids)
+	}
+	snd.pkts = nil
+	noDF := query(dnsClient4, dnsOnline4, 100)
+	ipmangle.IPv4(noDF).SetFlagsFragmentOffset(0, 0)
+	ipmangle.IPv4(noDF).SetChecksum(ipmangle.IPv4(noDF).CalculateChecksum())
+	feedCapture(e, b, noDF, query(dnsClient4, dnsOnline4, 100))
+	ids = map[uint16]int{}
+	for _, p := range snd.pkts[:3] {
+		ids[ipmangle.IPv4(p).ID()]++
+	}
+	if len(ids) != 3 || ids[0x4d2e] != 0 {
+		t.Errorf("copies without DF: identifications %v, want 3 of tcpcopy's own", ids)
+	}
+	for _, p := range snd.pkts[3:] {
+		if h := ipmangle.IPv4(p); h.ID() != 0x4d2e || h.Flags() != ipmangle.IPv4FlagDontFragment {
+			t.Errorf("copy with DF: ID %#x, flags %b; want the client's", h.ID(), h.Flags())
+		}
 	}
 }
 
@@ -508,6 +530,19 @@ func TestUDPMetrics(t *testing.T) {
 		if got := value(fams, tt.name, tt.labels...); got != tt.want {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
 		}
+	}
+	var mfs []*dto.MetricFamily
+	for name, f := range fams {
+		if strings.HasPrefix(name, "tcpcopy_udp_") {
+			mfs = append(mfs, f)
+		}
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil || len(mfs) != 11 {
+		t.Errorf("%d UDP metric families, lint error %v", len(mfs), err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 	attrs := e.udpAttrs(nil)
 	text := strings.TrimSpace(strings.ReplaceAll(slogText(attrs), "\n", " "))
