@@ -19,13 +19,15 @@ package tcpcopy
 // fragments (package ipfrag). Fragments captured are reassembled first: a
 // datagram is copied whole or not at all.
 //
-// Where we differ from C TCPCopy's UDP build: IPv6; -r, -n, -c and
-// offline replay apply to UDP too; captured fragments are reassembled (C
-// copied each fragment as a datagram of its own, with a wrong checksum);
-// the copies of one datagram get distinct source ports and, fragmented,
-// distinct IP identifications, so the target reassembles each; a copy
-// refused as too big is sent again in fragments of the path MTU; send
-// errors are counted and never stop tcpcopy.
+// Where we differ from C TCPCopy's UDP build (which rewrote the
+// destination, recomputed the UDP checksum and fragmented what it sent
+// above -M, tcpcopy-c.md §3.15): UDP mappings beside TCP ones, without
+// intercept; IPv6; -r, -n, -c and offline replay apply to UDP too;
+// captured fragments are reassembled, so a datagram is matched by its
+// ports and copied whole; the copies of one datagram get distinct source
+// ports and distinct IP identifications, so the target reassembles each;
+// a copy refused as too big is sent again in fragments of the path MTU;
+// send errors are counted and never stop tcpcopy (C exited on them).
 //
 // Unlike TCP endpoints, UDP endpoints are computed, not leased
 // (multiply.go): DNS clients use a new port per query, so a lease per flow
@@ -36,12 +38,12 @@ package tcpcopy
 import (
 	"errors"
 	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/pkg/datagram"
@@ -83,7 +85,7 @@ type udpCopier struct {
 	mtu     map[netip.Addr]*atomic.Int64 // per target address: -M, lowered to the path MTU on EMSGSIZE
 	online  map[netip.Addr]bool          // online addresses of the UDP mappings
 	anyAddr [2]bool                      // a UDP mapping without online address, per family
-	ids     atomic.Uint32                // identifications of fragmented copies
+	ids     atomic.Uint32                // IPv4/IPv6 identifications of copies that may be fragmented
 	c       udpCounters
 	log     *slog.Logger
 	warn    *logging.Limiter

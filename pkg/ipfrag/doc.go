@@ -7,9 +7,9 @@
 // fragments, and only the first carries the UDP header (the ports that
 // say whether it is copied). The copy must reach the target whole, so
 // tcpcopy reassembles what it captured, rewrites the whole datagram, and
-// fragments the copy again to the MTU toward the target. C TCPCopy's UDP
-// build only counted captured fragments (tcpcopy-c.md §3.1); it
-// fragmented what it sent.
+// fragments the copy again to the MTU toward the target. C TCPCopy
+// counted and dropped captured TCP fragments (tcpcopy-c.md §3.1); its UDP
+// build fragmented what it sent (§3.15).
 //
 // # Reassembly
 //

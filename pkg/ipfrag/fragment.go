@@ -72,7 +72,8 @@ type Fragment struct {
 // Decode fills f from the packet b (starting at its IP header) and says
 // whether it is a fragment. It never allocates, never panics and reads
 // nothing outside b. f's fields are meaningful for IsFragment, and for
-// Truncated except DataLen's bytes being in b.
+// Truncated except DataLen's bytes being in b; for a Malformed IPv4
+// fragment only Proto is set.
 //
 //   - IPv4: MF set or a non-zero fragment offset. The header length must
 //     be at least 20 and the total length at least the header length.
@@ -106,6 +107,7 @@ func (f *Fragment) decode4(b []byte) Kind {
 	hl := int(b[0]&0x0f) * 4
 	tl := int(binary.BigEndian.Uint16(b[2:]))
 	if hl < 20 || tl < hl || hl > len(b) {
+		f.Proto = b[9] // so that the caller can count it by protocol
 		return Malformed
 	}
 	f.Version = 4
