@@ -46,7 +46,9 @@ type starter func(ctx context.Context, c *cli.Command, cfg tcpcopy.Config) error
 const description = `Mappings: -x 80-203.0.113.20:8080 copies what clients send to port 80 of
 any local address; -x 192.0.2.1:80-203.0.113.20:8080 only to 192.0.2.1;
 IPv6 as -x [2001:db8::1]:80-[2001:db8::2]:8080. With -o, each side carries
-a MAC: 80@aa:bb:cc:dd:ee:01-203.0.113.20:8080@aa:bb:cc:dd:ee:02.
+a MAC: 80@aa:bb:cc:dd:ee:01-203.0.113.20:8080@aa:bb:cc:dd:ee:02. A udp:
+prefix copies UDP datagrams instead (-x udp:53-203.0.113.20:5353; tcp: is
+the default), without intercept: -s is needed only with a TCP mapping.
 
 -i names a file to replay (instead of interfaces to capture on) when it
 contains a "/", names an existing file, or ends in .pcap, .pcapng, .cap
@@ -58,12 +60,12 @@ func newCommand(run starter) *cli.Command {
 	cmd := &cli.Command{
 		Name:        "tcpcopy",
 		Usage:       "replay live client traffic to a target server",
-		UsageText:   "tcpcopy -x [srcIP:]srcPort-targetIP:targetPort[,...] -s intercept[:port][,...] [options]",
+		UsageText:   "tcpcopy -x [udp:][srcIP:]srcPort-targetIP:targetPort[,...] -s intercept[:port][,...] [options]",
 		Description: description,
 		Version:     version.String(),
 		Flags: []cli.Flag{
-			str("x", "", "what to copy where, `mappings` [srcIP:]srcPort-targetIP:targetPort[,...] (required)"),
-			str("s", "", "intercept `addresses`, ip[:port][,...] (required)"),
+			str("x", "", "what to copy where, `mappings` [tcp:|udp:][srcIP:]srcPort-targetIP:targetPort[,...] (required)"),
+			str("s", "", "intercept `addresses`, ip[:port][,...] (required with a TCP mapping)"),
 			str("p", fmt.Sprint(def.InterceptPort), "intercept `port` for -s entries without one"),
 			str("C", fmt.Sprint(def.ConnsPerIntercept), "`connections` to each intercept, 1..16"),
 			str("c", "", "client `addresses` of the copies, ip[,...]; a.b.c.x means a.b.c.1-254 (default: the clients' own)"),

@@ -102,6 +102,14 @@ func TestParse(t *testing.T) {
 		mod  func(*tcpcopy.Config)
 	}{
 		{"minimal", []string{"-x", "80-203.0.113.20:8080", "-s", "203.0.113.30"}, func(*tcpcopy.Config) {}},
+		{"UDP only, no -s", []string{"-x", "udp:53-203.0.113.20:5353", "-n", "3"}, func(c *tcpcopy.Config) {
+			c.Mappings[0] = tcpcopy.Mapping{Proto: tcpcopy.ProtoUDP, Online: netip.AddrPortFrom(netip.Addr{}, 53), Target: netip.MustParseAddrPort("203.0.113.20:5353")}
+			c.Intercepts = nil
+			c.Copies = 3
+		}},
+		{"TCP and UDP", []string{"-x", "tcp:80-203.0.113.20:8080,udp:53-203.0.113.20:5353", "-s", "203.0.113.30"}, func(c *tcpcopy.Config) {
+			c.Mappings = append(c.Mappings, tcpcopy.Mapping{Proto: tcpcopy.ProtoUDP, Online: netip.AddrPortFrom(netip.Addr{}, 53), Target: netip.MustParseAddrPort("203.0.113.20:5353")})
+		}},
 		{"C example with -r", []string{"-x", "80-203.0.113.20:8080", "-s", "203.0.113.30", "-r", "20"},
 			func(c *tcpcopy.Config) { c.Percent = 20 }},
 		{"C example with pool and copies",
@@ -240,6 +248,8 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"no -x", []string{"-s", "203.0.113.30"}, "option -x is required, e.g. -x 80-203.0.113.20:8080"},
 		{"no -s", []string{"-x", "80-203.0.113.20:8080"}, "option -s is required: the intercept address, e.g. -s 203.0.113.30"},
+		{"no -s beside UDP", []string{"-x", "udp:53-203.0.113.20:5353,80-203.0.113.20:8080"}, "option -s is required: the intercept address, e.g. -s 203.0.113.30"},
+		{"bad protocol", []string{"-x", "sctp:80-203.0.113.20:8080"}, `option -x: "sctp:80-203.0.113.20:8080": protocol "sctp" is not tcp or udp`},
 		{"-r 150", append(x, "-r", "150"), "option -r: 150 is out of range 0..100"},
 		{"-r150 glued", append(x, "-r150"), "option -r: 150 is out of range 0..100"},
 		{"-r garbage", append(x, "-r", "20%"), `option -r: "20%" is not a number`},

@@ -61,13 +61,36 @@ const (
 // ipv4Broadcast is the limited broadcast address, never a host.
 var ipv4Broadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
+// Protocol is the transport a mapping copies.
+type Protocol uint8
+
+// Protocols of a mapping. TCP is the zero value: C TCPCopy's command
+// lines, which name no protocol, copy TCP.
+const (
+	ProtoTCP Protocol = iota
+	ProtoUDP          // C TCPCopy's --udp build, as a prefix of the mapping: udp:53-...
+)
+
+// String returns "tcp" or "udp".
+func (p Protocol) String() string {
+	if p == ProtoUDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
 // Mapping is one -x item: copy the traffic sent to Online to Target.
 //
 // C TCPCopy writes it [srcIP:]srcPort-targetIP:targetPort, and with -o
 // (C --pcap-send) [srcIP:]srcPort@srcMAC-targetIP:targetPort@nextHopMAC.
-// We also accept IPv6, written [addr]:port. Both sides of a mapping are of
-// one address family: packets are rewritten, not translated.
+// We also accept IPv6, written [addr]:port, and a protocol prefix, tcp:
+// (the default) or udp: (C TCPCopy needed its --udp build, which copied
+// UDP only). Both sides of a mapping are of one address family: packets
+// are rewritten, not translated.
 type Mapping struct {
+	// Proto is the transport copied: TCP (sessions, through intercept)
+	// or UDP (datagram by datagram, no intercept; udp.go).
+	Proto Protocol
 	// Online is the address the clients talk to. An invalid (zero) Addr
 	// means any local address on Online.Port() (C "set global port"),
 	// of the family of Target.
@@ -87,6 +110,9 @@ func (m Mapping) Is6() bool { return m.Target.Addr().Is6() }
 // to an equal Mapping.
 func (m Mapping) String() string {
 	var b strings.Builder
+	if m.Proto == ProtoUDP {
+		b.WriteString("udp:")
+	}
 	if m.Online.Addr().IsValid() {
 		b.WriteString(m.Online.String())
 	} else {
@@ -157,6 +183,17 @@ func ParseMapping(s string, withMAC bool) (Mapping, error) {
 
 func parseMapping(s string, withMAC bool) (Mapping, error) {
 	var m Mapping
+	if rest, ok := cutPrefixFold(s, "udp:"); ok {
+		m.Proto, s = ProtoUDP, rest
+	} else if rest, ok := cutPrefixFold(s, "tcp:"); ok {
+		s = rest
+	}
+	if p, _, ok := strings.Cut(s, ":"); ok && looksLikeProtocol(p) {
+		if strings.EqualFold(p, "tcp") || strings.EqualFold(p, "udp") {
+			return m, errors.New("the protocol is named twice")
+		}
+		return m, fmt.Errorf("protocol %q is not tcp or udp", p)
+	}
 	online, target, ok := strings.Cut(s, "-")
 	if !ok || strings.Contains(target, "-") {
 		return m, errors.New("want [srcIP:]srcPort-targetIP:targetPort")
@@ -199,9 +236,31 @@ func parseMapping(s string, withMAC bool) (Mapping, error) {
 	return m, m.check()
 }
 
+// looksLikeProtocol reports whether s is a word that cannot start an
+// address: letters only, one of them not a hexadecimal digit.
+func looksLikeProtocol(s string) bool {
+	nonHex := false
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20
+		if c < 'a' || c > 'z' {
+			return false
+		}
+		nonHex = nonHex || c > 'f'
+	}
+	return nonHex
+}
+
+// cutPrefixFold is strings.CutPrefix ignoring ASCII case.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
 // ParseMappings parses the comma-separated -x list. A mapping whose online
-// side (address or port-only, per family) is listed twice is an error: C
-// would silently use the first one.
+// side (address or port-only, per family and protocol) is listed twice is
+// an error: C would silently use the first one.
 func ParseMappings(s string, withMAC bool) ([]Mapping, error) {
 	var out []Mapping
 	for _, item := range cliutil.SplitList(s) {
@@ -221,10 +280,11 @@ func checkDuplicateMappings(ms []Mapping) error {
 	type key struct {
 		online netip.AddrPort
 		is6    bool
+		proto  Protocol
 	}
 	seen := make(map[key]bool, len(ms))
 	for _, m := range ms {
-		k := key{m.Online, m.Is6()}
+		k := key{m.Online, m.Is6(), m.Proto}
 		if seen[k] {
 			return fmt.Errorf("option -x: online side of %q is listed twice", m.String())
 		}
@@ -443,8 +503,8 @@ type Config struct {
 	// where a mapping with an online address and a port-only one both
 	// match a packet, C uses the first listed.
 	Mappings []Mapping
-	// Intercepts are the intercepts to connect to (-s, required, at most
-	// 64).
+	// Intercepts are the intercepts to connect to (-s, at most 64;
+	// required with a TCP mapping, unused without one).
 	Intercepts []netip.AddrPort
 	// InterceptPort is the port of -s entries written without one (-p).
 	InterceptPort uint16
@@ -627,6 +687,16 @@ func Default() Config {
 	}
 }
 
+// HasProto reports whether a mapping copies p.
+func (c *Config) HasProto(p Protocol) bool {
+	for _, m := range c.Mappings {
+		if m.Proto == p {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate checks the configuration as a whole and returns the first
 // problem as one line naming the option. It turns Percent 0 into 100.
 func (c *Config) Validate() error {
@@ -703,7 +773,7 @@ func (c *Config) validateIntercepts() error {
 	switch {
 	case c.InterceptPort == 0:
 		return errors.New("option -p: port 0 is not a port")
-	case len(c.Intercepts) == 0:
+	case len(c.Intercepts) == 0 && c.HasProto(ProtoTCP):
 		return errors.New("option -s is required: the intercept address, e.g. -s 203.0.113.30")
 	case len(c.Intercepts) > maxIntercepts:
 		return fmt.Errorf("option -s: more than %d intercepts", maxIntercepts)
@@ -803,7 +873,7 @@ func (c *Config) validateWire() error {
 	case 0:
 	case wire.Version6:
 		for _, m := range c.Mappings {
-			if m.Is6() {
+			if m.Is6() && m.Proto == ProtoTCP {
 				return fmt.Errorf("option --wire-version: version 6 carries IPv4 only, and %q is IPv6", m.String())
 			}
 		}

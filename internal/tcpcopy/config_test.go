@@ -45,6 +45,17 @@ func TestParseMapping(t *testing.T) {
 			want: Mapping{Online: ap("[2001:db8::1]:80"), Target: ap("[2001:db8::2]:8080")}},
 		{name: "IPv6 port only", in: "80-[2001:db8::2]:8080",
 			want: Mapping{Online: port(80), Target: ap("[2001:db8::2]:8080")}},
+		{name: "UDP", in: "udp:53-203.0.113.20:5353",
+			want: Mapping{Proto: ProtoUDP, Online: port(53), Target: ap("203.0.113.20:5353")}},
+		{name: "UDP upper case, online address", in: "UDP:192.0.2.1:53-203.0.113.20:5353",
+			want: Mapping{Proto: ProtoUDP, Online: ap("192.0.2.1:53"), Target: ap("203.0.113.20:5353")}},
+		{name: "UDP IPv6", in: "udp:[2001:db8::1]:53-[2001:db8::2]:5353",
+			want: Mapping{Proto: ProtoUDP, Online: ap("[2001:db8::1]:53"), Target: ap("[2001:db8::2]:5353")}},
+		{name: "tcp prefix", in: "tcp:80-203.0.113.20:8080",
+			want: Mapping{Online: port(80), Target: ap("203.0.113.20:8080")}},
+		{name: "UDP with MACs", in: "udp:53@aa:bb:cc:dd:ee:01-203.0.113.20:5353@aa:bb:cc:dd:ee:02", withMAC: true,
+			want: Mapping{Proto: ProtoUDP, Online: port(53), Target: ap("203.0.113.20:5353"),
+				OnlineMAC: mustParseMAC("aa:bb:cc:dd:ee:01"), TargetMAC: mustParseMAC("aa:bb:cc:dd:ee:02")}},
 		{name: "MACs", in: "80@aa:bb:cc:dd:ee:01-203.0.113.20:8080@AA:BB:CC:DD:EE:02", withMAC: true,
 			want: Mapping{Online: port(80), Target: ap("203.0.113.20:8080"),
 				OnlineMAC: mustParseMAC("aa:bb:cc:dd:ee:01"), TargetMAC: mustParseMAC("aa:bb:cc:dd:ee:02")}},
@@ -73,6 +84,9 @@ func TestParseMapping(t *testing.T) {
 		{name: "same address", in: "192.0.2.1:80-192.0.2.1:80", wantErr: "same address"},
 		{name: "mapped IPv4", in: "80-[::ffff:203.0.113.20]:8080", wantErr: "not ::ffff:"},
 		{name: "zone", in: "80-[fe80::1%eth0]:8080", wantErr: "zones"},
+		{name: "other protocol", in: "sctp:80-203.0.113.20:8080", wantErr: `protocol "sctp" is not tcp or udp`},
+		{name: "protocol twice", in: "udp:tcp:80-203.0.113.20:8080", wantErr: "the protocol is named twice"},
+		{name: "IPv6 group of letters", in: "udp:dead:beef::1:53-203.0.113.20:53", wantErr: "write IPv6 as [addr]:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,7 +122,10 @@ func TestParseMappings(t *testing.T) {
 		{"several", "80-203.0.113.20:8080, 192.0.2.1:443-203.0.113.21:8443,,", []string{"80-203.0.113.20:8080", "192.0.2.1:443-203.0.113.21:8443"}, ""},
 		{"same port per family", "80-203.0.113.20:8080,80-[2001:db8::2]:8080", []string{"80-203.0.113.20:8080", "80-[2001:db8::2]:8080"}, ""},
 		{"port and address", "80-203.0.113.20:8080,192.0.2.1:80-203.0.113.21:8080", []string{"80-203.0.113.20:8080", "192.0.2.1:80-203.0.113.21:8080"}, ""},
+		{"TCP and UDP on one port", "53-203.0.113.20:5353,udp:53-203.0.113.20:5353,udp:[2001:db8::1]:53-[2001:db8::2]:53",
+			[]string{"53-203.0.113.20:5353", "udp:53-203.0.113.20:5353", "udp:[2001:db8::1]:53-[2001:db8::2]:53"}, ""},
 		{"empty", "", nil, ""},
+		{"duplicate UDP", "udp:53-203.0.113.20:5353,udp:53-203.0.113.21:5353", nil, `option -x: online side of "udp:53-203.0.113.21:5353" is listed twice`},
 		{"duplicate", "80-203.0.113.20:8080,80-203.0.113.21:8080", nil, `option -x: online side of "80-203.0.113.21:8080" is listed twice`},
 		{"one bad", "80-203.0.113.20:8080,81-203.0.113.20", nil, `option -x: "81-203.0.113.20"`},
 	}
@@ -330,7 +347,15 @@ func TestValidate(t *testing.T) {
 			c.ClientPool = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::100")}
 		}, ""},
 
+		{"UDP only, no -s", func(c *Config) { c.Mappings[0].Proto = ProtoUDP; c.Intercepts = nil }, ""},
+		{"UDP IPv6 with wire 6", func(c *Config) { v := v6; v.Proto = ProtoUDP; c.Mappings = append(c.Mappings, v); c.WireVersion = 6 }, ""},
+		{"UDP same port", func(c *Config) { m := samePort; m.Proto = ProtoUDP; c.Mappings = []Mapping{m} },
+			`option -x: "udp:80-203.0.113.20:80": copies to port 80 would match the capture again; give the online address (ip:80-...) or a filter (-F)`},
 		{"no -x", func(c *Config) { c.Mappings = nil }, "option -x is required, e.g. -x 80-203.0.113.20:8080"},
+		{"TCP beside UDP, no -s", func(c *Config) {
+			c.Mappings = append(c.Mappings, Mapping{Proto: ProtoUDP, Online: netip.AddrPortFrom(netip.Addr{}, 53), Target: netip.MustParseAddrPort("203.0.113.20:5353")})
+			c.Intercepts = nil
+		}, "option -s is required: the intercept address, e.g. -s 203.0.113.30"},
 		{"no -s", func(c *Config) { c.Intercepts = nil }, "option -s is required: the intercept address, e.g. -s 203.0.113.30"},
 		{"-r 150", func(c *Config) { c.Percent = 150 }, "option -r: 150 is out of range 0..100"},
 		{"-r -1", func(c *Config) { c.Percent = -1 }, "option -r: -1 is out of range 0..100"},

@@ -31,6 +31,7 @@ type snapshot struct {
 	ringDrops, overload      uint64
 	shedding                 bool
 	cmp                      compareSnapshot
+	udp                      *udpStats // nil without udp: mappings
 }
 
 // snapshot reads every counter. It allocates (the links' per-server
@@ -58,6 +59,10 @@ func (e *engine) snapshot() snapshot {
 		s.overload += w.overload.Load()
 	}
 	s.cmp = e.compareSnapshot()
+	if e.udp != nil {
+		us := e.udp.stats(e.now())
+		s.udp = &us
+	}
 	return s
 }
 
@@ -115,6 +120,7 @@ type collector struct {
 	uncopiedBytes, uncopiedRequests                        *prometheus.Desc
 	verdicts, differences, notCompared, statusPairs        *prometheus.Desc
 	target, online, ratio                                  *prometheus.Desc
+	udpDropped                                             *prometheus.Desc // nil without udp: mappings
 }
 
 func newCollector(e *engine) *collector {
@@ -210,6 +216,9 @@ func newCollector(e *engine) *collector {
 		"Per request, from capturing its first segment to capturing the client's first ACK of the online server's answer.", nil, nil)
 	c.ratio = prometheus.NewDesc("tcpcopy_response_time_ratio",
 		"Per request measured on both sides, target response time divided by online response time.", nil, nil)
+	if e.udp != nil {
+		c.udpDropped = udpMetrics(counter, gauge)
+	}
 	return c
 }
 
@@ -220,6 +229,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	for _, d := range []*prometheus.Desc{c.dropped, c.closed, c.retrans, c.linksUp, c.wire, c.build, c.stalls, c.uncopiedBytes, c.uncopiedRequests, c.verdicts, c.differences, c.notCompared, c.statusPairs, c.target, c.online, c.ratio} {
 		ch <- d
+	}
+	if c.udpDropped != nil {
+		ch <- c.udpDropped
 	}
 }
 
@@ -273,6 +285,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for i, n := range s.st.Stalls {
 		ch <- prometheus.MustNewConstMetric(c.stalls, prometheus.CounterValue, float64(n), tcpstate.StallCause(i).String())
+	}
+	if s.udp != nil {
+		for _, d := range s.udp.drops() {
+			ch <- prometheus.MustNewConstMetric(c.udpDropped, prometheus.CounterValue, float64(d.n), d.label)
+		}
 	}
 	ch <- durationHistogram(c.target, &s.st.Latency.Target)
 	ch <- durationHistogram(c.online, &s.st.Latency.Online)

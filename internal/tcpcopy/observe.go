@@ -20,6 +20,7 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipfrag"
 	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
 
@@ -91,7 +92,7 @@ func (e *engine) logStats(time.Time) {
 	if s.cmp.On {
 		attrs = verdictAttrs(&s.cmp.Stats, attrs)
 	}
-	e.log.Info("stats", attrs...)
+	e.log.Info("stats", e.udpAttrs(attrs)...)
 }
 
 // budget returns the job that enforces the memory budget (-m) once a
@@ -160,6 +161,11 @@ const (
 		"although it was sent again, split and shrunk (the latest such session is described): a firewall or middlebox " +
 		"on the way to the target dropping some packets (by size or content), or, with cause zero_window, a target " +
 		"service that stopped reading"
+	msgUDPSendErrors = "UDP copies could not be sent to the target: EPERM means a firewall rule on this host " +
+		"(iptables/nftables OUTPUT) drops them; the \"sending a UDP copy to the target failed\" warning has the error"
+	msgUDPFragments = "fragmented UDP datagrams were dropped before they were whole (fragment_timeout, fragment_overflow): " +
+		"fragments the capture missed (ring drops, a fragment arriving on an interface -i does not capture), " +
+		"or more fragmented datagrams at once than tcpcopy holds"
 	msgRoutes = "route announcements to intercept were dropped (no link to that intercept up, or its buffer full): " +
 		"the responses of those sessions are lost"
 )
@@ -184,7 +190,7 @@ func (e *engine) diagnose(prev, cur *snapshot) []logging.Warning {
 		add("no_synack", msgNoSynAck, "syns_sent", syns, "synacks", synacks, "sessions_failed", n,
 			"targets", e.targets())
 	}
-	if n := closed(tcpstate.ReasonNoIntercept); n > 0 || cur.links.Up == 0 {
+	if n := closed(tcpstate.ReasonNoIntercept); n > 0 || cur.links.Up == 0 && e.cfg.HasProto(ProtoTCP) {
 		add("no_intercept", msgNoIntercept, "intercepts", fmt.Sprint(e.cfg.Intercepts), "sessions_failed", n,
 			"connect_failures", cur.links.Failures-prev.links.Failures)
 	}
@@ -233,6 +239,15 @@ func (e *engine) diagnose(prev, cur *snapshot) []logging.Warning {
 	}
 	if n := cur.links.RoutesDropped - prev.links.RoutesDropped; n > 0 && cur.links.Up > 0 {
 		add("routes_dropped", msgRoutes, "routes", n, "links_up", cur.links.Up)
+	}
+	if cu, pu := cur.udp, prev.udp; cu != nil && pu != nil {
+		if n := cu.sendError - pu.sendError; n > 0 {
+			add("udp_send_error", msgUDPSendErrors, "datagrams", n)
+		}
+		to, ov := cu.fragDrops[ipfrag.DropTimeout]-pu.fragDrops[ipfrag.DropTimeout], cu.fragDrops[ipfrag.DropOverflow]-pu.fragDrops[ipfrag.DropOverflow]
+		if to+ov > 0 {
+			add("udp_fragments", msgUDPFragments, "fragment_timeout", to, "fragment_overflow", ov, "ring_drops", ring)
+		}
 	}
 	return ws
 }
@@ -314,6 +329,7 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 			attrs = append(attrs, "not_compared_why", notComparedText(&s.cmp.Stats))
 		}
 	}
+	attrs = e.udpAttrs(attrs)
 	for o := range tcpstate.NumOutcomes {
 		if tcpstate.Outcome(o) == tcpstate.Reproduced {
 			continue

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipfrag"
 	"github.com/tcpcopy-go/tcpcopy/pkg/tcpstate"
 )
 
@@ -76,6 +77,33 @@ func TestDiagnose(t *testing.T) {
 				t.Errorf("message %q lacks %q", ws[0].Msg, tt.text)
 			}
 		})
+	}
+}
+
+func TestDiagnoseUDP(t *testing.T) {
+	e, _, _ := udpEngine(t, func(c *Config) { c.Mappings = c.Mappings[:2]; c.Intercepts = nil })
+	tests := []struct {
+		name   string
+		change func(s *udpStats)
+		want   string
+	}{
+		{"quiet, no intercept needed", func(*udpStats) {}, ""},
+		{"send errors", func(s *udpStats) { s.sendError = 2 }, "udp_send_error"},
+		{"fragment timeouts", func(s *udpStats) { s.fragDrops[ipfrag.DropTimeout] = 2 }, "udp_fragments"},
+		{"fragment overflow", func(s *udpStats) { s.fragDrops[ipfrag.DropOverflow] = 1 }, "udp_fragments"},
+		{"overlaps are an attack, not a setup problem", func(s *udpStats) { s.fragDrops[ipfrag.DropOverlap] = 1 }, ""},
+	}
+	for _, tt := range tests {
+		prev := snapshot{udp: &udpStats{}}
+		cur := snapshot{udp: &udpStats{}}
+		tt.change(cur.udp)
+		var got []string
+		for _, w := range e.diagnose(&prev, &cur) {
+			got = append(got, w.Kind)
+		}
+		if strings.Join(got, " ") != tt.want {
+			t.Errorf("%s: warnings %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
 

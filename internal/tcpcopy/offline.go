@@ -313,7 +313,7 @@ type replayStats struct {
 // and returns. It returns the file's damage, if any, after replaying what
 // could be read; it returns nil when ctx ends first.
 func (e *engine) replay(ctx context.Context, src *offlineSource) error {
-	if !e.waitForIntercept(ctx) {
+	if e.cfg.HasProto(ProtoTCP) && !e.waitForIntercept(ctx) {
 		return nil
 	}
 	start := time.Now()
@@ -334,6 +334,7 @@ func (e *engine) replay(ctx context.Context, src *offlineSource) error {
 type replayer struct {
 	src    *offlineSource
 	rw     *rewriter
+	udp    *udpCopier // nil without udp: mappings
 	repeat int
 	pass   int
 	pc     pacer
@@ -371,6 +372,8 @@ func (r *replayer) next(p *ipmangle.Parsed, now int64) (ip []byte, due int64, re
 			if _, ok := r.rw.match(p.Dst); ok {
 				return ip, r.pc.due(ts, now), true, true, nil
 			}
+		} else if r.udp != nil && r.udp.relevant(ip) {
+			return ip, r.pc.due(ts, now), true, true, nil
 		}
 		return ip, now, false, true, nil
 	}
@@ -387,6 +390,7 @@ func (e *engine) replayPasses(ctx context.Context, src *offlineSource) error {
 		warn  = logging.NewLimiter(gapWarnEvery)
 	)
 	timer.Stop()
+	rp.udp = e.udp
 	defer func() {
 		e.replayed.gaps.Store(rp.pc.gaps)
 		e.replayed.skipped.Store(rp.pc.totalSkip)
@@ -557,6 +561,7 @@ func (e *engine) logOffline(src *offlineSource) {
 		attrs = append(attrs, "uncopied_bytes", b, "uncopied_requests", r)
 	}
 	attrs = e.endpointAttrs(attrs)
+	attrs = e.udpAttrs(attrs)
 	attrs = outcomeAttrs(&st, attrs)
 	e.log.Info("offline replay finished", attrs...)
 	if n := e.truncated.Load(); n > 0 {

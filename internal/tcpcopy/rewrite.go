@@ -20,13 +20,13 @@ type rewriter struct {
 	percent   int        // -r
 	// eps allocates the copies' endpoints; nil when every session keeps
 	// its client's own endpoint (no -c, -H, -f, -n, and one pass), which
-	// cannot collide.
+	// cannot collide, and without TCP mappings.
 	eps *endpoints
 }
 
 func newRewriter(cfg *Config) *rewriter {
 	r := &rewriter{
-		mappings:  cfg.Mappings,
+		mappings:  mappingsOf(cfg.Mappings, ProtoTCP), // UDP: udp.go
 		localhost: cfg.LocalhostAs,
 		copies:    max(cfg.Copies, 1),
 		shift:     uint16(cfg.PortShift) << 11,
@@ -42,8 +42,8 @@ func newRewriter(cfg *Config) *rewriter {
 	if r.percent <= 0 || r.percent > 100 {
 		r.percent = 100
 	}
-	if r.copies > 1 || len(cfg.ClientPool) > 0 || r.localhost.IsValid() || r.shift != 0 ||
-		(cfg.OfflineFile != "" && cfg.Repeat > 1) {
+	if len(r.mappings) > 0 && (r.copies > 1 || len(cfg.ClientPool) > 0 || r.localhost.IsValid() || r.shift != 0 ||
+		(cfg.OfflineFile != "" && cfg.Repeat > 1)) {
 		r.eps = newEndpoints(r)
 	}
 	return r

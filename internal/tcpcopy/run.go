@@ -139,13 +139,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 	linkErr := make(chan error, 1)
-	go func() {
-		err := e.links.Run(ctx)
-		if err != nil {
-			cancel()
+	if cfg.HasProto(ProtoTCP) {
+		go func() {
+			err := e.links.Run(ctx)
+			if err != nil {
+				cancel()
+			}
+			linkErr <- err
+		}()
+	} else {
+		// UDP only: no session, no intercept.
+		if len(cfg.Intercepts) > 0 {
+			log.Info("no TCP mapping: intercepts (-s) are not used", "intercepts", fmt.Sprint(cfg.Intercepts))
 		}
-		linkErr <- err
-	}()
+		linkErr <- nil
+	}
 	var cwg sync.WaitGroup
 	capErr := make(chan error, max(len(sources), 1))
 	for _, src := range sources {
@@ -205,11 +213,21 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 		}
 		return prog, nil
 	}
-	build := bpfgen.Inbound
-	if cfg.CompareBytes > 0 {
-		build = bpfgen.InboundAndResponses // the online server's answers too
+	var byProto [2][]Mapping
+	for _, m := range cfg.Mappings {
+		byProto[m.Proto] = append(byProto[m.Proto], m)
 	}
-	prog, err := build(kernelMatches(cfg.Mappings))
+	tcp, udp := kernelMatches(byProto[ProtoTCP]), kernelMatches(byProto[ProtoUDP])
+	if len(tcp)+len(udp) > bpfgen.MaxMatches {
+		// Each fits alone, not both: any address and port of each
+		// protocol (the per-packet match stays exact).
+		tcp, udp = anyMatch(tcp), anyMatch(udp)
+	}
+	build := bpfgen.InboundTCPUDP
+	if cfg.CompareBytes > 0 {
+		build = bpfgen.InboundAndResponses // the online server's TCP answers too
+	}
+	prog, err := build(tcp, udp)
 	if err != nil {
 		return nil, fmt.Errorf("capture filter for -x: %w", err)
 	}
@@ -218,10 +236,10 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 
 // kernelMatches returns what the kernel filter tests for the mappings: one
 // match per mapping while they fit in bpfgen.MaxMatches; beyond, one per
-// online port (any address), and beyond that every TCP segment. Any count
-// of mappings works: each captured packet is matched against them exactly
-// (rewriter.match), the kernel filter only spares tcpcopy the traffic of
-// other ports.
+// online port (any address), and beyond that every segment (datagram) of
+// the protocol. Any count of mappings works: each captured packet is
+// matched against them exactly (rewriter.match), the kernel filter only
+// spares tcpcopy the traffic of other ports.
 func kernelMatches(mappings []Mapping) []bpfgen.Match {
 	var ms []bpfgen.Match
 	for _, m := range mappings {
@@ -244,11 +262,20 @@ func kernelMatches(mappings []Mapping) []bpfgen.Match {
 	return []bpfgen.Match{{}}
 }
 
+// anyMatch is the match of any address and port, if ms has any match.
+func anyMatch(ms []bpfgen.Match) []bpfgen.Match {
+	if len(ms) == 0 {
+		return nil
+	}
+	return []bpfgen.Match{{}}
+}
+
 // engine ties capture, the workers and the intercept links together.
 type engine struct {
 	cfg     *Config
 	log     *slog.Logger
 	rw      *rewriter
+	udp     *udpCopier // nil without udp: mappings
 	disp    *dispatcher
 	links   *Links
 	sc      sendCounters
@@ -274,6 +301,7 @@ type engine struct {
 
 func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 	e := &engine{cfg: cfg, log: log, rw: newRewriter(cfg), start: time.Now(), now: systemClock().now}
+	e.udp = newUDPCopier(cfg, e.rw, snd, log)
 	// The workers and the dispatcher read e.now through a closure, so
 	// that a test can replace the clock after newEngine.
 	now := func() int64 { return e.now() }
@@ -403,6 +431,9 @@ func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.S
 func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, b *batch, pass uint32, now int64, behind bool) {
 	e.captured.Add(1)
 	if !p.Valid {
+		if e.udp != nil && e.copyUDP(data, p, b, pass, now) {
+			return
+		}
 		e.invalid.Add(1)
 		return
 	}

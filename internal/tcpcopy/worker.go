@@ -451,7 +451,8 @@ type batch struct {
 	// at is when the kernel captured the packet being handled, on the
 	// engine's clock (0: unknown, now), for the comparison's response
 	// times: a batch of packets is handled at one now.
-	at int64
+	at  int64
+	udp *udpScratch // the UDP path's buffers of this goroutine (udp.go), nil until used
 }
 
 func (d *dispatcher) newBatch() *batch {

@@ -19,7 +19,8 @@ type Frame struct {
 	FragOff   uint16 // IPv4 fragment offset in 8-byte units
 	MoreFrags bool   // IPv4 MF flag
 	HopByHop  bool   // IPv6: an 8-byte hop-by-hop header before the transport
-	Frag6     bool   // IPv6: a first-fragment header (MF set) before the transport
+	Frag6     bool   // IPv6: a fragment header (M set) before the transport
+	Frag6Off  uint16 // IPv6: that fragment header's offset in 8-byte units (0: the first fragment)
 	Payload   int    // bytes of transport payload
 }
 
@@ -71,7 +72,8 @@ func (f Frame) Bytes() []byte {
 		ext = []byte{f.Proto, 0, 1, 4, 0, 0, 0, 0} // next header, length 0, PadN(4)
 		ip[6] = 0
 	case f.Frag6:
-		ext = []byte{f.Proto, 0, 0, 1, 0, 0, 0x12, 0x34} // next header, offset 0 + M, identification
+		ext = []byte{f.Proto, 0, 0, 1, 0, 0, 0x12, 0x34} // next header, offset + M, identification
+		binary.BigEndian.PutUint16(ext[2:], f.Frag6Off<<3|1)
 		ip[6] = 44
 	}
 	binary.BigEndian.PutUint16(ip[4:], uint16(len(ext)+len(l4))) // payload length

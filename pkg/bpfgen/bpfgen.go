@@ -51,7 +51,24 @@ var errNoMatches = errors.New("bpfgen: no matches")
 // documentation for exactly what matches). It returns an error for no
 // matches or more than MaxMatches.
 func Inbound(matches []Match) ([]bpf.RawInstruction, error) {
-	return build(matches, dst)
+	return build(matches, nil, "Inbound", dst)
+}
+
+// InboundTCPUDP returns a program accepting the Ethernet frames that carry
+// a TCP segment whose destination is one of tcp, a UDP datagram whose
+// destination is one of udp, or a fragment of a UDP datagram to the
+// address of one of udp (any address for a match without one): fragments
+// after the first carry no ports (see the package documentation). It
+// returns an error for no matches or more than MaxMatches in all.
+func InboundTCPUDP(tcp, udp []Match) ([]bpf.RawInstruction, error) {
+	return build(tcp, udp, "InboundTCPUDP", dst)
+}
+
+// InboundAndResponses is InboundTCPUDP that also accepts the TCP segments
+// whose source is one of tcp: the online servers' answers (tcpcopy with
+// the response comparison). UDP answers are not taken.
+func InboundAndResponses(tcp, udp []Match) ([]bpf.RawInstruction, error) {
+	return build(tcp, udp, "InboundAndResponses", dst, src)
 }
 
 // ResponsesFrom returns a program accepting the Ethernet frames that carry
@@ -59,21 +76,11 @@ func Inbound(matches []Match) ([]bpf.RawInstruction, error) {
 // server's responses. It returns an error for no matches or more than
 // MaxMatches.
 func ResponsesFrom(matches []Match) ([]bpf.RawInstruction, error) {
-	return build(matches, src)
-}
-
-// InboundAndResponses returns a program accepting the Ethernet frames that
-// carry a TCP segment whose destination or source is one of matches: the
-// clients' requests to the servers of matches and the servers' answers
-// (tcpcopy with the response comparison). It returns an error for no
-// matches or more than MaxMatches.
-func InboundAndResponses(matches []Match) ([]bpf.RawInstruction, error) {
-	return build(matches, dst, src)
+	return build(matches, nil, "ResponsesFrom", src)
 }
 
 // direction selects the source or destination fields.
 type direction struct {
-	name                string
 	addr4, addr6, port4 uint32 // frame offsets; port4 relative to the TCP header
 }
 
@@ -84,31 +91,33 @@ const (
 	offIPv4Frag  = offIP + 6 // flags + fragment offset
 	offIPv4Proto = offIP + 9
 	offIPv6Next  = offIP + 6
-	offTCP6      = offIP + 40 // TCP directly behind the fixed IPv6 header
+	offTCP6      = offIP + 40 // TCP (or UDP) directly behind the fixed IPv6 header
+	offFrag6Next = offIP + 40 // the Next Header of a Fragment header there
 
 	etherTypeIPv4 = 0x0800
 	etherTypeIPv6 = 0x86dd
 	protoTCP      = 6
+	protoUDP      = 17
+	protoFrag6    = 44
 )
 
 var (
-	dst = direction{name: "Inbound", addr4: offIP + 16, addr6: offIP + 24, port4: 2}
-	src = direction{name: "ResponsesFrom", addr4: offIP + 12, addr6: offIP + 8, port4: 0}
+	dst = direction{addr4: offIP + 16, addr6: offIP + 24, port4: 2}
+	src = direction{addr4: offIP + 12, addr6: offIP + 8, port4: 0}
 )
 
-func build(matches []Match, dirs ...direction) ([]bpf.RawInstruction, error) {
-	d := dirs[0]
-	if len(matches) == 0 {
+// build assembles the program named name: TCP segments matching tcp in
+// any of the directions tcpDirs, UDP datagrams and their fragments to udp.
+func build(tcp, udp []Match, name string, tcpDirs ...direction) ([]bpf.RawInstruction, error) {
+	n := len(tcp) + len(udp)
+	if n == 0 {
 		return nil, errNoMatches
 	}
-	if len(matches) > MaxMatches {
-		return nil, fmt.Errorf("bpfgen: %d matches, at most %d supported", len(matches), MaxMatches)
+	if n > MaxMatches {
+		return nil, fmt.Errorf("bpfgen: %d matches, at most %d supported", n, MaxMatches)
 	}
-	if len(dirs) > 1 {
-		d.name = "InboundAndResponses"
-	}
-	v4 := section4(matches, dirs)
-	v6 := section6(matches, dirs)
+	v4 := section4(tcp, udp, tcpDirs)
+	v6 := section6(tcp, udp, tcpDirs)
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: offEtherType, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv6, SkipFalse: 1},
@@ -119,14 +128,53 @@ func build(matches []Match, dirs ...direction) ([]bpf.RawInstruction, error) {
 	prog = append(prog, v4...)
 	prog = append(prog, v6...)
 	if len(prog) > maxInsns {
-		return nil, fmt.Errorf("bpfgen: %s: program of %d instructions exceeds the kernel limit of %d", d.name, len(prog), maxInsns)
+		return nil, fmt.Errorf("bpfgen: %s: program of %d instructions exceeds the kernel limit of %d", name, len(prog), maxInsns)
 	}
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		// Only a bug here can produce an unassemblable program.
-		return nil, fmt.Errorf("bpfgen: %s: assemble: %w", d.name, err)
+		return nil, fmt.Errorf("bpfgen: %s: assemble: %w", name, err)
 	}
 	return raw, nil
+}
+
+// dispatch returns the head of a section: load the protocol field with
+// load, then jump to the part of each protocol in parts (in order, laid
+// out after the head), or reject. Parts that are nil are left out.
+func dispatch(load bpf.Instruction, parts []part) []bpf.Instruction {
+	var live []part
+	for _, p := range parts {
+		if p.insns != nil {
+			live = append(live, p)
+		}
+	}
+	if live == nil {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	}
+	out := []bpf.Instruction{load}
+	// Each part costs two instructions here: "if equal, fall into the
+	// jump, else skip it". The jump skips the rest of the head and the
+	// parts before its own.
+	after := 2*len(live) + 1 // head instructions after the load
+	before := 0
+	for i, p := range live {
+		out = append(out,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: p.proto, SkipFalse: 1},
+			bpf.Jump{Skip: uint32(after - 2*(i+1) + before)},
+		)
+		before += len(p.insns)
+	}
+	out = append(out, bpf.RetConstant{Val: 0})
+	for _, p := range live {
+		out = append(out, p.insns...)
+	}
+	return out
+}
+
+// part is the code of one protocol in a section.
+type part struct {
+	proto uint32
+	insns []bpf.Instruction
 }
 
 // check is one "load a field, compare with a constant" step of a match.
@@ -148,33 +196,10 @@ func matchBlock(checks []check) []bpf.Instruction {
 	return append(out, bpf.RetConstant{Val: AcceptLen})
 }
 
-// section4 returns the IPv4 part of a program, entered with an IPv4
-// EtherType.
-func section4(matches []Match, dirs []direction) []bpf.Instruction {
-	var blocks []bpf.Instruction
-	for _, d := range dirs {
-		blocks = append(blocks, blocks4(matches, d)...)
-	}
-	if blocks == nil {
-		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
-	}
-	out := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: offIPv4Proto, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
-		bpf.RetConstant{Val: 0},
-		bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipFalse: 1}, // fragment offset != 0
-		bpf.RetConstant{Val: 0},
-		bpf.LoadMemShift{Off: offIP}, // X = 4 * IHL
-		// Both ports must be in the frame: a load beyond its end rejects.
-		bpf.LoadIndirect{Off: offIP + 2, Size: 2},
-	}
-	out = append(out, blocks...)
-	return append(out, bpf.RetConstant{Val: 0})
-}
-
-// blocks4 returns the IPv4 match blocks of one direction.
-func blocks4(matches []Match, d direction) []bpf.Instruction {
+// blocks4 returns the match blocks of an IPv4 section, entered with X set
+// to the IP header length, or nil for no match of the family. With
+// portless, only the addresses are checked (fragments after the first).
+func blocks4(matches []Match, d direction, portless bool) []bpf.Instruction {
 	var blocks []bpf.Instruction
 	for _, m := range matches {
 		a := m.Addr.Unmap()
@@ -186,7 +211,7 @@ func blocks4(matches []Match, d direction) []bpf.Instruction {
 			b := a.As4()
 			checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr4, Size: 4}, binary.BigEndian.Uint32(b[:])})
 		}
-		if m.Port != 0 {
+		if m.Port != 0 && !portless {
 			checks = append(checks, check{bpf.LoadIndirect{Off: offIP + d.port4, Size: 2}, uint32(m.Port)})
 		}
 		blocks = append(blocks, matchBlock(checks)...)
@@ -194,29 +219,44 @@ func blocks4(matches []Match, d direction) []bpf.Instruction {
 	return blocks
 }
 
-// section6 returns the IPv6 part of a program, entered with an IPv6
+// section4 returns the IPv4 part of a program, entered with an IPv4
 // EtherType.
-func section6(matches []Match, dirs []direction) []bpf.Instruction {
-	var blocks []bpf.Instruction
-	for _, d := range dirs {
-		blocks = append(blocks, blocks6(matches, d)...)
+func section4(tcp, udp []Match, tcpDirs []direction) []bpf.Instruction {
+	var tcpPart, udpPart []bpf.Instruction
+	var tb []bpf.Instruction
+	for _, d := range tcpDirs {
+		tb = append(tb, blocks4(tcp, d, false)...)
 	}
-	if blocks == nil {
-		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	if b := tb; b != nil {
+		tcpPart = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipFalse: 1}, // fragment offset != 0
+			bpf.RetConstant{Val: 0},
+			bpf.LoadMemShift{Off: offIP}, // X = 4 * IHL
+			// Both ports must be in the frame: a load beyond its end rejects.
+			bpf.LoadIndirect{Off: offIP + 2, Size: 2},
+		}
+		tcpPart = append(append(tcpPart, b...), bpf.RetConstant{Val: 0})
 	}
-	out := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipTrue: 1},
-		bpf.RetConstant{Val: 0},
-		// Both ports must be in the frame: a load beyond its end rejects.
-		bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2},
+	if b := blocks4(udp, dst, false); b != nil {
+		frag := append(blocks4(udp, dst, true), bpf.RetConstant{Val: 0})
+		udpPart = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
+			// A fragment after the first has no UDP header: its address
+			// decides.
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipFalse: 1},
+			bpf.Jump{Skip: uint32(3 + len(b))}, // to frag
+			bpf.LoadMemShift{Off: offIP},
+			bpf.LoadIndirect{Off: offIP + 2, Size: 2},
+		}
+		udpPart = append(append(append(udpPart, b...), bpf.RetConstant{Val: 0}), frag...)
 	}
-	out = append(out, blocks...)
-	return append(out, bpf.RetConstant{Val: 0})
+	return dispatch(bpf.LoadAbsolute{Off: offIPv4Proto, Size: 1}, []part{{protoTCP, tcpPart}, {protoUDP, udpPart}})
 }
 
-// blocks6 returns the IPv6 match blocks of one direction.
-func blocks6(matches []Match, d direction) []bpf.Instruction {
+// blocks6 returns the match blocks of an IPv6 section, or nil for no match
+// of the family; see blocks4.
+func blocks6(matches []Match, d direction, portless bool) []bpf.Instruction {
 	var blocks []bpf.Instruction
 	for _, m := range matches {
 		a := m.Addr.Unmap()
@@ -230,10 +270,37 @@ func blocks6(matches []Match, d direction) []bpf.Instruction {
 				checks = append(checks, check{bpf.LoadAbsolute{Off: d.addr6 + 4*w, Size: 4}, binary.BigEndian.Uint32(b[4*w:])})
 			}
 		}
-		if m.Port != 0 {
+		if m.Port != 0 && !portless {
 			checks = append(checks, check{bpf.LoadAbsolute{Off: offTCP6 + d.port4, Size: 2}, uint32(m.Port)})
 		}
 		blocks = append(blocks, matchBlock(checks)...)
 	}
 	return blocks
+}
+
+// section6 returns the IPv6 part of a program, entered with an IPv6
+// EtherType.
+func section6(tcp, udp []Match, tcpDirs []direction) []bpf.Instruction {
+	var tcpPart, udpPart, fragPart []bpf.Instruction
+	// Both ports must be in the frame: a load beyond its end rejects.
+	ports := bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2}
+	var tb []bpf.Instruction
+	for _, d := range tcpDirs {
+		tb = append(tb, blocks6(tcp, d, false)...)
+	}
+	if b := tb; b != nil {
+		tcpPart = append(append([]bpf.Instruction{ports}, b...), bpf.RetConstant{Val: 0})
+	}
+	if b := blocks6(udp, dst, false); b != nil {
+		udpPart = append(append([]bpf.Instruction{ports}, b...), bpf.RetConstant{Val: 0})
+		// Fragments of UDP (first or not): the address decides.
+		fragPart = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: offFrag6Next, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoUDP, SkipTrue: 1},
+			bpf.RetConstant{Val: 0},
+		}
+		fragPart = append(append(fragPart, blocks6(udp, dst, true)...), bpf.RetConstant{Val: 0})
+	}
+	return dispatch(bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
+		[]part{{protoTCP, tcpPart}, {protoUDP, udpPart}, {protoFrag6, fragPart}})
 }

@@ -99,6 +99,84 @@ func TestInbound(t *testing.T) {
 	}
 }
 
+func TestInboundTCPUDP(t *testing.T) {
+	udp := func(a netip.Addr, port uint16) frame {
+		src := client4
+		if a.Is6() {
+			src = client6
+		}
+		return frame{Src: src, Dst: a, Proto: 17, SPort: 40000, DPort: port, Payload: 20}
+	}
+	tcp := func(a netip.Addr, port uint16) frame {
+		f := udp(a, port)
+		f.Proto = 6
+		return f
+	}
+	frag4 := func(a netip.Addr, off uint16, proto uint8) frame {
+		return frame{Src: client4, Dst: a, Proto: proto, SPort: 1, DPort: 2, FragOff: off, MoreFrags: true}
+	}
+	frag6 := func(a netip.Addr, off uint16, proto uint8) frame {
+		return frame{Src: client6, Dst: a, Proto: proto, SPort: 1, DPort: 2, Frag6: true, Frag6Off: off}
+	}
+	dns := []bpfgen.Match{{server4, 53}, {server6, 53}}
+	tests := []struct {
+		name     string
+		tcp, udp []bpfgen.Match
+		f        frame
+		want     bool
+	}{
+		{"v4 udp", nil, dns, udp(server4, 53), true},
+		{"v4 udp wrong port", nil, dns, udp(server4, 54), false},
+		{"v4 udp wrong addr", nil, dns, udp(other4, 53), false},
+		{"v4 tcp to a udp match", nil, dns, tcp(server4, 53), false},
+		{"v4 udp to a tcp match", dns, nil, udp(server4, 53), false},
+		{"v4 both", []bpfgen.Match{{server4, 80}}, dns, tcp(server4, 80), true},
+		{"v4 both, udp", []bpfgen.Match{{server4, 80}}, dns, udp(server4, 53), true},
+		{"v4 both, udp to the tcp port", []bpfgen.Match{{server4, 80}}, dns, udp(server4, 80), false},
+		{"v4 udp ip options", nil, dns, frame{Src: client4, Dst: server4, Proto: 17, SPort: 1, DPort: 53, IPOpts: 12}, true},
+		{"v4 udp first fragment", nil, dns, frame{Src: client4, Dst: server4, Proto: 17, SPort: 1, DPort: 53, MoreFrags: true}, true},
+		{"v4 udp first fragment wrong port", nil, dns, frame{Src: client4, Dst: server4, Proto: 17, SPort: 1, DPort: 54, MoreFrags: true}, false},
+		{"v4 udp later fragment", nil, dns, frag4(server4, 185, 17), true},
+		{"v4 udp last fragment", nil, dns, frame{Src: client4, Dst: server4, Proto: 17, FragOff: 185}, true},
+		{"v4 udp later fragment other addr", nil, dns, frag4(other4, 185, 17), false},
+		{"v4 tcp later fragment", nil, dns, frag4(server4, 185, 6), false},
+		{"v4 udp later fragment, port-only match", nil, []bpfgen.Match{{Port: 53}}, frag4(other4, 185, 17), true},
+		{"v4 udp port-only", nil, []bpfgen.Match{{Port: 53}}, udp(other4, 53), true},
+		{"v6 udp", nil, dns, udp(server6, 53), true},
+		{"v6 udp wrong port", nil, dns, udp(server6, 54), false},
+		{"v6 udp wrong addr", nil, dns, udp(other6, 53), false},
+		{"v6 tcp to a udp match", nil, dns, tcp(server6, 53), false},
+		{"v6 both, tcp", []bpfgen.Match{{server6, 443}}, dns, tcp(server6, 443), true},
+		{"v6 both, udp", []bpfgen.Match{{server6, 443}}, dns, udp(server6, 53), true},
+		{"v6 udp first fragment", nil, dns, frag6(server6, 0, 17), true},
+		{"v6 udp later fragment", nil, dns, frag6(server6, 181, 17), true},
+		{"v6 udp fragment other addr", nil, dns, frag6(other6, 181, 17), false},
+		{"v6 tcp fragment", nil, dns, frag6(server6, 181, 6), false},
+		{"v6 udp fragment, tcp only", dns, nil, frag6(server6, 181, 17), false},
+		{"v6 udp fragment, port-only", nil, []bpfgen.Match{{Port: 53}}, frag6(other6, 181, 17), true},
+		{"v6 udp hop-by-hop", nil, dns, frame{Src: client6, Dst: server6, Proto: 17, DPort: 53, HopByHop: true}, false},
+		{"v4 udp, v6 match only", nil, []bpfgen.Match{{server6, 53}}, udp(server4, 53), false},
+		{"v6 fragment, v4 match only", nil, []bpfgen.Match{{server4, 53}}, frag6(server6, 181, 17), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prog, err := bpfgen.InboundTCPUDP(tt.tcp, tt.udp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := accepts(t, vm(t, prog), tt.f.Bytes()); got != tt.want {
+				t.Fatalf("InboundTCPUDP(%v, %v) accepts %v: got %v, want %v", tt.tcp, tt.udp, tt.f, got, tt.want)
+			}
+		})
+	}
+	if _, err := bpfgen.InboundTCPUDP(maxMatches(), []bpfgen.Match{{Port: 53}}); err == nil {
+		t.Error("more than MaxMatches in all accepted")
+	}
+	if _, err := bpfgen.InboundTCPUDP(nil, nil); err == nil {
+		t.Error("no matches accepted")
+	}
+}
+
 func TestResponsesFrom(t *testing.T) {
 	resp := func(from netip.Addr, port uint16) frame {
 		to := client4
@@ -252,6 +330,34 @@ func BenchmarkInbound(b *testing.B) {
 	for b.Loop() {
 		if _, err := bpfgen.Inbound(ms); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestInboundAndResponsesUDP: with the comparison, the online server's TCP
+// answers are taken too, its UDP answers are not; datagrams to the UDP
+// matches and their fragments still are.
+func TestInboundAndResponsesUDP(t *testing.T) {
+	web, dns := []bpfgen.Match{{server4, 80}, {server6, 80}}, []bpfgen.Match{{server4, 53}}
+	prog, err := bpfgen.InboundAndResponses(web, dns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		f    frame
+		want bool
+	}{
+		{"tcp request", frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80}, true},
+		{"tcp answer", frame{Src: server4, Dst: client4, Proto: 6, SPort: 80, DPort: 40000}, true},
+		{"tcp answer v6", frame{Src: server6, Dst: client6, Proto: 6, SPort: 80, DPort: 40000}, true},
+		{"udp query", frame{Src: client4, Dst: server4, Proto: 17, SPort: 40000, DPort: 53}, true},
+		{"udp answer", frame{Src: server4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000}, false},
+		{"udp later fragment", frame{Src: client4, Dst: server4, Proto: 17, FragOff: 185, MoreFrags: true}, true},
+		{"other tcp", frame{Src: client4, Dst: other4, Proto: 6, SPort: 40000, DPort: 80}, false},
+	} {
+		if got := accepts(t, vm(t, prog), c.f.Bytes()); got != c.want {
+			t.Errorf("%s: accepts %v, want %v", c.name, got, c.want)
 		}
 	}
 }

@@ -3,8 +3,11 @@
 //
 // [Inbound] builds "TCP to one of these address:port pairs" (tcpcopy's
 // -x [srcIP:]srcPort-dstIP:dstPort mappings select the traffic to copy by
-// its destination); [ResponsesFrom] builds "TCP from one of these
-// address:port pairs" (intercept selecting the target's responses).
+// its destination); [InboundTCPUDP] adds "UDP to one of these
+// address:port pairs, and the fragments of UDP datagrams to their
+// addresses" (tcpcopy's udp: mappings); [ResponsesFrom] builds "TCP from
+// one of these address:port pairs" (intercept selecting the target's
+// responses).
 // Free-form filters given by users are compiled with libpcap by package
 // pcapfilter instead.
 //
@@ -27,14 +30,29 @@
 //     destination options) are not matched; TCP does not use them in
 //     practice, and libpcap's port primitives do the same.
 //
-// A frame too short to hold the TCP ports never matches.
+// UDP matches ([InboundTCPUDP]) follow the same rules for whole datagrams
+// and first fragments (IPv4 protocol 17, IPv6 next header 17 right behind
+// the fixed header). Fragments after the first carry no UDP header, and
+// tcpcopy must see every fragment of a datagram to reassemble it, so
+// fragments of UDP are matched by address alone: an IPv4 packet of
+// protocol 17 with a non-zero fragment offset, and an IPv6 packet whose
+// fixed header is followed by a Fragment header naming UDP (first
+// fragments included), to the address of a UDP match, or to any address
+// when a UDP match has none. Fragments of other UDP services of that
+// address pass too; tcpcopy drops them after reassembly, by port.
+//
+// A frame too short to hold the TCP or UDP ports never matches, except a
+// UDP fragment after the first, which needs the fields up to its
+// destination address (none beyond the fragment fields for a match
+// without an address).
 //
 // For every frame that holds the TCP ports, a generated program agrees with libpcap's compilation of
 //
 //	tcp and ((dst port P1 and dst host H1) or (dst port P2) or ...)
 //
-// (src for ResponsesFrom); the tests check this on a table of real frames
-// and with a fuzz target. Where a [Match] has no port, libpcap would also
+// (src for ResponsesFrom), and an InboundTCPUDP program with the
+// expression of pcapExprUDP in its tests; the tests check this on a table
+// of real frames and with a fuzz target. Where a [Match] has no port, libpcap would also
 // accept IPv4 non-first fragments and IPv6 fragments of the address; these
 // programs do not.
 //
@@ -43,9 +61,9 @@
 //
 // # Size and cost
 //
-// At most [MaxMatches] matches are accepted; a program then has at most
-// 720 instructions, well under the kernel's limit of 4096
-// (BPF_MAXINSNS). Matching is linear in the number of matches. The
+// At most [MaxMatches] matches are accepted (TCP and UDP together); a
+// program then has at most 1300 instructions (720 with TCP matches only),
+// well under the kernel's limit of 4096 (BPF_MAXINSNS). Matching is linear in the number of matches. The
 // functions allocate and are meant for setup time; they are safe for
 // concurrent use.
 package bpfgen

@@ -58,6 +58,48 @@ func pcapTerms(ms []bpfgen.Match, dir string, terms []string, anyPort bool) ([]s
 	return terms, anyPort
 }
 
+// pcapExprUDP returns the tcpdump expression equivalent to an
+// InboundTCPUDP program: pcapExpr's for tcp, UDP by port and address, and
+// UDP fragments by address (IPv4 fragments after the first; any IPv6
+// fragment of UDP behind the fixed header).
+func pcapExprUDP(tcp, udp []bpfgen.Match) string {
+	var terms []string
+	if len(tcp) > 0 {
+		terms = append(terms, "("+pcapExpr(tcp, "dst")+")")
+	}
+	var whole, addrs []string
+	anyAddr := false
+	for _, m := range udp {
+		var parts []string
+		if m.Port != 0 {
+			parts = append(parts, fmt.Sprintf("dst port %d", m.Port))
+		}
+		if m.Addr.IsValid() {
+			parts = append(parts, fmt.Sprintf("dst host %s", m.Addr.Unmap()))
+			addrs = append(addrs, fmt.Sprintf("dst host %s", m.Addr.Unmap()))
+		} else {
+			anyAddr = true
+		}
+		if parts == nil {
+			parts = []string{"udp"}
+		}
+		whole = append(whole, "("+strings.Join(parts, " and ")+")")
+	}
+	// The same match as the program's order: only whole datagrams and
+	// first fragments through the port check (libpcap's udp port
+	// primitives exclude later IPv4 fragments, and look at IPv6 UDP right
+	// behind the fixed header).
+	terms = append(terms, "(udp and not (ip and ip[6:2] & 0x1fff != 0) and not (ip6 and ip6[6] != 17) and ("+strings.Join(whole, " or ")+"))")
+	addr := "(" + strings.Join(addrs, " or ") + ")"
+	if anyAddr {
+		addr = "(ip or ip6)"
+	}
+	terms = append(terms,
+		"(ip and ip[9] == 17 and ip[6:2] & 0x1fff != 0 and "+addr+")",
+		"(ip6 and ip6[6] == 44 and ip6[40] == 17 and "+addr+")")
+	return strings.Join(terms, " or ")
+}
+
 type program struct {
 	name   string
 	gen    *bpf.VM
@@ -81,11 +123,32 @@ func programs(tb testing.TB) []program {
 		{"max", maxMatches(bpfgen.Match{Addr: server4, Port: 80}, bpfgen.Match{Addr: other6})},
 	}
 	var out []program
+	udpSets := []struct {
+		name     string
+		tcp, udp []bpfgen.Match
+	}{
+		{"udp one v4", nil, []bpfgen.Match{{server4, 80}}},
+		{"udp mixed", []bpfgen.Match{{server4, 80}, {server6, 443}}, []bpfgen.Match{{server4, 22}, {server6, 1000}, {Port: 8080}}},
+		{"udp no ports", nil, []bpfgen.Match{{Addr: server4}, {Addr: server6, Port: 22}}},
+		{"udp any", []bpfgen.Match{{Addr: other4}}, []bpfgen.Match{{}}},
+	}
+	for _, s := range udpSets {
+		gen, err := bpfgen.InboundTCPUDP(s.tcp, s.udp)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		expr := pcapExprUDP(s.tcp, s.udp)
+		ref, err := pcapfilter.Compile(pcapfilter.LinkTypeEthernet, bpfgen.AcceptLen, expr)
+		if err != nil {
+			tb.Fatalf("%s: %v", expr, err)
+		}
+		out = append(out, program{name: s.name, gen: vm(tb, gen), pcap: vm(tb, ref), expr: expr, insns: len(gen), pcapIn: len(ref)})
+	}
 	for _, s := range sets {
 		for _, d := range []struct {
 			dir []string
 			fn  func([]bpfgen.Match) ([]bpf.RawInstruction, error)
-		}{{[]string{"dst"}, bpfgen.Inbound}, {[]string{"src"}, bpfgen.ResponsesFrom}, {[]string{"dst", "src"}, bpfgen.InboundAndResponses}} {
+		}{{[]string{"dst"}, bpfgen.Inbound}, {[]string{"src"}, bpfgen.ResponsesFrom}, {[]string{"dst", "src"}, func(ms []bpfgen.Match) ([]bpf.RawInstruction, error) { return bpfgen.InboundAndResponses(ms, nil) }}} {
 			if len(d.dir) > 1 && len(s.ms) > bpfgen.MaxMatches/2 {
 				continue // the maximal set: libpcap's program would be too long to compare
 			}
@@ -127,6 +190,10 @@ func comparisonFrames() [][]byte {
 			}
 			if a.Is4() {
 				fs = append(fs,
+					frame{Src: peer, Dst: a, Proto: 17, SPort: 40000, DPort: p, IPOpts: 8},
+					frame{Src: peer, Dst: a, Proto: 17, SPort: 40000, DPort: p, MoreFrags: true},
+					frame{Src: peer, Dst: a, Proto: 17, SPort: 40000, DPort: p, FragOff: 7, MoreFrags: true},
+					frame{Src: peer, Dst: a, Proto: 17, SPort: 40000, DPort: p, FragOff: 100},
 					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, IPOpts: 4},
 					frame{Src: a, Dst: peer, Proto: 6, SPort: p, DPort: 40000, IPOpts: 40},
 					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, MoreFrags: true},
@@ -135,6 +202,10 @@ func comparisonFrames() [][]byte {
 				)
 			} else {
 				fs = append(fs,
+					frame{Src: peer, Dst: a, Proto: 17, SPort: 40000, DPort: p, HopByHop: true},
+					frame{Src: peer, Dst: a, Proto: 17, SPort: 40000, DPort: p, Frag6: true},
+					frame{Src: peer, Dst: a, Proto: 17, SPort: 40000, DPort: p, Frag6: true, Frag6Off: 160},
+					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, Frag6: true, Frag6Off: 160},
 					frame{Src: peer, Dst: a, Proto: 6, SPort: 40000, DPort: p, HopByHop: true},
 					frame{Src: a, Dst: peer, Proto: 6, SPort: p, DPort: 40000, Frag6: true},
 				)
@@ -156,21 +227,44 @@ func comparisonFrames() [][]byte {
 }
 
 // holdsPorts reports whether an Ethernet frame carrying IPv4 or IPv6 holds
-// the TCP ports where a filter looks for them. On shorter frames libpcap's
-// result depends on the order its optimizer loads fields in (any load past
-// the end rejects the whole packet), so only bpfgen's rule is checked:
-// they never match (TestTruncated).
+// the TCP or UDP ports where a filter looks for them, or, for a fragment
+// after the first, the fields through the destination address (and an
+// IPv6 Fragment header's Next Header). On shorter frames libpcap's result
+// depends on the order its optimizer loads fields in (any load past the
+// end rejects the whole packet), so only bpfgen's rule is checked: they
+// never match (TestTruncated), except fragments, which a match without an
+// address accepts from the fragment fields on (fragmentMayMatch).
 func holdsPorts(b []byte) bool {
 	if len(b) < 14 {
 		return true // matched by neither
 	}
 	switch uint16(b[12])<<8 | uint16(b[13]) {
 	case 0x0800:
+		if len(b) >= 14+8 && (uint16(b[14+6])<<8|uint16(b[14+7]))&0x1fff != 0 {
+			return len(b) >= 14+20
+		}
 		return len(b) > 14 && len(b) >= 14+4*int(b[14]&0xf)+4
 	case 0x86dd:
+		if len(b) > 14+6 && b[14+6] == 44 {
+			return len(b) >= 14+41
+		}
 		return len(b) >= 14+40+4
 	}
 	return true
+}
+
+// fragmentMayMatch reports whether b, too short for holdsPorts, is a
+// fragment that a UDP match without an address may accept.
+func fragmentMayMatch(b []byte) bool {
+	switch {
+	case len(b) < 14+10:
+		return false
+	case b[12] == 0x08 && b[13] == 0x00:
+		return (uint16(b[14+6])<<8|uint16(b[14+7]))&0x1fff != 0
+	case b[12] == 0x86 && b[13] == 0xdd:
+		return b[14+6] == 44
+	}
+	return false
 }
 
 func TestAgreesWithLibpcap(t *testing.T) {
@@ -181,7 +275,7 @@ func TestAgreesWithLibpcap(t *testing.T) {
 			matched := 0
 			for _, b := range frames {
 				if !holdsPorts(b) {
-					if accepts(t, p.gen, b) {
+					if accepts(t, p.gen, b) && !fragmentMayMatch(b) {
 						t.Errorf("frame % x without the TCP ports matches", b)
 					}
 					continue
@@ -212,7 +306,7 @@ func FuzzAgreesWithLibpcap(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, p := range progs {
 			if !holdsPorts(b) {
-				if accepts(t, p.gen, b) {
+				if accepts(t, p.gen, b) && !fragmentMayMatch(b) {
 					t.Fatalf("%s: frame % x without the TCP ports matches", p.name, b)
 				}
 				continue
