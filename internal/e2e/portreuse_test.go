@@ -8,12 +8,12 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
 )
 
-// TestPortReuse runs short connections from eight fixed client ports, each
+// TestPortReuse runs short connections from four fixed client ports, each
 // taken again as soon as its previous connection closed (the server closes
 // first, so the client keeps no TIME_WAIT; when the client closed first,
 // Linux reuses its TIME_WAIT socket with an ISN above the old stream, and
 // the next connection's clock-based ISN is often below that one): 1,000
-// connections/s, one every 8 ms per port, while copying one takes 2-4 ms
+// connections/s, one every 4 ms per port, while copying one takes 2-4 ms
 // (the capture hand-over and the handshake through intercept) and more on
 // a busy machine, so the next connection on a 4-tuple often starts while
 // tcpcopy is still copying the previous one. Every
@@ -35,7 +35,7 @@ func TestPortReuse(t *testing.T) {
 		Tail: time.Second,
 		Load: load.Options{
 			Rate: 1000, Duration: 2 * time.Second, MaxRequests: 2000, Mode: load.Short,
-			BodySizes: []int{0, 100, 2000}, Concurrency: 8, ReusePorts: true,
+			BodySizes: []int{0, 100, 2000}, Concurrency: 4, ReusePorts: true,
 		},
 	}
 	rep, online, target := run(t, cfg)
