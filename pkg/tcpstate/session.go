@@ -191,6 +191,7 @@ type session struct {
 	reqCounted  bool // the current request's first data segment was counted
 	handshaking bool // counted in Table.handshakes
 	staleReset  bool // a stale ACK to our SYN was reset and the SYN sent again
+	rewritten   bool // a protocol layer rewrote the stream (rewritten.go)
 }
 
 // finSent reports whether our FIN has gone out.
