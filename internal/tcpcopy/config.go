@@ -567,6 +567,8 @@ type Config struct {
 	// (--capture-timeout, whole milliseconds, 1 ms..1 s): the capture's
 	// wake-ups against the copies' delay.
 	CaptureTimeout time.Duration
+	// MySQL is the MySQL module (--protocol mysql, docs/mysql.md).
+	MySQL MySQLConfig
 }
 
 // DefaultAckDelay is the default of --ack-delay: short enough for any
@@ -742,6 +744,9 @@ func (c *Config) validateRanges() error {
 	}
 	if c.StallTimeout < minStall || c.StallTimeout > maxStall {
 		return fmt.Errorf("option --stall-timeout: %v is not between %v and %v", c.StallTimeout, minStall, maxStall)
+	}
+	if err := c.validateMySQL(); err != nil {
+		return err
 	}
 	if err := c.validateCompare(); err != nil {
 		return err

@@ -91,6 +91,10 @@ func (e *engine) logStats(time.Time) {
 	if s.cmp.On {
 		attrs = verdictAttrs(&s.cmp.Stats, attrs)
 	}
+	if e.cfg.MySQL.On {
+		ms := e.mysqlSnapshot()
+		attrs = mysqlAttrs(&ms, attrs, false)
+	}
 	e.log.Info("stats", attrs...)
 }
 
@@ -313,6 +317,10 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 		if n := s.cmp.Stats.Verdicts[compare.NotCompared]; n > 0 {
 			attrs = append(attrs, "not_compared_why", notComparedText(&s.cmp.Stats))
 		}
+	}
+	if e.cfg.MySQL.On {
+		ms := e.mysqlSnapshot()
+		attrs = mysqlAttrs(&ms, attrs, true)
 	}
 	for o := range tcpstate.NumOutcomes {
 		if tcpstate.Outcome(o) == tcpstate.Reproduced {
