@@ -112,7 +112,7 @@ func Command() *cli.Command {
 		// Never os.Exit from inside: deferred cleanups must run.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Commands: []*cli.Command{runCommand(), benchCommand(), cleanupCommand(),
-			serveCommand(), loadCommand(), watchCommand(), scrapeCommand(), sendbenchCommand()},
+			serveCommand(), loadCommand(), watchCommand(), scrapeCommand(), sendbenchCommand(), mysqlLoadCommand()},
 	}
 }
 
@@ -272,11 +272,15 @@ func runCommand() *cli.Command {
 		&cli.FloatFlag{Name: "loss-response", Usage: "percent of TCP frames dropped at random from target to assistant (0..100, resolution 0.01)"},
 		&cli.StringFlag{Name: "pcap", Usage: "record the client side of the run (online's to-client) with tcpdump into this pcap file"},
 	)
+	flags = append(flags, mysqlFlags()...)
 	return &cli.Command{
 		Name:  "run",
 		Usage: "build the lab, run servers, copy binaries and load, report the copy fidelity",
 		Flags: flags,
 		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Bool("mysql") {
+				return runMySQL(ctx, cmd)
+			}
 			log := newLogger(cmd)
 			if cmd.Bool("demo") {
 				if err := applyDemoDefaults(cmd); err != nil {
