@@ -671,3 +671,9 @@ func (c *Conn) unblock(now int64, out Output) {
 
 // le32 reads a little-endian uint32.
 func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
+
+// Started reports whether the Conn began with a captured SYN of sequence
+// number isn (a retransmitted SYN is not a new connection).
+func (c *Conn) Started(isn uint32) bool {
+	return c.captured && c.capISN == seqnum.Value(isn) && c.phase != phDead
+}
