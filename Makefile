@@ -54,8 +54,9 @@ fuzz: deps
 
 # the whole copy in four network namespaces, with a report (docs/lab.md);
 # about 15 s, root only; leaves no namespace, process or interface behind.
+# ARGS adds flags: make demo ARGS=--mysql copies MySQL (docs/mysql.md).
 demo: build
-	$(BIN)/tcpcopy-lab run --demo
+	$(BIN)/tcpcopy-lab run --demo $(ARGS)
 
 # the performance goals (tcpcopy CPU per 10k requests at fixed rates, five
 # runs each), the client-stack matrix (every labrun.ClientStacks row live,

@@ -2,8 +2,9 @@
 # deps.sh installs what building and testing need on a fresh Debian machine:
 # libpcap headers (the one cgo package compiles tcpdump filters with
 # libpcap), iproute2 (the namespace lab), ethtool, nftables (the lab's
-# random loss), tcpdump (the lab's client-side recordings) and shellcheck
-# (the route-setup script is checked by a test). It only installs what is
+# random loss), tcpdump (the lab's client-side recordings), shellcheck
+# (the route-setup script is checked by a test) and mariadb-server (the
+# MySQL lab and its tests: docs/mysql.md). It only installs what is
 # missing, and only as root; otherwise it says what to install.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server mariadb-client)
 
 if ((${#missing[@]} == 0)); then
 	exit 0
