@@ -55,12 +55,12 @@ fuzz: deps
 # the whole copy in four network namespaces, with a report (docs/lab.md),
 # the target answering differently for 30 of 1000 requests so that the
 # response comparison has something to find; about 15 s, root only; leaves
-# no namespace, process or interface behind. The target is the lab's
-# recorder; another target server, for example nginx:
-# make demo DEMO_ARGS='--target-server nginx-kr100'.
-DEMO_ARGS ?=
+# no namespace, process or interface behind. ARGS adds flags: another
+# target server, for example nginx: make demo ARGS='--target-server
+# nginx-kr100'; make demo ARGS=--mysql copies MySQL (docs/mysql.md).
+ARGS ?=
 demo: build
-	$(BIN)/tcpcopy-lab run --demo $(DEMO_ARGS)
+	$(BIN)/tcpcopy-lab run --demo $(ARGS)
 
 # the performance goals (tcpcopy CPU per 10k requests at fixed rates, five
 # runs each), the client-stack matrix (every labrun.ClientStacks row live,

@@ -4,10 +4,11 @@
 # libpcap), iproute2 (the namespace lab), ethtool, nftables (the lab's
 # random loss), tcpdump (the lab's client-side recordings), nginx-light (the
 # lab's nginx target servers), shellcheck (the route-setup script is checked
-# by a test), and chromium with a font (the page test opens tcpcopy's live
-# page in headless Chromium; about 100 MB, installed once, never upgraded
-# here). It only installs what is missing, and only as root; otherwise it
-# says what to install.
+# by a test), chromium with a font (the page test opens tcpcopy's live page
+# in headless Chromium; about 100 MB, installed once, never upgraded here)
+# and mariadb-server (the MySQL lab and its tests: docs/mysql.md). It only
+# installs what is missing, and only as root; otherwise it says what to
+# install.
 set -euo pipefail
 
 missing=()
@@ -23,6 +24,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
 # Debian puts nginx in /usr/sbin, not on every PATH.
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server mariadb-client)
 
 if ((${#missing[@]} == 0)); then
 	exit 0

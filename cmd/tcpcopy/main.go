@@ -106,6 +106,11 @@ func newCommand(run starter) *cli.Command {
 			&cli.StringSliceFlag{Name: "compare-mask", Usage: "replace what this `regexp` matches in response bodies before comparing them (repeatable; bodies within --compare-bytes)"},
 			&cli.StringFlag{Name: "diff-log", Usage: "write the responses that differ or are missing to this `file`, JSON Lines, rotated"},
 			&cli.IntFlag{Name: "diff-log-size", Value: def.DiffLogMB, Usage: "rotate the diff log at this size, `MB` (keeps 3 older files)"},
+			&cli.StringFlag{Name: "protocol", Usage: "copy as `protocol`: tcp (default), or mysql (logins redone, pooled connections joined, statement ids mapped; docs/mysql.md) for every mapping, or mysql:PORT[,PORT] for the mappings with those online ports"},
+			&cli.StringFlag{Name: "mysql-users", Usage: "with --protocol mysql: `file` of user:password lines for the target (mode 600)", TakesFile: true},
+			&cli.StringFlag{Name: "mysql-default-user", Usage: "with --protocol mysql: `user` that logs in connections joined mid-way when no login of their client address was captured"},
+			&cli.StringFlag{Name: "mysql-default-db", Usage: "with --mysql-default-user: its default `database`"},
+			&cli.BoolFlag{Name: "mysql-read-only", Usage: "with --protocol mysql: copy no statement that changes data (warming a replica)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: def.StallTimeout, Usage: "end a session that made no progress this long while the target kept answering (outcome reason stalled), 1s..1h"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) to this `file` until exit (diagnostics)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics (/metrics) and the live page (/, /api/status) on this `host:port`"},
@@ -286,6 +291,13 @@ func configFrom(c *cli.Command) (tcpcopy.Config, error) {
 	cfg.DiffLog = c.String("diff-log")
 	cfg.DiffLogMB = int(c.Int("diff-log-size"))
 	cfg.CaptureTimeout = c.Duration("capture-timeout")
+	on, ports, err := tcpcopy.ParseProtocol(c.String("protocol"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.MySQL = tcpcopy.MySQLConfig{On: on, Ports: ports, UsersFile: c.String("mysql-users"),
+		DefaultUser: strings.TrimSpace(c.String("mysql-default-user")), DefaultDB: strings.TrimSpace(c.String("mysql-default-db")),
+		ReadOnly: c.Bool("mysql-read-only")}
 	cfg.MetricsAddr = strings.TrimSpace(c.String("metrics-addr"))
 	cfg.StatsInterval = c.Duration("stats-interval")
 	if err := cliutil.CheckLogOptions(c.String("log-format"), c.String("log-level")); err != nil {

@@ -638,6 +638,8 @@ type Config struct {
 	// its offline file) and serves its metrics: the daemon's readiness for
 	// -d.
 	Ready func()
+	// MySQL is the MySQL module (--protocol mysql, docs/mysql.md).
+	MySQL MySQLConfig
 }
 
 // DefaultAckDelay is the default of --ack-delay: short enough for any
@@ -823,6 +825,9 @@ func (c *Config) validateRanges() error {
 	}
 	if c.StallTimeout < minStall || c.StallTimeout > maxStall {
 		return fmt.Errorf("option --stall-timeout: %v is not between %v and %v", c.StallTimeout, minStall, maxStall)
+	}
+	if err := c.validateMySQL(); err != nil {
+		return err
 	}
 	if err := c.validateCompare(); err != nil {
 		return err

@@ -15,6 +15,9 @@ import (
 // metric is described in docs/metrics.md; keep the two in step).
 func (e *engine) register(reg prometheus.Registerer) {
 	reg.MustRegister(newCollector(e))
+	if e.cfg.MySQL.On {
+		reg.MustRegister(newMySQLCollector(e))
+	}
 }
 
 // snapshot is everything the metrics, the stats line, the warnings and the

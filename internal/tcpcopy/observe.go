@@ -92,6 +92,10 @@ func (e *engine) logStats(time.Time) {
 	if s.cmp.On {
 		attrs = verdictAttrs(&s.cmp.Stats, attrs)
 	}
+	if e.cfg.MySQL.On {
+		ms := e.mysqlSnapshot()
+		attrs = mysqlAttrs(&ms, attrs, false)
+	}
 	e.log.Info("stats", e.udpAttrs(attrs)...)
 }
 
@@ -330,6 +334,10 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 		}
 	}
 	attrs = e.udpAttrs(attrs)
+	if e.cfg.MySQL.On {
+		ms := e.mysqlSnapshot()
+		attrs = mysqlAttrs(&ms, attrs, true)
+	}
 	for o := range tcpstate.NumOutcomes {
 		if tcpstate.Outcome(o) == tcpstate.Reproduced {
 			continue

@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				// The online server's answers leave this host: captured
 				// for the comparison. Our own copies are never taken for
 				// client packets (captureLoop).
-				IgnoreOutgoing: cfg.CompareBytes == 0,
+				IgnoreOutgoing: !cfg.wantOnline(),
 				BlockTimeout:   cfg.CaptureTimeout,
 			})
 			if err != nil {
@@ -83,6 +83,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	e := newEngine(&cfg, snd, log)
 	e.sources = sources
+	if err := e.enableMySQL(log); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -224,7 +227,7 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 		tcp, udp = anyMatch(tcp), anyMatch(udp)
 	}
 	build := bpfgen.InboundTCPUDP
-	if cfg.CompareBytes > 0 {
+	if cfg.wantOnline() {
 		build = bpfgen.InboundAndResponses // the online server's TCP answers too
 	}
 	prog, err := build(tcp, udp)
@@ -311,7 +314,7 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		Servers:        cfg.Intercepts,
 		ConnsPerServer: cfg.ConnsPerIntercept,
 		WireVersion:    cfg.WireVersion,
-		Compare:        cfg.CompareBytes,
+		Compare:        cfg.linkWindow(),
 		Fallback:       wire.Format{Version: wire.Version6, Combined: cfg.Combined, Payload: cfg.RespPayload},
 		Lonely:         cfg.Lonely,
 		Secret:         cfg.Secret,
@@ -439,7 +442,7 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 	}
 	m, ok := e.rw.match(p.Dst)
 	if !ok {
-		if e.cmp != nil && e.response(data, p, b, pass, now) {
+		if e.cfg.wantOnline() && e.response(data, p, b, pass, now) {
 			return
 		}
 		e.unmatched.Add(1)
@@ -481,7 +484,7 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 func (e *engine) handleOutgoing(data []byte, p *ipmangle.Parsed, b *batch, now int64) {
 	e.captured.Add(1)
 	p.Decode(data)
-	if !p.Valid || e.cmp == nil || !e.response(data, p, b, 0, now) {
+	if !p.Valid || !e.cfg.wantOnline() || !e.response(data, p, b, 0, now) {
 		e.unmatched.Add(1)
 	}
 }

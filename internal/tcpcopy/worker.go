@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
+	"github.com/tcpcopy-go/tcpcopy/internal/mysqlcopy"
 	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
 	"github.com/tcpcopy-go/tcpcopy/pkg/inject"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
@@ -83,6 +84,9 @@ type worker struct {
 	// cmp is the response comparison of the worker's sessions; nil when
 	// it is off.
 	cmp *compareState
+	// my is the MySQL module of the worker's MySQL sessions; nil when it
+	// is off (mysql.go).
+	my *mysqlState
 	// refused holds the headers of the packets the kernel refused as too
 	// big in this batch, for the table to send their data again in
 	// smaller segments when the batch ends (the table cannot be called
@@ -92,6 +96,8 @@ type worker struct {
 	statsMu  sync.Mutex
 	stats    tcpstate.Stats
 	cmpStats compare.Stats
+	myStats  mysqlcopy.Stats
+	myConns  int
 }
 
 // refusal is the start of a packet refused as too big: its IP and TCP
@@ -243,7 +249,7 @@ func (w *worker) AnswerPending(k tcpstate.Key) bool {
 
 // Route implements tcpstate.Output.
 func (w *worker) Route(k tcpstate.Key, add bool) bool {
-	if w.cmp != nil {
+	if w.cmp != nil && (w.my == nil || !w.my.handles(k)) {
 		w.cmp.route(k, add)
 	}
 	op := wire.RouteAdd
@@ -275,6 +281,8 @@ func (w *worker) client(now, at int64, k tcpstate.Key, pkt []byte, p *ipmangle.P
 	}
 	switch {
 	case !p.Valid:
+	case w.my != nil && w.my.handles(k):
+		w.my.client(now, k, pkt, p) // MySQL: the module feeds the table
 	case backedUp && p.Flags&ipmangle.SYN != 0 && p.Flags&ipmangle.ACK == 0:
 		w.overload.Add(1)
 		w.tab.Overload(true)
@@ -294,7 +302,12 @@ func (w *worker) client(now, at int64, k tcpstate.Key, pkt []byte, p *ipmangle.P
 // through the response comparison.
 func (w *worker) online(now int64, k tcpstate.Key, p *ipmangle.Parsed, payload []byte) {
 	w.mu.Lock()
-	w.cmp.online(now, k, p, payload)
+	if w.cmp != nil {
+		w.cmp.online(now, k, p, payload)
+	}
+	if w.my != nil && w.my.handles(k) {
+		w.my.online(now, k, p, payload)
+	}
 	w.mu.Unlock()
 }
 
@@ -308,6 +321,9 @@ func (w *worker) response(now int64, k tcpstate.Key, p *ipmangle.Parsed, rec *wi
 		w.cmp.target(now, k, p, rec.PayloadLen, rec.Prefix, rec.Hash, rec.Hashed)
 	}
 	w.tab.Response(now, k, p, rec.PayloadLen)
+	if w.my != nil && w.my.handles(k) {
+		w.my.target(now, k, p, rec)
+	}
 	w.mu.Unlock()
 }
 
@@ -368,6 +384,11 @@ func (w *worker) run(ctx context.Context) {
 			if w.cmp != nil {
 				w.cmp.tick(w.now())
 			}
+			if w.my != nil {
+				now := w.now()
+				w.my.tick(now)
+				w.endBatchLocked(now)
+			}
 			w.publish()
 			w.mu.Unlock()
 		case <-ctx.Done():
@@ -402,9 +423,15 @@ func (w *worker) publish() {
 	if w.cmp != nil {
 		cs = w.cmp.eng.Stats()
 	}
+	var ms mysqlcopy.Stats
+	conns := 0
+	if w.my != nil {
+		ms, conns = w.my.st, len(w.my.conns)
+	}
 	w.statsMu.Lock()
 	w.stats = st
 	w.cmpStats = cs
+	w.myStats, w.myConns = ms, conns
 	w.statsMu.Unlock()
 }
 

@@ -53,6 +53,12 @@ const (
 	// OnlyFullSessions, the data of a connection whose SYN was not
 	// captured. No session ends with it.
 	ReasonNoSYN
+	// ReasonRefused: a protocol layer refused to go on with the session
+	// (Table.Abort; tcpcopy's MySQL module counts its own reasons).
+	ReasonRefused
+	// ReasonTargetClosed: the target closed or reset a Rewritten session
+	// with data pending; it is not connected to again.
+	ReasonTargetClosed
 	numReasons
 )
 
@@ -73,6 +79,8 @@ var reasonNames = [numReasons]string{
 	ReasonOverload:      "overload",
 	ReasonStalled:       "stalled",
 	ReasonNoSYN:         "no_syn",
+	ReasonRefused:       "refused",
+	ReasonTargetClosed:  "target_closed",
 }
 
 func (r Reason) String() string {

@@ -323,6 +323,10 @@ func (t *Table) targetClosed(s *session, now int64, rst bool) {
 // the target acknowledging anything new end the session
 // (ReasonReconnects).
 func (t *Table) reconnect(s *session, now int64, rst bool) {
+	if s.rewritten {
+		t.finish(s, now, ReasonTargetClosed, rst)
+		return
+	}
 	if int(s.reconnects) >= t.cfg.MaxReconnects {
 		t.finish(s, now, ReasonReconnects, rst)
 		return

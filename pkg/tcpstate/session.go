@@ -178,7 +178,7 @@ type session struct {
 	maxSeg uint16
 	// nheld counts the acknowledged segments of the current request held
 	// at the front of the queue until the target answers (unanswered.go).
-	nheld uint16
+	nheld uint8
 
 	dupAcks    uint8
 	backoff    uint8
@@ -205,6 +205,7 @@ type session struct {
 	heldOff     bool // the current request is not held: too big, or sent again already
 	answered    bool // the target sent data since the current request went
 	http        bool // the client sends HTTP/1 requests (segment.msg)
+	rewritten   bool // a protocol layer rewrote the stream (rewritten.go)
 }
 
 // finSent reports whether our FIN has gone out.

@@ -469,7 +469,7 @@ func (t *Table) uncopyTomb(s *session, p *ipmangle.Parsed) {
 // Continuing mid-request would send the target a torn request; retrying on
 // every packet would fail once per packet while the target is down.
 func (t *Table) retryTomb(s *session, now int64, p *ipmangle.Parsed) bool {
-	return p.PayloadLen > 0 && p.Flags&(ipmangle.SYN|ipmangle.RST) == 0 && p.Flags&ipmangle.ACK != 0 &&
+	return !s.rewritten && p.PayloadLen > 0 && p.Flags&(ipmangle.SYN|ipmangle.RST) == 0 && p.Flags&ipmangle.ACK != 0 &&
 		s.reqAckSet && s.reqAck.LessThan(seqnum.Value(p.Ack)) && now-s.lastTarget >= int64(tombRetry) &&
 		!t.cfg.OnlyFullSessions
 }

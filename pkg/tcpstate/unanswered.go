@@ -15,8 +15,8 @@ package tcpstate
 // the request went out), and a connection the target closes or resets
 // before that carries them again on the new connection, once (heldOff
 // then stops a loop with a target that closes on that request every
-// time). Holding stops at heldMaxBytes per session: a bigger request (an
-// upload) is not held, and the rare loss there is left to the outcome
+// time). Holding stops at heldMaxBytes (and 255 segments) per session: a
+// bigger request (an upload) is not held, and the rare loss there is left to the outcome
 // counts. Pacing off (Config.NoWait) holds nothing: requests overlap the
 // answers by design there.
 //
@@ -32,7 +32,10 @@ package tcpstate
 // line (findHTTPRequest). A request that follows a chunked body in the
 // packet that starts it stays with it.
 
-import "bytes"
+import (
+	"bytes"
+	"math"
+)
 
 // heldMaxBytes bounds the buffers a session holds for an unanswered
 // request.
@@ -44,7 +47,7 @@ const heldMaxBytes = 64 << 10
 func (t *Table) hold(s *session, n int) {
 	h := int(s.nheld)
 	keep := s.waiting && !s.heldOff && s.reqCounted && !s.answered &&
-		(h+n)*t.segs.size <= heldMaxBytes
+		(h+n)*t.segs.size <= heldMaxBytes && h+n <= math.MaxUint8
 	if keep && h == 0 {
 		// Only a whole request goes again: from its first segment, and
 		// for an HTTP client from its request line (an acknowledgement
@@ -61,7 +64,7 @@ func (t *Table) hold(s *session, n int) {
 		}
 	}
 	if keep {
-		s.nheld += uint16(n)
+		s.nheld += uint8(n)
 		return
 	}
 	if !s.answered {

@@ -114,7 +114,7 @@ func Command() *cli.Command {
 		// Never os.Exit from inside: deferred cleanups must run.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Commands: []*cli.Command{runCommand(), benchCommand(), cleanupCommand(),
-			serveCommand(), loadCommand(), watchCommand(), scrapeCommand(), sendbenchCommand(), hostileCommand()},
+			serveCommand(), loadCommand(), watchCommand(), scrapeCommand(), sendbenchCommand(), hostileCommand(), mysqlLoadCommand()},
 	}
 }
 
@@ -330,11 +330,15 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "target-server", Usage: "the target's server (" + labrun.TargetServerNames() + "; default recorder): nginx in front of the recorder, or a recorder that closes connections or accepts slowly"},
 		&cli.StringFlag{Name: "nginx-bin", Usage: "nginx binary for the nginx target servers (default: nginx on PATH, or /usr/sbin/nginx)"},
 	)
+	flags = append(flags, mysqlFlags()...)
 	return &cli.Command{
 		Name:  "run",
 		Usage: "build the lab, run servers, copy binaries and load, report the copy fidelity",
 		Flags: flags,
 		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Bool("mysql") {
+				return runMySQL(ctx, cmd)
+			}
 			log := newLogger(cmd)
 			if cmd.Bool("demo") {
 				if err := applyDemoDefaults(cmd); err != nil {

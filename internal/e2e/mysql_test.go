@@ -1,0 +1,114 @@
+package e2e
+
+// MySQL copies with real MariaDB servers (Debian's mariadb-server, one on
+// online and one on the target, each with its own data directory, started
+// and killed by the lab) and a real client (go-sql-driver/mysql), through
+// the real tcpcopy --protocol mysql and intercept (package mysqllab). The
+// client's pool logs in before tcpcopy starts, so its connections are
+// joined mid-way; a second pool logs in while tcpcopy runs, so its login is
+// redone. Statements are counted in both servers' general logs.
+
+import (
+	"context"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/mysqllab"
+	"github.com/tcpcopy-go/tcpcopy/internal/testbin"
+)
+
+func needMariaDB(t *testing.T) {
+	t.Helper()
+	needRoot(t)
+	for _, p := range []string{"mariadbd", "mariadb-install-db", "mariadb", "tcpdump"} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("%s is not installed (scripts/deps.sh installs it)", p)
+		}
+	}
+}
+
+func mysqlRun(t *testing.T, cfg mysqllab.Config) *mysqllab.Report {
+	t.Helper()
+	cfg.TcpcopyBin = testbin.Build(t, "tcpcopy")
+	cfg.InterceptBin = testbin.Build(t, "intercept")
+	if cfg.Dir == "" {
+		cfg.Dir = keepDir(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := mysqllab.Run(ctx, cfg, log)
+	if err != nil {
+		t.Fatalf("mysql lab: %v", err)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	t.Log(b.String())
+	return rep
+}
+
+// checkMySQL checks that the target ran exactly the statements it should.
+func checkMySQL(t *testing.T, rep *mysqllab.Report) {
+	t.Helper()
+	if rep.Expected == 0 || rep.MissingN != 0 || rep.UnexpectedN != 0 || rep.TargetStatements != rep.Expected {
+		t.Errorf("target ran %d marked statements, want %d: %d missing %v, %d unexpected %v",
+			rep.TargetStatements, rep.Expected, rep.MissingN, rep.Missing, rep.UnexpectedN, rep.Unexpected)
+	}
+	if rep.TcpcopyExit != "" {
+		t.Errorf("tcpcopy: %s", rep.TcpcopyExit)
+	}
+}
+
+func TestMySQLCopy(t *testing.T) {
+	needMariaDB(t)
+	rep := mysqlRun(t, mysqllab.Config{})
+	checkMySQL(t, rep)
+	if rep.Load.Errors != 0 || rep.Load.Pooled == 0 || rep.Load.FreshConns == 0 {
+		t.Errorf("load %+v", rep.Load)
+	}
+	if rep.OnlineTable != rep.TargetTable || rep.TargetTable == "" {
+		t.Errorf("tables differ:\nonline:\n%s\ntarget:\n%s", rep.OnlineTable, rep.TargetTable)
+	}
+	m := rep.Metrics
+	if m[`tcpcopy_mysql_sessions_total{kind="joined"}`] < 1 || m[`tcpcopy_mysql_sessions_total{kind="captured_login"}`] < 1 ||
+		m[`tcpcopy_mysql_prepares_mapped_total`] < 1 || m[`tcpcopy_mysql_statement_ids_rewritten_total`] < 1 {
+		t.Errorf("metrics: %v", m)
+	}
+	for k := range m {
+		if strings.HasPrefix(k, "tcpcopy_mysql_refused_total") || strings.HasPrefix(k, "tcpcopy_mysql_commands_dropped_total") {
+			t.Errorf("%s = %v", k, m[k])
+		}
+	}
+}
+
+func TestMySQLReadOnly(t *testing.T) {
+	needMariaDB(t)
+	rep := mysqlRun(t, mysqllab.Config{ReadOnly: true})
+	checkMySQL(t, rep)
+	if rep.TargetTable != "" {
+		t.Errorf("the target's table changed:\n%s", rep.TargetTable)
+	}
+	if rep.Metrics[`tcpcopy_mysql_commands_dropped_total{reason="read_only"}`] < float64(rep.Load.Writes) {
+		t.Errorf("read-only drops: %v, the load wrote %d times", rep.Metrics, rep.Load.Writes)
+	}
+}
+
+// TestMySQLOffline records the live copy's client side with tcpdump and
+// replays the recording with tcpcopy -i FILE against a fresh target.
+func TestMySQLOffline(t *testing.T) {
+	needMariaDB(t)
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "mysql.pcap")
+	live := mysqlRun(t, mysqllab.Config{Pcap: pcap, Dir: filepath.Join(dir, "live")})
+	checkMySQL(t, live)
+	rep := mysqlRun(t, mysqllab.Config{Offline: pcap, OnlineLog: filepath.Join(dir, "live", "mariadb-online", "general.log"),
+		Dir: filepath.Join(dir, "offline")})
+	checkMySQL(t, rep)
+	if rep.TargetTable != live.OnlineTable {
+		t.Errorf("replayed table:\n%s\nonline:\n%s", rep.TargetTable, live.OnlineTable)
+	}
+}

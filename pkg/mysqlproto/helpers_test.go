@@ -1,0 +1,8 @@
+package mysqlproto
+
+import (
+	"crypto/sha1"
+	"hash"
+)
+
+func sha1New() hash.Hash { return sha1.New() }
