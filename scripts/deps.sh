@@ -24,7 +24,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
 # Debian puts nginx in /usr/sbin, not on every PATH.
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
-command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server mariadb-client)
+command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] || missing+=(mariadb-server mariadb-client)
 
 if ((${#missing[@]} == 0)); then
 	exit 0
