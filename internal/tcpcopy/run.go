@@ -330,6 +330,7 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		AckDelay:         cfg.AckDelay,
 		StallTimeout:     cfg.StallTimeout,
 		OnlyFullSessions: cfg.OnlyFullSessions,
+		AnswerLengths:    e.cmp != nil,
 	}
 	if e.cmp != nil {
 		e.diffs = newDiffSink()

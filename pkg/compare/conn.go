@@ -78,6 +78,9 @@ type acc struct {
 	hash    uint64
 	buf     []byte // the first Config.Bytes bytes: buf[:have] are known
 	have    int
+	// total is the answer's length from its head (TargetPending): 0 not
+	// known yet, -1 none (no Content-Length, chunked, no body).
+	total int64
 }
 
 // slot is one request and both answers to it.
@@ -347,13 +350,19 @@ func (c *Conn) TargetPending() bool {
 		if a.done || a.broken {
 			return false
 		}
-		h := &c.e.heads[1]
-		parseHead(a.buf[:a.have], h)
-		if !h.ok || h.status == 204 || h.status == 304 || bytes.HasPrefix(s.req.line[:s.req.lineN], []byte("HEAD ")) {
-			return false
+		if a.total == 0 {
+			h := &c.e.heads[1]
+			parseHead(a.buf[:a.have], h)
+			if !h.ok {
+				return false // not known yet
+			}
+			a.total = -1
+			if body, ok := contentLength(a.buf, h); ok && h.status != 204 && h.status != 304 &&
+				!bytes.HasPrefix(s.req.line[:s.req.lineN], []byte("HEAD ")) {
+				a.total = int64(h.length) + body
+			}
 		}
-		body, ok := contentLength(a.buf, h)
-		return ok && int64(a.next.Sub(a.start)) < int64(h.length)+body
+		return a.total > 0 && int64(a.next.Sub(a.start)) < a.total
 	}
 	return false
 }

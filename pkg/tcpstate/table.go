@@ -88,6 +88,10 @@ type Config struct {
 	// ResponseWait is the longest time a request is held for the target's
 	// response to the previous one. Default 1 s.
 	ResponseWait time.Duration
+	// AnswerLengths makes the pacing ask Output.AnswerPending whether the
+	// target's answer goes on (the response comparison knows answer
+	// lengths); off, it is never asked.
+	AnswerLengths bool
 	// TimeWait is how long a closed session lingers to acknowledge the
 	// target's retransmitted FIN. Default 2 s.
 	TimeWait time.Duration

@@ -254,7 +254,7 @@ var httpVersion = []byte(" HTTP/1.")
 // target's answer is known to go on (Output.AnswerPending) and its last
 // bytes came less than Config.ResponseWait ago; it arms the pacing timer.
 func (t *Table) answerPending(s *session, now int64) bool {
-	if !s.answered || !t.out.AnswerPending(s.key.key()) {
+	if !t.cfg.AnswerLengths || !s.answered || !t.out.AnswerPending(s.key.key()) {
 		return false
 	}
 	limit := s.lastRespAt + int64(t.cfg.ResponseWait)

@@ -354,7 +354,7 @@ func TestPipelinedThenNextRequest(t *testing.T) {
 // on, the next request waits for it, bounded by ResponseWait since its
 // latest bytes.
 func TestAnswerPending(t *testing.T) {
-	h := newHarness(t, Config{ResponseWait: 500 * time.Millisecond})
+	h := newHarness(t, Config{ResponseWait: 500 * time.Millisecond, AnswerLengths: true})
 	h.handshake()
 	h.client(PA, 1001, 9001, "GET /1")
 	h.client(PA, 1007, 9201, "GET /2") // online answered 200 bytes
@@ -372,7 +372,7 @@ func TestAnswerPending(t *testing.T) {
 
 	// A target that stops in the middle: the wait ends ResponseWait after
 	// its last bytes.
-	h = newHarness(t, Config{ResponseWait: 500 * time.Millisecond})
+	h = newHarness(t, Config{ResponseWait: 500 * time.Millisecond, AnswerLengths: true})
 	h.handshake()
 	h.client(PA, 1001, 9001, "GET /1")
 	h.client(PA, 1007, 9201, "GET /2")
