@@ -406,7 +406,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, w io.Writer) (*Resul
 			fmt.Fprintf(w, "%-9s %6.0f/s  skipped: the budget of %s is spent\n", mode, rate, cfg.Budget)
 			return Step{}, false
 		}
-		st, err := runStep(ctx, cfg, mode, rate, log)
+		st, err := runStep(ctx, cfg, mode, rate, goal, log)
 		if err != nil {
 			runErr = err
 			return st, false
@@ -745,8 +745,14 @@ func (s Step) line() string {
 
 // runStep runs one experiment of the goals or the climb. Its logs are
 // deleted when it passes.
-func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, log *slog.Logger) (Step, error) {
+// runStep runs one step of the goals (goal: the copy alone, the response
+// comparison off, which the compare phase prices) or of the climb (the
+// defaults, comparison on).
+func runStep(ctx context.Context, cfg Config, mode load.Mode, rate float64, goal bool, log *slog.Logger) (Step, error) {
 	lab := cfg.Lab
+	if goal {
+		lab.TcpcopyArgs = compareArgs(cfg.Lab.TcpcopyArgs, false)
+	}
 	lab.Load.Rate = rate
 	lab.Load.Duration = cfg.Step
 	lab.Load.Mode = mode
