@@ -211,12 +211,14 @@ func loadFlags(standalone bool) []cli.Flag {
 		&cli.BoolFlag{Name: "expect-continue", Usage: "send POST bodies after the server's \"100 Continue\" (Expect: 100-continue)"},
 		&cli.IntFlag{Name: "pipeline", Usage: "keep-alive connections pipeline: write up to N requests before reading the first answer (raw HTTP/1.1; 0 or 1: none)"},
 		&cli.DurationFlag{Name: "think", Usage: "pause this long before each request of a keep-alive connection after its first (e.g. longer than the target's keep-alive timeout)"},
+		&cli.BoolFlag{Name: "http2", Usage: "https: offer HTTP/2 (ALPN h2) beside HTTP/1.1"},
 	}
 	if standalone {
 		flags = append(flags,
 			&cli.StringFlag{Name: "url", Required: true, Usage: "base URL, e.g. http://192.0.2.1:80"},
 			&cli.StringFlag{Name: "log", Usage: "JSON-lines file for the results"},
 			&cli.StringSliceFlag{Name: "source", Usage: "source address, used round-robin per connection (repeatable)"},
+			&cli.StringFlag{Name: "ca", Usage: "https: PEM file of the CA certificates the server must be signed by, the only ones trusted (default: the system's)"},
 		)
 	}
 	return flags
@@ -248,6 +250,8 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 		ExpectContinue:  cmd.Bool("expect-continue"),
 		Pipeline:        cmd.Int("pipeline"),
 		Think:           cmd.Duration("think"),
+		HTTP2:           cmd.Bool("http2"),
+		CA:              cmd.String("ca"),
 	}
 	for _, s := range cmd.StringSlice("source") {
 		a, err := netip.ParseAddr(s)

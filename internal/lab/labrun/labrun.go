@@ -393,6 +393,12 @@ func LoadArgs(o load.Options, logPath string) []string {
 	if o.Think > 0 {
 		add("think", o.Think.String())
 	}
+	if o.CA != "" {
+		add("ca", o.CA)
+	}
+	if o.HTTP2 {
+		args = append(args, "--http2")
+	}
 	return args
 }
 
