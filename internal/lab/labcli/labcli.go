@@ -332,7 +332,8 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "target-differ", Usage: "make the target answer differently from online for some requests, so that tcpcopy's response comparison has differences to find; comma-separated rules: " + differUsage + "; none for none"},
 		&cli.BoolFlag{Name: "diff-log", Usage: "have tcpcopy write the responses that differ to {dir}/diff.jsonl (--diff-log) and summarize it in the report"},
 		&cli.StringFlag{Name: "target-server", Usage: "the target's server (" + labrun.TargetServerNames() + "; default recorder): nginx in front of the recorder, or a recorder that closes connections or accepts slowly"},
-		&cli.StringFlag{Name: "nginx-bin", Usage: "nginx binary for the nginx target servers (default: nginx on PATH, or /usr/sbin/nginx)"},
+		&cli.StringFlag{Name: "nginx-bin", Usage: "nginx binary for the nginx target servers and the TLS terminator (default: nginx on PATH, or /usr/sbin/nginx)"},
+		&cli.StringFlag{Name: "tls-terminator", Usage: "copy an HTTPS service (" + tlsTerminatorNames() + "): nginx terminates TLS on online's port 443 in front of the application on 127.0.0.1:8080, the load speaks HTTPS (--http2 offers h2), tcpcopy copies the plaintext hop: " + quoteArgs(labrun.DefaultTLSTcpcopyArgs)},
 	)
 	flags = append(flags, mysqlFlags()...)
 	return &cli.Command{
@@ -379,6 +380,12 @@ func runCommand() *cli.Command {
 					return &exitError{ExitSetup, fmt.Errorf("--target-server: %w", err)}
 				}
 				cfg.TargetServer = name
+			}
+			if name := cmd.String("tls-terminator"); name != "" {
+				if _, err := labrun.TLSTerminatorByName(name); err != nil {
+					return &exitError{ExitSetup, fmt.Errorf("--tls-terminator: %w", err)}
+				}
+				cfg.TLSTerminator = name
 			}
 			if err := applyStackFlags(cmd, &cfg); err != nil {
 				return &exitError{ExitSetup, err}
@@ -440,6 +447,14 @@ func runCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func tlsTerminatorNames() string {
+	var names []string
+	for _, s := range labrun.TLSTerminators {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 func stackNames() string {

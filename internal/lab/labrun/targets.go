@@ -382,16 +382,23 @@ func writeNginx(c NginxConfig) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return writeNginxFiles(c.Dir, text)
+}
+
+// writeNginxFiles writes the configuration text to dir/nginx.conf and
+// makes dir and the directories nginx writes into; it returns the
+// arguments nginx runs with.
+func writeNginxFiles(dir, text string) ([]string, error) {
 	for _, d := range append([]string{""}, nginxTempDirs...) {
-		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
-	conf := filepath.Join(c.Dir, "nginx.conf")
+	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
 	// -p and -e keep nginx off its compiled-in prefix and error log even
 	// before it has read the configuration.
-	return []string{"-p", c.Dir + "/", "-e", filepath.Join(c.Dir, "error.log"), "-c", conf}, nil
+	return []string{"-p", dir + "/", "-e", filepath.Join(dir, "error.log"), "-c", conf}, nil
 }
