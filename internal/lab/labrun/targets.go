@@ -31,7 +31,7 @@ type TargetServer struct {
 	Name string // short, lowercase: the --target-server value
 	Doc  string // what it reproduces and why it matters to a copier
 
-	// Nginx, when set, runs nginx (Debian's nginx-light) on the target
+	// Nginx, when set, runs nginx (Debian's nginx) on the target
 	// ports as a reverse proxy to the target's recorder, which then
 	// listens on loopback (NginxUpstreamPort) and records the client
 	// address nginx passes on (recorder.Options.PeerHeaders).
@@ -221,7 +221,7 @@ func (s TargetServer) recorderArgs() []string {
 
 // ErrNoNginx is returned (wrapped in ErrSetup) when a target server needs
 // nginx and none is installed.
-var ErrNoNginx = errors.New("nginx is not installed: install Debian's nginx-light (scripts/deps.sh does)")
+var ErrNoNginx = errors.New("nginx is not installed: install Debian's nginx (scripts/deps.sh does)")
 
 // FindNginx returns the path of the nginx binary: on PATH, or Debian's
 // /usr/sbin/nginx (not on every user's PATH).
