@@ -248,6 +248,9 @@ func (c *Config) setDefaults() error {
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 5 * time.Second
 	}
+	if c.TLSTerminator == "" && (c.Load.HTTP2 || c.Load.CA != "") {
+		return fmt.Errorf("%w: HTTP/2 and a CA are for an HTTPS load: give a TLS terminator", ErrSetup)
+	}
 	if c.TLSTerminator != "" {
 		if err := c.tlsDefaults(); err != nil {
 			return fmt.Errorf("%w: TLS terminator %s: %w", ErrSetup, c.TLSTerminator, err)

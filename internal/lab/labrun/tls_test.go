@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/labtls"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/load"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/recorder"
 )
@@ -188,6 +189,10 @@ func TestTLSRefusals(t *testing.T) {
 		if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want ErrSetup with %q", tt.name, err, tt.want)
 		}
+	}
+	plain := Config{Self: "/bin/true", Load: load.Options{HTTP2: true}}
+	if err := plain.setDefaults(); !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "give a TLS terminator") {
+		t.Errorf("HTTP/2 without a terminator: %v", err)
 	}
 	c := Config{Self: "/bin/true", TLSTerminator: "nginx-close", NginxBin: "/bin/true"}
 	if err := c.setDefaults(); !errors.Is(err, ErrNoNginxSSL) {
