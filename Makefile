@@ -57,7 +57,9 @@ fuzz: deps
 # response comparison has something to find; about 15 s, root only; leaves
 # no namespace, process or interface behind. ARGS adds flags: another
 # target server, for example nginx: make demo ARGS='--target-server
-# nginx-kr100'; make demo ARGS=--mysql copies MySQL (docs/mysql.md).
+# nginx-kr100'; make demo ARGS=--mysql copies MySQL (docs/mysql.md); make demo
+# ARGS='--tls-terminator nginx' copies an HTTPS service on the plaintext hop
+# behind nginx (docs/deployment.md, "Copying HTTPS services").
 ARGS ?=
 demo: build
 	$(BIN)/tcpcopy-lab run --demo $(ARGS)

@@ -2,8 +2,9 @@
 # deps.sh installs what building and testing need on a fresh Debian machine:
 # libpcap headers (the one cgo package compiles tcpdump filters with
 # libpcap), iproute2 (the namespace lab), ethtool, nftables (the lab's
-# random loss), tcpdump (the lab's client-side recordings), nginx-light (the
-# lab's nginx target servers), shellcheck (the route-setup script is checked
+# random loss), tcpdump (the lab's client-side recordings), nginx (the lab's
+# nginx target servers, and its TLS terminator, which needs the SSL module
+# Debian's nginx has), shellcheck (the route-setup script is checked
 # by a test), chromium with a font (the page test opens tcpcopy's live page
 # in headless Chromium; about 100 MB, installed once, never upgraded here)
 # and mariadb-server (the MySQL lab and its tests: docs/mysql.md). It only
@@ -22,8 +23,13 @@ command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # Without any font headless Chromium draws no text in screenshots.
 [[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
-# Debian puts nginx in /usr/sbin, not on every PATH.
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+# Debian puts nginx in /usr/sbin, not on every PATH. An nginx without the
+# SSL module cannot terminate TLS: Debian's nginx package has it (in
+# Debian 12 nginx-light is only a transitional package that installs it).
+nginx_bin=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+nginx_v=
+[[ -x $nginx_bin ]] && nginx_v=$("$nginx_bin" -V 2>&1 || true)
+[[ $nginx_v == *--with-http_ssl_module* ]] || missing+=(nginx)
 command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] || missing+=(mariadb-server mariadb-client)
 
 if ((${#missing[@]} == 0)); then

@@ -32,7 +32,7 @@ import (
 )
 
 // needNginx skips the test when nginx is not installed (scripts/deps.sh
-// installs Debian's nginx-light).
+// installs Debian's nginx).
 func needNginx(t *testing.T, srv labrun.TargetServer) {
 	t.Helper()
 	if srv.Nginx == nil {

@@ -768,6 +768,17 @@ func (c *Config) validateMappings() error {
 			return fmt.Errorf("option -H: %s: %w", a, err)
 		}
 	}
+	// A loopback online address (the plaintext hop behind a TLS
+	// terminator on the same host) has loopback clients: copies from them
+	// cannot leave the host, so they need another address (-c or -H). C
+	// accepted such a mapping without either.
+	for _, m := range c.Mappings {
+		o := m.Online.Addr()
+		if o.IsLoopback() && len(c.ClientPool) == 0 && !(c.LocalhostAs.IsValid() && c.LocalhostAs.Is4() == o.Is4()) {
+			return fmt.Errorf("option -x: %q: the clients of a loopback address are loopback addresses, which the target cannot answer; "+
+				"give the copies an address the target routes to the assistant: -c or -H", m.String())
+		}
+	}
 	return nil
 }
 

@@ -381,6 +381,21 @@ func TestValidate(t *testing.T) {
 			c.ClientPool = []netip.Addr{netip.MustParseAddr("192.0.2.1")}
 		}, "option -c: no IPv6 address for the IPv6 mappings"},
 		{"-H loopback", func(c *Config) { c.LocalhostAs = netip.MustParseAddr("127.0.0.2") }, "option -H: 127.0.0.2: a loopback address cannot be the source of a copy sent to another host"},
+		{"loopback online without -c or -H", func(c *Config) {
+			c.Mappings = []Mapping{{Online: netip.MustParseAddrPort("127.0.0.1:8080"), Target: netip.MustParseAddrPort("203.0.113.20:8080")}}
+		}, `option -x: "127.0.0.1:8080-203.0.113.20:8080": the clients of a loopback address are loopback addresses, which the target cannot answer; give the copies an address the target routes to the assistant: -c or -H`},
+		{"loopback online, -H of the other family", func(c *Config) {
+			c.Mappings = []Mapping{{Online: netip.MustParseAddrPort("[::1]:8080"), Target: netip.MustParseAddrPort("[2001:db8::2]:8080")}}
+			c.LocalhostAs = netip.MustParseAddr("198.51.100.200")
+		}, `option -x: "[::1]:8080-[2001:db8::2]:8080": the clients of a loopback address are loopback addresses, which the target cannot answer; give the copies an address the target routes to the assistant: -c or -H`},
+		{"loopback online with -H", func(c *Config) {
+			c.Mappings = []Mapping{{Online: netip.MustParseAddrPort("127.0.0.1:8080"), Target: netip.MustParseAddrPort("203.0.113.20:8080")}}
+			c.LocalhostAs = netip.MustParseAddr("198.51.100.200")
+		}, ""},
+		{"loopback online with -c", func(c *Config) {
+			c.Mappings = []Mapping{{Online: netip.MustParseAddrPort("127.0.0.1:8080"), Target: netip.MustParseAddrPort("203.0.113.20:8080")}}
+			c.ClientPool = []netip.Addr{netip.MustParseAddr("198.51.100.200")}
+		}, ""},
 		{"-a live", func(c *Config) { c.Accel = 2 }, "option -a: only with an offline file (-i FILE)"},
 		{"-I live", func(c *Config) { c.IdleSkip = time.Second }, "option -I: only with an offline file (-i FILE)"},
 		{"-T live", func(c *Config) { c.Repeat = 2 }, "option -T: only with an offline file (-i FILE)"},

@@ -1,6 +1,7 @@
 package tcpcopy
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 
@@ -80,5 +81,24 @@ func TestKernelFilterAnyCount(t *testing.T) {
 				t.Errorf("rewriter matches %v", stray)
 			}
 		})
+	}
+}
+
+// TestLoopback: only a loopback device drops the outgoing copy of what it
+// captures (every packet on lo is seen leaving and coming back in).
+func TestLoopback(t *testing.T) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, ifi := range ifs {
+		if got, want := loopback(ifi.Name), ifi.Flags&net.FlagLoopback != 0; got != want {
+			t.Errorf("loopback(%q) = %v, want %v", ifi.Name, got, want)
+		}
+	}
+	for _, name := range []string{"", "no-such-if0"} {
+		if loopback(name) {
+			t.Errorf("loopback(%q) = true", name)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,8 +71,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				Filter:    prog,
 				// The online server's answers leave this host: captured
 				// for the comparison. Our own copies are never taken for
-				// client packets (captureLoop).
-				IgnoreOutgoing: !cfg.wantOnline(),
+				// client packets (captureLoop). A loopback device shows
+				// every packet twice, leaving and coming back in: the
+				// incoming one is enough, answers included (handleParsed).
+				IgnoreOutgoing: !cfg.wantOnline() || loopback(name),
 				BlockTimeout:   cfg.CaptureTimeout,
 			})
 			if err != nil {
@@ -368,6 +371,16 @@ func (e *engine) percentNow(now int64) int {
 		first = e.first.Load()
 	}
 	return min(100, 1+int((now-first)/int64(time.Second)))
+}
+
+// loopback reports whether the interface name is a loopback device (lo);
+// false for "" (every interface).
+func loopback(name string) bool {
+	if name == "" {
+		return false
+	}
+	ifi, err := net.InterfaceByName(name)
+	return err == nil && ifi.Flags&net.FlagLoopback != 0
 }
 
 // captureLoop reads src until it is closed and dispatches every client

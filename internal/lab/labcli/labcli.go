@@ -211,12 +211,14 @@ func loadFlags(standalone bool) []cli.Flag {
 		&cli.BoolFlag{Name: "expect-continue", Usage: "send POST bodies after the server's \"100 Continue\" (Expect: 100-continue)"},
 		&cli.IntFlag{Name: "pipeline", Usage: "keep-alive connections pipeline: write up to N requests before reading the first answer (raw HTTP/1.1; 0 or 1: none)"},
 		&cli.DurationFlag{Name: "think", Usage: "pause this long before each request of a keep-alive connection after its first (e.g. longer than the target's keep-alive timeout)"},
+		&cli.BoolFlag{Name: "http2", Usage: "https: offer HTTP/2 (ALPN h2) beside HTTP/1.1"},
 	}
 	if standalone {
 		flags = append(flags,
 			&cli.StringFlag{Name: "url", Required: true, Usage: "base URL, e.g. http://192.0.2.1:80"},
 			&cli.StringFlag{Name: "log", Usage: "JSON-lines file for the results"},
 			&cli.StringSliceFlag{Name: "source", Usage: "source address, used round-robin per connection (repeatable)"},
+			&cli.StringFlag{Name: "ca", Usage: "https: PEM file of the CA certificates the server must be signed by, the only ones trusted (default: the system's)"},
 		)
 	}
 	return flags
@@ -248,6 +250,8 @@ func loadOptions(cmd *cli.Command) (load.Options, error) {
 		ExpectContinue:  cmd.Bool("expect-continue"),
 		Pipeline:        cmd.Int("pipeline"),
 		Think:           cmd.Duration("think"),
+		HTTP2:           cmd.Bool("http2"),
+		CA:              cmd.String("ca"),
 	}
 	for _, s := range cmd.StringSlice("source") {
 		a, err := netip.ParseAddr(s)
@@ -328,7 +332,8 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "target-differ", Usage: "make the target answer differently from online for some requests, so that tcpcopy's response comparison has differences to find; comma-separated rules: " + differUsage + "; none for none"},
 		&cli.BoolFlag{Name: "diff-log", Usage: "have tcpcopy write the responses that differ to {dir}/diff.jsonl (--diff-log) and summarize it in the report"},
 		&cli.StringFlag{Name: "target-server", Usage: "the target's server (" + labrun.TargetServerNames() + "; default recorder): nginx in front of the recorder, or a recorder that closes connections or accepts slowly"},
-		&cli.StringFlag{Name: "nginx-bin", Usage: "nginx binary for the nginx target servers (default: nginx on PATH, or /usr/sbin/nginx)"},
+		&cli.StringFlag{Name: "nginx-bin", Usage: "nginx binary for the nginx target servers and the TLS terminator (default: nginx on PATH, or /usr/sbin/nginx)"},
+		&cli.StringFlag{Name: "tls-terminator", Usage: "copy an HTTPS service (" + tlsTerminatorNames() + "): nginx terminates TLS on online's port 443 in front of the application on 127.0.0.1:8080, the load speaks HTTPS (--http2 offers h2), tcpcopy copies the plaintext hop: " + quoteArgs(labrun.DefaultTLSTcpcopyArgs)},
 	)
 	flags = append(flags, mysqlFlags()...)
 	return &cli.Command{
@@ -375,6 +380,12 @@ func runCommand() *cli.Command {
 					return &exitError{ExitSetup, fmt.Errorf("--target-server: %w", err)}
 				}
 				cfg.TargetServer = name
+			}
+			if name := cmd.String("tls-terminator"); name != "" {
+				if _, err := labrun.TLSTerminatorByName(name); err != nil {
+					return &exitError{ExitSetup, fmt.Errorf("--tls-terminator: %w", err)}
+				}
+				cfg.TLSTerminator = name
 			}
 			if err := applyStackFlags(cmd, &cfg); err != nil {
 				return &exitError{ExitSetup, err}
@@ -436,6 +447,14 @@ func runCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func tlsTerminatorNames() string {
+	var names []string
+	for _, s := range labrun.TLSTerminators {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 func stackNames() string {

@@ -49,7 +49,11 @@ func TestLoadArgsRoundTrip(t *testing.T) {
 		Mode: load.KeepAlive, KeepAliveShare: 0.5, RequestsPerConn: 250, Seed: 1, Concurrency: 2, Timeout: 3 * time.Second,
 		Methods: []string{"POST"}, BodySizes: []int{4000}, LocalAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.11")},
 		Pipeline: 4, Think: 1500 * time.Millisecond}
-	for _, want := range []load.Options{want, ka} {
+	tls := load.Options{URL: "https://192.0.2.1:443", Rate: 1, Duration: time.Second, MaxRequests: 1,
+		Mode: load.Mixed, KeepAliveShare: 0.5, RequestsPerConn: 10, Seed: 1, Concurrency: 2, Timeout: 3 * time.Second,
+		Methods: []string{"GET"}, BodySizes: []int{0}, LocalAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.12")},
+		CA: "/tmp/lab/tls/ca.pem", HTTP2: true}
+	for _, want := range []load.Options{want, ka, tls} {
 		loadArgsRoundTrip(t, want)
 	}
 }

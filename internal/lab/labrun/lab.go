@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/labtls"
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/netlab"
 )
 
@@ -30,9 +31,12 @@ type Lab struct {
 	log *slog.Logger
 
 	mu        sync.Mutex
-	online    *role // recorder on the online ports
-	target    *role // recorder on the target ports, or behind front
-	front     *role // nginx on the target ports, in front of target; nil without
+	online    *role      // recorder on the online ports
+	target    *role      // recorder on the target ports, or behind front
+	front     *role      // nginx on the target ports, in front of target; nil without
+	tls       *role      // nginx terminating TLS in front of online; nil without
+	tlsCA     string     // the CA file the load trusts, with tls
+	tlsRep    *TLSReport // the TLS set-up, for the report
 	intercept *role
 	tcpcopies []*role
 	server    ServerReport // the target server, for the report
@@ -394,4 +398,83 @@ func (l *Lab) planTarget() error {
 	l.front = &role{name: "nginx", ns: netlab.Target, bin: cfg.NginxBin, args: args}
 	l.server.Software = "nginx " + version + " in front of the target recorder"
 	return nil
+}
+
+// appAddr is the application's address behind a TLS terminator: the online
+// recorder on online's loopback.
+var appAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), AppPort)
+
+// planTLS makes the run's certificates and writes the TLS terminator's
+// configuration under the run's directory, for a run with one.
+func (l *Lab) planTLS() error {
+	cfg, t := l.cfg, l.Topo
+	if cfg.TLSTerminator == "" {
+		return nil
+	}
+	term, err := TLSTerminatorByName(cfg.TLSTerminator)
+	if err != nil {
+		return err
+	}
+	version, err := NginxVersion(cfg.NginxBin)
+	if err != nil {
+		return err
+	}
+	_, h2, err := NginxModules(cfg.NginxBin)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(t.Dir, "tls")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	files, err := labtls.Write(dir, []string{t.Online.ClientV4.String(), t.Online.ClientV6.String()})
+	if err != nil {
+		return err
+	}
+	nc := TLSNginxConfig{
+		Dir: filepath.Join(dir, "nginx"), Cert: files.Cert, Key: files.Key, Upstream: appAddr,
+		Listen:            []netip.AddrPort{netip.AddrPortFrom(t.Online.ClientV4, TLSPort), netip.AddrPortFrom(t.Online.ClientV6, TLSPort)},
+		UpstreamKeepalive: term.UpstreamKeepalive, HTTP2: h2,
+	}
+	args, err := writeTLSNginx(nc)
+	if err != nil {
+		return fmt.Errorf("TLS nginx: %w", err)
+	}
+	l.tls = &role{name: "TLS terminator", ns: netlab.Online, bin: cfg.NginxBin, args: args}
+	l.tlsCA = files.CA
+	l.tlsRep = &TLSReport{Name: term.Name, Software: "nginx " + version, Upstream: appAddr.String(),
+		How: term.Upstream(), HTTP2: h2, Doc: term.Doc}
+	for _, a := range nc.Listen {
+		l.tlsRep.Listen = append(l.tlsRep.Listen, a.String())
+	}
+	return nil
+}
+
+// startTLS waits until the application (the online recorder, app) listens,
+// then starts the TLS terminator and waits until it listens on every
+// address.
+func (l *Lab) startTLS(ctx context.Context, app *netlab.Proc) error {
+	if err := waitReady(ctx, l.Topo, app, l.cfg.StartTimeout, listeningOn(appAddr.Addr(), appAddr.Port())); err != nil {
+		return fmt.Errorf("online recorder: %w", err)
+	}
+	l.mu.Lock()
+	p, err := l.tls.start(l.Topo)
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("TLS terminator: %w", err)
+	}
+	for _, a := range []netip.Addr{l.Topo.Online.ClientV4, l.Topo.Online.ClientV6} {
+		if err := waitReady(ctx, l.Topo, p, l.cfg.StartTimeout, listeningOn(a, TLSPort)); err != nil {
+			return fmt.Errorf("TLS terminator: %w", err)
+		}
+	}
+	return nil
+}
+
+// stopTLS stops the TLS terminator (SIGTERM: nginx's fast shutdown, which
+// closes its connections to the application).
+func (l *Lab) stopTLS() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tls.stop()
 }

@@ -42,6 +42,16 @@
 // "Connection: close", one that accepts slowly), and the report names it
 // with its limits (Report.Server).
 //
+// The online service can be an HTTPS one: Config.TLSTerminator puts nginx
+// in front of the online recorder to terminate TLS (a row of
+// TLSTerminators: with or without upstream keepalive), the load speaks
+// HTTPS trusting a CA made for the run (package labtls), and tcpcopy
+// copies the plaintext hop from nginx to the recorder on online's
+// loopback, with -c for the copies' client addresses
+// (DefaultTLSTcpcopyArgs). The report names the set-up (Report.TLS) and
+// what the application and the target saw of the hop: peers, ports,
+// X-Forwarded-For, request heads (Report.Hop).
+//
 // Tests change the lab through hooks: Config.Setup runs before any program
 // starts, Config.During beside the load, with the Lab's methods to stop
 // and start intercept and the target's server. Config.MoreTcpcopyArgs,
@@ -132,6 +142,16 @@ type Config struct {
 	// that need one; FindNginx by default.
 	TargetServer string
 	NginxBin     string
+	// TLSTerminator names a row of TLSTerminators: nginx terminates TLS
+	// on online's client-facing addresses (TLSPort) in front of the
+	// online recorder, which then listens on online's loopback only
+	// (AppPort, the application); the load speaks HTTPS to nginx
+	// (Load.HTTP2 offers h2), trusting only a CA made for the run
+	// (package labtls); tcpcopy copies the plaintext hop on lo
+	// (DefaultTLSTcpcopyArgs), and the report says what the application
+	// and the target saw of it (Report.TLS, Report.Hop). "" has no
+	// terminator: the load goes to the recorder on port 80.
+	TLSTerminator string
 
 	// Pcap, when set, is a file that tcpdump writes with the client side
 	// of the run, both directions, as online's to-client sees it (GRO
@@ -228,6 +248,14 @@ func (c *Config) setDefaults() error {
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 5 * time.Second
 	}
+	if c.TLSTerminator == "" && (c.Load.HTTP2 || c.Load.CA != "") {
+		return fmt.Errorf("%w: HTTP/2 and a CA are for an HTTPS load: give a TLS terminator", ErrSetup)
+	}
+	if c.TLSTerminator != "" {
+		if err := c.tlsDefaults(); err != nil {
+			return fmt.Errorf("%w: TLS terminator %s: %w", ErrSetup, c.TLSTerminator, err)
+		}
+	}
 	if c.TcpcopyArgs == nil {
 		c.TcpcopyArgs = DefaultTcpcopyArgs
 	}
@@ -297,6 +325,41 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("%w: %w", ErrSetup, err)
 		}
 		*bin = abs
+	}
+	return nil
+}
+
+// tlsDefaults checks what a TLS terminator needs and excludes, and sets
+// tcpcopy's default command line and the nginx binary.
+func (c *Config) tlsDefaults() error {
+	if _, err := TLSTerminatorByName(c.TLSTerminator); err != nil {
+		return err
+	}
+	switch {
+	case len(c.OnlinePorts) > 0 || len(c.LoadPorts) > 0:
+		return errors.New("the online ports are the terminator's: OnlinePorts and LoadPorts are not for a TLS run")
+	case c.Pcap != "":
+		return errors.New("a recording of the client side would be TLS, which nothing can copy: Pcap is not for a TLS run")
+	case c.Load.Pipeline > 1:
+		return errors.New("the load client pipelines plain HTTP/1.1 only")
+	case c.ExtraClients > TLSMaxExtraClients:
+		return fmt.Errorf("at most %d extra clients: the copies' addresses (%s) must stay free", TLSMaxExtraClients, poolArg(TLSClientPool))
+	}
+	if c.TcpcopyArgs == nil {
+		c.TcpcopyArgs = DefaultTLSTcpcopyArgs
+	}
+	if c.NginxBin == "" {
+		var err error
+		if c.NginxBin, err = FindNginx(); err != nil {
+			return err
+		}
+	}
+	ssl, _, err := NginxModules(c.NginxBin)
+	if err != nil {
+		return err
+	}
+	if !ssl {
+		return ErrNoNginxSSL
 	}
 	return nil
 }
@@ -393,6 +456,12 @@ func LoadArgs(o load.Options, logPath string) []string {
 	if o.Think > 0 {
 		add("think", o.Think.String())
 	}
+	if o.CA != "" {
+		add("ca", o.CA)
+	}
+	if o.HTTP2 {
+		args = append(args, "--http2")
+	}
 	return args
 }
 
@@ -440,6 +509,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		return rep, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	rep.Server = lab.server
+	rep.TLS = lab.tlsRep
 	if cfg.Setup != nil {
 		if err := cfg.Setup(ctx, lab); err != nil {
 			return rep, fmt.Errorf("%w: setup hook: %w", ErrSetup, err)
@@ -552,6 +622,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		return rep, err
 	}
 
+	if lab.tls != nil {
+		// The load is answered: stopping the terminator now closes its
+		// pooled connections to the application, so that their copies end
+		// within the tail, reproduced, with every answer judged (a
+		// connection still open at stop ends tcpcopy_stopped, its last
+		// answer judged only then).
+		log.Info("stopping the TLS terminator")
+		if err := lab.stopTLS(); err != nil {
+			errs = append(errs, fmt.Errorf("TLS terminator: %w", err))
+		}
+	}
 	if rep.Copying {
 		log.Info("load done, waiting for the tail", "tail", cfg.Tail)
 		select {
@@ -653,6 +734,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 		}
 		rep.Leaks = &lk
 	}
+	if lab.tls != nil {
+		// Stopped after the load already; report stops what a hook may
+		// have started since.
+		rep.TLS.Proc = lab.tls.report()
+		if p := rep.TLS.Proc; p.Exit != "" {
+			rep.Problems = append(rep.Problems, "TLS "+filepath.Base(p.Bin)+": "+p.Exit)
+		}
+	}
 	if lab.front != nil {
 		// nginx before the recorder it proxies to.
 		if err := lab.front.stop(); err != nil {
@@ -713,6 +802,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (rep *Report, err er
 			rep.DiffLog = d
 		}
 	}
+	if lab.tls != nil {
+		rep.Hop = HopOf(online, target, rep.Load.HTTP2)
+		// The copied connections are the terminator's, not the
+		// client's: lost counts them by the application's peer.
+		results = nil
+	}
 	if rep.Copying {
 		rep.Lost = lost(online, target, results, rep.Sessions)
 	}
@@ -746,8 +841,14 @@ func (l *Lab) plan() error {
 			netip.AddrPortFrom(l.Topo.Online.ClientV4, p).String(),
 			netip.AddrPortFrom(l.Topo.Online.ClientV6, p).String())
 	}
+	if cfg.TLSTerminator != "" {
+		listen = []string{appAddr.String()}
+	}
 	l.online.args = ServeArgs(l.onlineLog(), listen...)
 	if err := l.planTarget(); err != nil {
+		return err
+	}
+	if err := l.planTLS(); err != nil {
 		return err
 	}
 
@@ -793,7 +894,15 @@ func (l *Lab) startServers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if l.tls != nil {
+		if err := l.startTLS(ctx, p); err != nil {
+			return err
+		}
+	}
 	for _, port := range l.cfg.OnlinePorts {
+		if l.tls != nil {
+			break
+		}
 		for _, a := range []netip.Addr{l.Topo.Online.ClientV4, l.Topo.Online.ClientV6} {
 			if err := waitReady(ctx, l.Topo, p, l.cfg.StartTimeout, listeningOn(a, port)); err != nil {
 				return fmt.Errorf("online recorder: %w", err)
@@ -863,6 +972,10 @@ func (l *Lab) startLoads(rep *Report) ([]loadProc, error) {
 			srv = t.Online.ClientV6
 		}
 		lo.URL = "http://" + netip.AddrPortFrom(srv, port).String()
+		if l.tls != nil {
+			lo.URL = "https://" + netip.AddrPortFrom(srv, TLSPort).String()
+			lo.CA = l.tlsCA
+		}
 		if cfg.AllSources {
 			if cfg.IPv6 {
 				lo.LocalAddrs = append([]netip.Addr{t.Client.V6}, t.Client.Extra6...)

@@ -134,16 +134,21 @@ func (s ServerReport) text() string {
 
 // Report is the outcome of a run.
 type Report struct {
-	ID        string              `json:"id"`  // topology id
-	Dir       string              `json:"dir"` // logs
-	Start     time.Time           `json:"start"`
-	Elapsed   time.Duration       `json:"elapsed"` // set when the run completed
-	URL       string              `json:"url"`     // of the first load client
-	Copying   bool                `json:"copying"`
-	GRO       bool                `json:"gro"`     // GRO was on on the receiving veths
-	Sources   int                 `json:"sources"` // client addresses the load came from
-	Network   Network             `json:"network"` // client stack, MTUs, loss
-	Server    ServerReport        `json:"target_server"`
+	ID      string        `json:"id"`  // topology id
+	Dir     string        `json:"dir"` // logs
+	Start   time.Time     `json:"start"`
+	Elapsed time.Duration `json:"elapsed"` // set when the run completed
+	URL     string        `json:"url"`     // of the first load client
+	Copying bool          `json:"copying"`
+	GRO     bool          `json:"gro"`     // GRO was on on the receiving veths
+	Sources int           `json:"sources"` // client addresses the load came from
+	Network Network       `json:"network"` // client stack, MTUs, loss
+	Server  ServerReport  `json:"target_server"`
+	// TLS is the TLS terminator on online (Config.TLSTerminator), Hop
+	// what the application behind it and the target saw of the copied
+	// hop; nil without one.
+	TLS       *TLSReport          `json:"tls,omitempty"`
+	Hop       *Hop                `json:"hop,omitempty"`
 	Pcap      *PcapReport         `json:"pcap,omitempty"`
 	Load      load.Stats          `json:"load"` // every load client together
 	Compare   recorder.Comparison `json:"compare"`
@@ -189,6 +194,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "client     stack %s: %s\n", stack, r.Network.stackText())
 	fmt.Fprintf(&b, "server     %s\n", r.Server.text())
+	if r.TLS != nil {
+		fmt.Fprintf(&b, "tls        %s\n", r.TLS.text())
+	}
 	fmt.Fprintf(&b, "loss       %s\n", r.Network.lossText())
 	if p := r.Pcap; p != nil {
 		extra := ""
@@ -202,8 +210,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	if l.Elapsed > 0 {
 		rate = float64(l.Requests) / l.Elapsed.Seconds()
 	}
-	fmt.Fprintf(&b, "load       %d requests to %s in %s (%.1f/s): %d ok, %d failed, %d on keep-alive connections, %d connections\n",
-		l.Requests, r.URL, l.Elapsed.Round(time.Millisecond), rate, l.OK, l.Failed, l.KeepAlive, l.Connections)
+	h2 := ""
+	if l.HTTP2 > 0 {
+		h2 = fmt.Sprintf(", %d over HTTP/2", l.HTTP2)
+	}
+	fmt.Fprintf(&b, "load       %d requests to %s in %s (%.1f/s): %d ok, %d failed, %d on keep-alive connections, %d connections%s\n",
+		l.Requests, r.URL, l.Elapsed.Round(time.Millisecond), rate, l.OK, l.Failed, l.KeepAlive, l.Connections, h2)
 	fmt.Fprintf(&b, "latency    p50 %s  p99 %s  max %s\n", l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))
 	if l.FirstErr != "" {
 		fmt.Fprintf(&b, "first error %s\n", l.FirstErr)
@@ -223,6 +235,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if c.Matched > 0 {
 		fmt.Fprintf(&b, "copy       latency online→target p50 %s  p99 %s  max %s\n",
 			c.LatencyP50.Round(time.Microsecond), c.LatencyP99.Round(time.Microsecond), c.LatencyMax.Round(time.Microsecond))
+	}
+	if r.Hop != nil {
+		fmt.Fprintf(&b, "hop        %s\n", r.Hop.text())
 	}
 	if len(c.MissingIDs) > 0 && r.Copying {
 		fmt.Fprintf(&b, "missing    %s\n", strings.Join(c.MissingIDs, " "))
@@ -296,6 +311,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		procs = append(procs, named{"tcpcopy", r.Tcpcopy})
 	}
 	procs = append(procs, named{"intercept", r.Intercept}, named{"loadgen", r.LoadClient}, named{"recorders", r.Recorders}, named{"nginx", r.Server.Proc})
+	if r.TLS != nil {
+		procs = append(procs, named{"tls nginx", r.TLS.Proc})
+	}
 	for _, p := range procs {
 		if p.r == nil {
 			continue

@@ -31,7 +31,7 @@ type TargetServer struct {
 	Name string // short, lowercase: the --target-server value
 	Doc  string // what it reproduces and why it matters to a copier
 
-	// Nginx, when set, runs nginx (Debian's nginx-light) on the target
+	// Nginx, when set, runs nginx (Debian's nginx) on the target
 	// ports as a reverse proxy to the target's recorder, which then
 	// listens on loopback (NginxUpstreamPort) and records the client
 	// address nginx passes on (recorder.Options.PeerHeaders).
@@ -221,7 +221,7 @@ func (s TargetServer) recorderArgs() []string {
 
 // ErrNoNginx is returned (wrapped in ErrSetup) when a target server needs
 // nginx and none is installed.
-var ErrNoNginx = errors.New("nginx is not installed: install Debian's nginx-light (scripts/deps.sh does)")
+var ErrNoNginx = errors.New("nginx is not installed: install Debian's nginx (scripts/deps.sh does)")
 
 // FindNginx returns the path of the nginx binary: on PATH, or Debian's
 // /usr/sbin/nginx (not on every user's PATH).
@@ -382,16 +382,23 @@ func writeNginx(c NginxConfig) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return writeNginxFiles(c.Dir, text)
+}
+
+// writeNginxFiles writes the configuration text to dir/nginx.conf and
+// makes dir and the directories nginx writes into; it returns the
+// arguments nginx runs with.
+func writeNginxFiles(dir, text string) ([]string, error) {
 	for _, d := range append([]string{""}, nginxTempDirs...) {
-		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
-	conf := filepath.Join(c.Dir, "nginx.conf")
+	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
 	// -p and -e keep nginx off its compiled-in prefix and error log even
 	// before it has read the configuration.
-	return []string{"-p", c.Dir + "/", "-e", filepath.Join(c.Dir, "error.log"), "-c", conf}, nil
+	return []string{"-p", dir + "/", "-e", filepath.Join(dir, "error.log"), "-c", conf}, nil
 }

@@ -31,6 +31,11 @@
 //
 // Every Result has the request's size on the wire (WireLen): the bytes the
 // client wrote on its connection for it, request line, headers and body.
+//
+// An https URL makes the client speak TLS, trusting only the CA
+// certificates of Options.CA (the lab's throwaway CA, package labtls),
+// over HTTP/1.1, or HTTP/2 where the server agrees (Options.HTTP2); each
+// Result says which (Proto).
 package load
 
 import (
@@ -39,6 +44,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -192,6 +199,15 @@ type Options struct {
 	// close connections the online server keeps. Not with Short
 	// connections.
 	Think time.Duration
+	// CA is a PEM file with the CA certificates an https server must be
+	// signed by, the only ones trusted: neither the system's roots nor
+	// InsecureSkipVerify. Empty: the system's roots. Not with http URLs.
+	CA string
+	// HTTP2 offers HTTP/2 (ALPN "h2") beside HTTP/1.1 on https
+	// connections; without it the client speaks HTTP/1.1 only. A
+	// keep-alive connection then carries its requests one after the
+	// other, as with HTTP/1.1. Not with http URLs nor Pipeline.
+	HTTP2 bool
 	// Log, when set, receives every Result as a JSON line as it completes.
 	// Writes are serialized.
 	Log io.Writer
@@ -222,8 +238,12 @@ type Result struct {
 	// RespChunked: the response body came chunked.
 	RespChunked bool `json:"resp_chunked,omitempty"`
 	// WireLen is the bytes written on the connection for this request:
-	// request line, headers and body (0 when none was written).
+	// request line, headers and body (0 when none was written, and over
+	// TLS, where the bytes on the wire are not the request's).
 	WireLen int64 `json:"wire_len"`
+	// Proto is the protocol the answer came in, "HTTP/1.1" or
+	// "HTTP/2.0"; empty without an answer.
+	Proto string `json:"proto,omitempty"`
 }
 
 // OK reports whether the request got a 2xx response and its whole body.
@@ -287,6 +307,9 @@ func (o *Options) setDefaults() error {
 	if o.Pipeline > 1 && u.Scheme != "http" {
 		return errors.New("load: pipelining speaks plain HTTP/1.1 only")
 	}
+	if u.Scheme != "https" && (o.CA != "" || o.HTTP2) {
+		return errors.New("load: a CA and HTTP/2 need an https URL")
+	}
 	return o.ValidateKeepAlive()
 }
 
@@ -346,6 +369,10 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 	dctx, cancel := context.WithDeadline(ctx, start.Add(opts.Duration))
 	defer cancel()
 
+	tcfg, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	jobs := make(chan job)
 	go dispatch(dctx, opts, start, jobs)
 
@@ -362,7 +389,7 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 	var wg sync.WaitGroup
 	for w := range opts.Concurrency {
 		wg.Go(func() {
-			wk := newWorker(opts, w, &nextSrc)
+			wk := newWorker(opts, w, &nextSrc, tcfg)
 			defer wk.close()
 			for j := range jobs {
 				// The run context, not the dispatch deadline: a request
@@ -469,7 +496,24 @@ const ReusePortBase = 40000
 // previous connection is still closing (EADDRNOTAVAIL), 1 ms apart.
 const reuseTries = 500
 
-func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
+// tlsConfig is the client's TLS configuration for an https URL: the CA
+// of Options.CA as the only root, TLS 1.2 at least. nil without a CA.
+func (o Options) tlsConfig() (*tls.Config, error) {
+	if o.CA == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(o.CA)
+	if err != nil {
+		return nil, fmt.Errorf("load: CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("load: CA %s: no PEM certificate", o.CA)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func newWorker(opts Options, n int, nextSrc *atomic.Uint64, tcfg *tls.Config) *worker {
 	// Socket options set before connect.
 	var sockopts []func(fd uintptr) error
 	if opts.ReusePorts {
@@ -545,6 +589,13 @@ func newWorker(opts Options, n int, nextSrc *atomic.Uint64) *worker {
 	if opts.ExpectContinue {
 		kaT.ExpectContinueTimeout = ExpectContinueTimeout
 		shortT.ExpectContinueTimeout = ExpectContinueTimeout
+	}
+	// With our own DialContext net/http offers HTTP/2 only when forced.
+	for _, t := range []*http.Transport{kaT, shortT} {
+		if tcfg != nil {
+			t.TLSClientConfig = tcfg.Clone()
+		}
+		t.ForceAttemptHTTP2 = opts.HTTP2
 	}
 	return &worker{
 		opts:    opts,
@@ -705,6 +756,7 @@ func (w *worker) do(ctx context.Context, j job) (r Result) {
 	}
 	defer resp.Body.Close()
 	r.Status = resp.StatusCode
+	r.Proto = resp.Proto
 	r.RespChunked = slices.Contains(resp.TransferEncoding, "chunked")
 	r.RespLen, err = io.Copy(io.Discard, resp.Body)
 	if err != nil {
@@ -798,6 +850,7 @@ func (w *worker) pipeline(ctx context.Context, batch []job) []Result {
 			return fail(i, err)
 		}
 		rs[i].Status = resp.StatusCode
+		rs[i].Proto = resp.Proto
 		rs[i].RespLen, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		rs[i].Latency = time.Since(start)
@@ -854,9 +907,10 @@ type Stats struct {
 	Requests    int           `json:"requests"`
 	OK          int           `json:"ok"`
 	Failed      int           `json:"failed"`
-	KeepAlive   int           `json:"keepalive"`   // requests sent on keep-alive connections
-	Connections int           `json:"connections"` // distinct connections (by local address, not reused)
-	Elapsed     time.Duration `json:"elapsed"`     // first start to last completion
+	KeepAlive   int           `json:"keepalive"`       // requests sent on keep-alive connections
+	HTTP2       int           `json:"http2,omitempty"` // requests answered over HTTP/2
+	Connections int           `json:"connections"`     // distinct connections (by local address, not reused)
+	Elapsed     time.Duration `json:"elapsed"`         // first start to last completion
 	P50         time.Duration `json:"p50"`
 	P99         time.Duration `json:"p99"`
 	Max         time.Duration `json:"max"`
@@ -885,6 +939,9 @@ func Summarize(results []Result) Stats {
 		}
 		if r.KeepAlive {
 			s.KeepAlive++
+		}
+		if r.Proto == "HTTP/2.0" {
+			s.HTTP2++
 		}
 		if r.Local != "" && !r.Reused {
 			s.Connections++

@@ -1,8 +1,8 @@
 // Package recorder is the lab's HTTP server: it answers every request with a
 // small deterministic body and records it (id, method, path, body length and
-// SHA-256, arrival time, peer) as one JSON line, so that what the online
-// server received can be compared with what the target received from
-// tcpcopy (Compare).
+// SHA-256, arrival time, peer, X-Forwarded-For, a digest of the head) as
+// one JSON line, so that what the online server received can be compared
+// with what the target received from tcpcopy (Compare).
 //
 // Requests are identified by the X-Lab-Id header that the load client
 // (package load) sets. The recorder reads the whole body, up to a limit,
@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -100,6 +101,14 @@ type Entry struct {
 	Changed []string      `json:"changed,omitempty"`
 	Delay   time.Duration `json:"delay,omitempty"`
 	Pause   time.Duration `json:"pause,omitempty"`
+	// Proto is the request's protocol version ("HTTP/1.1"), ForwardedFor
+	// its X-Forwarded-For header as received (behind a reverse proxy: the
+	// addresses the proxy added), and HeadSHA256 a hex SHA-256 of its
+	// head (HeadDigest): the same at two servers that got the same
+	// request bytes.
+	Proto        string `json:"proto,omitempty"`
+	ForwardedFor string `json:"forwarded_for,omitempty"`
+	HeadSHA256   string `json:"head_sha256,omitempty"`
 }
 
 // Options configures a Recorder. Zero values mean the defaults.
@@ -179,6 +188,9 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Time:          time.Now(),
 		Remote:        req.RemoteAddr,
 		Status:        http.StatusOK,
+		Proto:         req.Proto,
+		ForwardedFor:  strings.Join(req.Header.Values("X-Forwarded-For"), ", "),
+		HeadSHA256:    HeadDigest(req),
 	}
 	if a, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		e.Local = a.String()
@@ -333,6 +345,23 @@ func changedByte(c byte) byte {
 		return 'Y'
 	}
 	return 'X'
+}
+
+// HeadDigest is a hex SHA-256 of req's head as net/http parsed it: the
+// request line (method, target, version), Host, and every header field in
+// name order, each name's values in the order received. Two requests made
+// of the same bytes have the same digest; a header added, dropped or
+// changed on the way changes it. (net/http canonicalizes names and keeps
+// no raw bytes, so a change of case or spacing only is not seen.)
+func HeadDigest(req *http.Request) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s %s\nHost: %s\n", req.Method, req.RequestURI, req.Proto, req.Host)
+	for _, name := range slices.Sorted(maps.Keys(req.Header)) {
+		for _, v := range req.Header[name] {
+			fmt.Fprintf(h, "%s: %s\n", name, v)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // peerHeader normalises an "ADDR:PORT" header of a proxy to the form of

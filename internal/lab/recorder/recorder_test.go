@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -289,5 +290,48 @@ func TestCompareLatency(t *testing.T) {
 	c := Compare(online, target)
 	if c.LatencyP50 != 51*time.Millisecond || c.LatencyP99 != 100*time.Millisecond || c.LatencyMax != 100*time.Millisecond {
 		t.Errorf("latency p50 %v p99 %v max %v", c.LatencyP50, c.LatencyP99, c.LatencyMax)
+	}
+}
+
+// TestForwardedForAndHead checks what the recorder keeps of a request's
+// head: X-Forwarded-For as received, the protocol, and a digest that is
+// the same for the same bytes on two connections and differs when a
+// header does.
+func TestForwardedForAndHead(t *testing.T) {
+	srv, _, path := newServer(t, Options{})
+	send := func(id, xff string) {
+		t.Helper()
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /lab/%s HTTP/1.1\r\nHost: app\r\n%s: same\r\nX-Forwarded-For: %s\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc", id, IDHeader, xff)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	send("a", "192.0.2.10")
+	send("a", "192.0.2.10")
+	send("a", "192.0.2.10, 198.51.100.7")
+	es, err := ReadLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 3 {
+		t.Fatalf("%d entries, want 3", len(es))
+	}
+	for i, want := range []string{"192.0.2.10", "192.0.2.10", "192.0.2.10, 198.51.100.7"} {
+		if es[i].ForwardedFor != want || es[i].Proto != "HTTP/1.1" {
+			t.Errorf("entry %d: forwarded for %q, proto %q; want %q, HTTP/1.1", i, es[i].ForwardedFor, es[i].Proto, want)
+		}
+	}
+	if es[0].HeadSHA256 == "" || es[0].HeadSHA256 != es[1].HeadSHA256 {
+		t.Errorf("the same head on two connections: digests %q and %q", es[0].HeadSHA256, es[1].HeadSHA256)
+	}
+	if es[2].HeadSHA256 == es[0].HeadSHA256 {
+		t.Errorf("another X-Forwarded-For, the same digest %q", es[2].HeadSHA256)
 	}
 }
