@@ -157,8 +157,12 @@ func program(cfg Config, guard bool) ([]bpf.RawInstruction, error) {
 	if guard {
 		g, err := bpf.Assemble([]bpf.Instruction{
 			bpf.LoadExtension{Num: bpf.ExtLinkLayerType},
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ARPHRD_ETHER, SkipTrue: 2},
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ARPHRD_LOOPBACK, SkipTrue: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ARPHRD_ETHER, SkipTrue: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ARPHRD_LOOPBACK, SkipFalse: 2},
+			// Loopback: each packet passes as sent and again as
+			// received; the received one is enough.
+			bpf.LoadExtension{Num: bpf.ExtType},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipFalse: 1},
 			bpf.RetConstant{Val: 0},
 			bpf.LoadConstant{Dst: bpf.RegA, Val: 0}, // the filter starts with A = 0
 		})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -500,9 +501,16 @@ func TestInterfaceDown(t *testing.T) {
 }
 
 func TestAnyInterface(t *testing.T) {
+	// Outgoing packets kept or not, a loopback packet is taken once.
+	for _, ignore := range []bool{true, false} {
+		t.Run(fmt.Sprintf("IgnoreOutgoing=%v", ignore), func(t *testing.T) { testAnyInterface(t, ignore) })
+	}
+}
+
+func testAnyInterface(t *testing.T, ignoreOutgoing bool) {
 	p := newPair(t)
 	// No filter: only the link-type guard decides what a tun device gets.
-	src := open(t, p.a, capture.Config{Interface: "any", IgnoreOutgoing: true})
+	src := open(t, p.a, capture.Config{Interface: "any", IgnoreOutgoing: ignoreOutgoing})
 	tun := newTun(t, p.a, "tcgtun0")
 	tunIdx, loIdx, vAIdx := p.a.ifindex(t, "tcgtun0"), p.a.ifindex(t, "lo"), p.a.ifindex(t, "vA")
 	lo := newInjector(t, p.a, "lo")

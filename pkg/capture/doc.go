@@ -21,7 +21,8 @@
 // tcpdump -i any, which uses cooked (SLL) headers. Traffic of the excluded
 // link types is not captured at all.
 //
-// On loopback every packet passes twice, as sent and as received; set
+// On loopback every packet passes twice, as sent and as received: "any"
+// takes it once, as received (the guard drops the sent one); on "lo" set
 // Config.IgnoreOutgoing to see it once. An AF_PACKET socket also sees what
 // this host sends (including tcpcopy's own copies); IgnoreOutgoing sets
 // PACKET_IGNORE_OUTGOING, and where the kernel lacks it (before 4.20)
