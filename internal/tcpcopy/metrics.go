@@ -139,7 +139,7 @@ func newCollector(e *engine) *collector {
 	}
 	// Packets.
 	counter("packets_captured_total", "Packets read from the capture rings.", func(s *snapshot) uint64 { return s.captured })
-	counter("packets_unmatched_total", "Captured packets to no -x mapping (a -F filter wider than the mappings).", func(s *snapshot) uint64 { return s.unmatched })
+	counter("packets_unmatched_total", "Captured packets to no -x mapping: a -F filter wider than the mappings; offline, the other packets of the file, other protocols included.", func(s *snapshot) uint64 { return s.unmatched })
 	counter("packets_sampled_out_total", "Captured packets of connections not copied (-r, -g).", func(s *snapshot) uint64 { return s.sampledOut })
 	counter("packets_truncated_total", "Captured packets cut by the snap length (-S); their payload is lost.", func(s *snapshot) uint64 { return s.truncated })
 	counter("segments_split_total", "Segments made by splitting GRO/LRO super-packets to the MTU (-M).", func(s *snapshot) uint64 { return s.segmented })

@@ -549,7 +549,7 @@ func (e *engine) logOffline(src *offlineSource) {
 	r := &e.replayed
 	attrs := []any{"file", src.path, "passes", src.passes, "records", src.records.Load(), "ip_packets", src.packets.Load(),
 		"relevant", r.relevant.Load(), "non_ip", src.nonIP.Load(), "filtered", src.filtered.Load(),
-		"unsupported_link", src.unlinked.Load(), "cut_records", src.cut.Load(), "invalid", e.invalid.Load(),
+		"unsupported_link", src.unlinked.Load(), "cut_records", src.cut.Load(), "unmatched", e.unmatched.Load(), "invalid", e.invalid.Load(),
 		"truncated", e.truncated.Load(),
 		"gaps_skipped", r.gaps.Load(), "time_skipped", time.Duration(r.skipped.Load()), "gaps_above_max", r.bounded.Load(),
 		"caplen_above_snaplen", src.capAboveSnap.Load(), "origlen_below_caplen", src.origBelowCap.Load(),

@@ -193,3 +193,37 @@ func TestPipelineCompareAllocs(t *testing.T) {
 		t.Errorf("verdicts %v, want every one same", st.Verdicts)
 	}
 }
+
+// TestPipelineOtherProtocols: a well-formed packet of another protocol (an
+// offline file without -F brings ICMPv6 and UDP too) is unmatched; only a
+// damaged one is invalid.
+func TestPipelineOtherProtocols(t *testing.T) {
+	icmp6 := []byte{
+		0x60, 0, 0, 0, 0, 8, 58, 255, // ICMPv6, payload 8 bytes
+		0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a,
+		0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+		133, 0, 0x7b, 0x5a, 0, 0, 0, 0, // router solicitation
+	}
+	udp4 := []byte{
+		0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 192, 0, 2, 1,
+		0x9c, 0x40, 0, 53, 0, 9, 0, 0, 'x',
+	}
+	shortTCP := build(ipmangle.Fields{Src: benchClient, Dst: benchOnline, Seq: 1, Flags: ipmangle.SYN, Window: 512, WScale: -1})[:30]
+	for _, tt := range []struct {
+		name               string
+		pkt                []byte
+		unmatched, invalid uint64
+	}{
+		{"ICMPv6 router solicitation", icmp6, 1, 0},
+		{"UDP without udp: mappings", udp4, 1, 0},
+		{"TCP cut in its header", shortTCP, 0, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pl := newPipeline(t)
+			pl.capture(tt.pkt)
+			if u, i := pl.e.unmatched.Load(), pl.e.invalid.Load(); u != tt.unmatched || i != tt.invalid || pl.snd.n != 0 {
+				t.Errorf("unmatched %d, invalid %d, sent %d; want %d, %d, 0", u, i, pl.snd.n, tt.unmatched, tt.invalid)
+			}
+		})
+	}
+}

@@ -451,6 +451,12 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 		if e.udp != nil && e.copyUDP(data, p, b, pass, now) {
 			return
 		}
+		if p.Reason == ipmangle.ReasonNotTCP {
+			// Well-formed, of another protocol (ICMP, ICMPv6, UDP without
+			// udp: mappings): an offline file without -F brings them all.
+			e.unmatched.Add(1)
+			return
+		}
 		e.invalid.Add(1)
 		return
 	}
