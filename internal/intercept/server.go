@@ -151,7 +151,7 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 			IdleTimeout: cfg.UDPRouteIdle,
 			MaxRoutes:   MaxRoutes,
 			MaxPerOwner: cfg.MaxRoutesPerLink,
-			MaxHeld:     cfg.HeldMax,
+			MaxHeld:     min(cfg.HeldMax, udpMaxHeld),
 			HeldSize:    maxHeaders + max(cfg.MaxPrefix, udpHeldPayload),
 		}),
 		warnUnrouted: logging.NewLimiter(10 * time.Second),

@@ -292,7 +292,7 @@ func (s *Server) register(reg prometheus.Registerer) {
 	c("udp_answers_held_total", "UDP answers held until their route arrived.", s.c.udpHeld.Load)
 	c("udp_held_released_total", "Held UDP answers delivered when their route came.", udp(func(st *router.Stats) uint64 { return st.Released }))
 	c("udp_held_expired_total", "Held UDP answers dropped because their route never came.", udp(func(st *router.Stats) uint64 { return st.HeldExpired }))
-	c("udp_held_dropped_total", "UDP answers not held because the pool (-s) was full.", udp(func(st *router.Stats) uint64 { return st.HeldDropped }))
+	c("udp_held_dropped_total", "UDP answers not held because the pool (8192, or -s if lower) was full.", udp(func(st *router.Stats) uint64 { return st.HeldDropped }))
 	c("udp_fragments_ignored_total", "Later fragments of UDP answers (the first fragment makes the record).", s.c.udpFragments.Load)
 	c("udp_routes_added_total", "UDP route add messages applied.", udp(func(st *router.Stats) uint64 { return st.Added }))
 	c("udp_routes_deleted_total", "UDP routes removed by a delete message.", udp(func(st *router.Stats) uint64 { return st.Deleted }))

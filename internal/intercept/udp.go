@@ -34,6 +34,10 @@ import (
 // longer one is delivered cut, without hash.
 const udpHeldPayload = 512
 
+// udpMaxHeld bounds the answers held for their routes (or -s if lower):
+// with udpHeldPayload bytes each, about 6 MB.
+const udpMaxHeld = 8192
+
 // udpAnswer is a captured UDP datagram (or its first fragment) as routing
 // needs it.
 type udpAnswer struct {
