@@ -42,7 +42,7 @@ func newCommand() *cli.Command {
 		Version:   version.String(),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "i", Usage: "capture on these `interfaces` (comma-separated; default: every interface that is up)"},
-			&cli.StringFlag{Name: "F", Usage: "tcpdump `filter` selecting the target's responses (required)"},
+			&cli.StringFlag{Name: "F", Usage: "tcpdump `filter` selecting the target's responses, TCP and UDP (required; e.g. 'tcp and src port 8080 or udp and src port 5353')"},
 			&cli.StringFlag{Name: "p", Value: fmt.Sprint(def.Listen.Port()), Usage: "listen `port` for tcpcopy links"},
 			&cli.StringFlag{Name: "b", Usage: "bind `address` for tcpcopy links (default: all)"},
 			&cli.StringFlag{Name: "n", Value: fmt.Sprint(def.MaxCombined), Usage: "most records per combined frame, 1..16 (6 with --resp-payload)"},
@@ -50,6 +50,7 @@ func newCommand() *cli.Command {
 			&cli.StringFlag{Name: "D", Usage: "rewrite response destinations `dockered_ip-orig_ip[,...]` before routing"},
 			&cli.BoolFlag{Name: "c", Usage: "refuse tcpcopy links that arrive more than 3 s after the first one"},
 			&cli.StringFlag{Name: "t", Value: fmt.Sprint(int(def.RouteIdle / time.Second)), Usage: "route idle timeout in `seconds`"},
+			&cli.StringFlag{Name: "udp-route-idle", Value: fmt.Sprint(int(def.UDPRouteIdle / time.Second)), Usage: "UDP route idle timeout in `seconds` (tcpcopy deletes idle UDP routes itself)"},
 			&cli.StringFlag{Name: "l", Usage: "log `file` (default: standard error; reopened on SIGHUP)"},
 			&cli.StringFlag{Name: "P", Usage: "pid `file`"},
 			&cli.BoolFlag{Name: "d", Usage: "run in the background"},
@@ -124,6 +125,10 @@ func configFrom(c *cli.Command) (intercept.Config, error) {
 		return cfg, err
 	}
 	cfg.RouteIdle = time.Duration(secs) * time.Second
+	if secs, err = cliutil.IntInRange("--udp-route-idle", c.String("udp-route-idle"), 1, 7*24*3600); err != nil {
+		return cfg, err
+	}
+	cfg.UDPRouteIdle = time.Duration(secs) * time.Second
 	if cfg.Docker, err = parseDocker(c.String("D")); err != nil {
 		return cfg, err
 	}

@@ -41,6 +41,12 @@ const dnsMappings = "udp:{online.client_v4}:53-{target.online_v4}:5353,udp:[{onl
 // closed at the end of the test.
 func dnsServe(t *testing.T, ns string, addrs ...netip.AddrPort) *dnslab.Server {
 	t.Helper()
+	return dnsServeWith(t, ns, dnslab.ServeOptions{}, addrs...)
+}
+
+// dnsServeWith is dnsServe with options (a target that misbehaves).
+func dnsServeWith(t *testing.T, ns string, o dnslab.ServeOptions, addrs ...netip.AddrPort) *dnslab.Server {
+	t.Helper()
 	var conns []*net.UDPConn
 	err := nsdo.Do(ns, func() error {
 		for _, a := range addrs {
@@ -62,7 +68,7 @@ func dnsServe(t *testing.T, ns string, addrs ...netip.AddrPort) *dnslab.Server {
 		}
 		t.Fatalf("DNS server in %s: %v", ns, err)
 	}
-	s := dnslab.Serve(conns...)
+	s := dnslab.ServeWith(o, conns...)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -72,37 +78,42 @@ func dnsServe(t *testing.T, ns string, addrs ...netip.AddrPort) *dnslab.Server {
 // was answered.
 func dnsLoads(t *testing.T, topo *netlab.Topology, count int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	var wg sync.WaitGroup
 	for _, srv := range []netip.Addr{topo.Online.ClientV4, topo.Online.ClientV6} {
-		fam := "v4"
-		if srv.Is6() {
-			fam = "v6"
-		}
-		wg.Go(func() {
-			res, err := dnslab.Run(ctx, dnslab.Options{
-				Server: netip.AddrPortFrom(srv, dnsOnlinePort), Count: count, Rate: 150, Concurrency: 8,
-				Timeout: 2 * time.Second, Suffix: fam + ".lab.example",
-				Open: func() (c *net.UDPConn, err error) {
-					err = nsdo.Do(topo.Client.Name, func() error {
-						c, err = net.ListenUDP("udp", nil)
-						return err
-					})
-					return c, err
-				},
-			})
-			if err != nil {
-				t.Errorf("DNS load %s: %v", fam, err)
-				return
-			}
-			t.Logf("DNS load %s: %+v", fam, res)
-			if res.Sent != count || res.Answered != count || res.Truncated != count/5 || res.MaxQuery <= 1500 || res.MaxAnswer <= 1500 {
-				t.Errorf("DNS load %s: %+v: want every query answered, a fifth truncated, queries and answers above 1500 bytes", fam, res)
-			}
-		})
+		wg.Go(func() { dnsLoad(t, topo, srv, count) })
 	}
 	wg.Wait()
+}
+
+// dnsLoad runs count queries against the online server at srv, from the
+// client namespace, and checks that every one was answered.
+func dnsLoad(t *testing.T, topo *netlab.Topology, srv netip.Addr, count int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fam := "v4"
+	if srv.Is6() {
+		fam = "v6"
+	}
+	res, err := dnslab.Run(ctx, dnslab.Options{
+		Server: netip.AddrPortFrom(srv, dnsOnlinePort), Count: count, Rate: 150, Concurrency: 8,
+		Timeout: 2 * time.Second, Suffix: fam + ".lab.example",
+		Open: func() (c *net.UDPConn, err error) {
+			err = nsdo.Do(topo.Client.Name, func() error {
+				c, err = net.ListenUDP("udp", nil)
+				return err
+			})
+			return c, err
+		},
+	})
+	if err != nil {
+		t.Errorf("DNS load %s: %v", fam, err)
+		return
+	}
+	t.Logf("DNS load %s: %+v", fam, res)
+	if res.Sent != count || res.Answered != count || res.Truncated != count/5 || res.MaxQuery <= 1500 || res.MaxAnswer <= 1500 {
+		t.Errorf("DNS load %s: %+v: want every query answered, a fifth truncated, queries and answers above 1500 bytes", fam, res)
+	}
 }
 
 // startTcpcopy starts tcpcopy in the online namespace with args

@@ -46,6 +46,10 @@ type Config struct {
 	HeldMax int
 	// RouteIdle is how long an unused route lives (-t).
 	RouteIdle time.Duration
+	// UDPRouteIdle is how long an unused UDP route lives
+	// (--udp-route-idle): tcpcopy deletes the route of an idle flow
+	// itself, this catches the routes whose delete was lost.
+	UDPRouteIdle time.Duration
 	// QueueBytes bounds the memory of one link's record buffers: those
 	// waiting, those being written and their slack together. Past it
 	// records for that link are dropped and counted.
@@ -107,6 +111,7 @@ func Default() Config {
 		CompareWindow: wire.MaxPrefixLen,
 		HeldMax:       65536,
 		RouteIdle:     15 * time.Minute,
+		UDPRouteIdle:  time.Minute,
 		QueueBytes:    8 << 20,
 		MaxLinks:      256,
 

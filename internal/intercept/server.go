@@ -17,6 +17,8 @@ import (
 	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	"github.com/tcpcopy-go/tcpcopy/internal/logging"
 	"github.com/tcpcopy-go/tcpcopy/pkg/capture"
+	"github.com/tcpcopy-go/tcpcopy/pkg/datagram"
+	"github.com/tcpcopy-go/tcpcopy/pkg/ipfrag"
 	"github.com/tcpcopy-go/tcpcopy/pkg/ipmangle"
 	"github.com/tcpcopy-go/tcpcopy/pkg/router"
 	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
@@ -66,7 +68,7 @@ var refusedNames = [numRefused]string{"link_cap", "table_full"}
 // counters are the server's statistics; every field is updated atomically.
 type counters struct {
 	captured   atomic.Uint64 // packets read from the capture rings
-	invalid    atomic.Uint64 // not a well-formed IPv4/IPv6 TCP packet
+	invalid    atomic.Uint64 // neither a well-formed IPv4/IPv6 TCP packet nor UDP
 	routed     atomic.Uint64 // records written to a link
 	unrouted   atomic.Uint64 // responses without a route (not SYN/RST)
 	held       atomic.Uint64 // SYN-ACKs/RSTs held for a route to come
@@ -80,6 +82,13 @@ type counters struct {
 	skipped    atomic.Uint64 // well-framed messages the readers skipped
 	closed     [numCauses]atomic.Uint64
 	authOK     atomic.Uint64 // links that authenticated
+
+	// UDP answers (udp.go).
+	udpCaptured  atomic.Uint64 // UDP datagrams (or first fragments) captured
+	udpRouted    atomic.Uint64 // UDP records queued on a link
+	udpUnrouted  atomic.Uint64 // UDP answers without a route (not held: the pool was full)
+	udpHeld      atomic.Uint64 // UDP answers held for a route to come
+	udpFragments atomic.Uint64 // later fragments of UDP answers, ignored
 }
 
 // Server is a running intercept. Make it with NewServer.
@@ -87,7 +96,9 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	routes *router.Table
-	c      counters
+	// udpRoutes is the UDP route table (udp.go), apart from TCP's.
+	udpRoutes *router.Table
+	c         counters
 
 	nextID atomic.Uint64
 	linkMu sync.Mutex                             // serialises changes of links
@@ -123,6 +134,9 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	if cfg.MaxLinks <= 0 {
 		cfg.MaxLinks = def.MaxLinks
 	}
+	if cfg.UDPRouteIdle <= 0 {
+		cfg.UDPRouteIdle = def.UDPRouteIdle
+	}
 	s := &Server{
 		cfg: cfg,
 		log: log,
@@ -132,6 +146,13 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 			MaxPerOwner: cfg.MaxRoutesPerLink,
 			MaxHeld:     cfg.HeldMax,
 			HeldSize:    maxHeaders + max(cfg.MaxPrefix, wire.MaxPayload6),
+		}),
+		udpRoutes: router.New(router.Config{
+			IdleTimeout: cfg.UDPRouteIdle,
+			MaxRoutes:   MaxRoutes,
+			MaxPerOwner: cfg.MaxRoutesPerLink,
+			MaxHeld:     min(cfg.HeldMax, udpMaxHeld),
+			HeldSize:    maxHeaders + max(cfg.MaxPrefix, udpHeldPayload),
 		}),
 		warnUnrouted: logging.NewLimiter(10 * time.Second),
 		warnLinks:    logging.NewLimiter(linkLogEvery),
@@ -419,7 +440,7 @@ func (s *Server) handshake(l *link, rr *wire.RouteReader) (wire.Format, closeCau
 		}
 		return wire.Format{Version: wire.Version6, Combined: s.cfg.Combined, Payload: s.cfg.RespPayload}, 0, nil
 	}
-	f := wire.Format{Version: wire.Version7, PrefixLen: s.cfg.MaxPrefix, Compare: s.cfg.CompareWindow, Auth: secret != nil}
+	f := wire.Format{Version: wire.Version7, PrefixLen: s.cfg.MaxPrefix, Compare: s.cfg.CompareWindow, Auth: secret != nil, UDP: true}
 	rr.SetVersion(wire.Version7)
 	out := wire.AppendHello(nil, f)
 	var ni wire.Nonce
@@ -477,6 +498,7 @@ func (s *Server) readLoop(l *link) {
 	}
 
 	deliver := func(_ router.Owner, data []byte, m router.Meta) { s.deliverHeld(l, data, m) }
+	deliverUDP := func(_ router.Owner, data []byte, m router.Meta) { s.deliverHeldUDP(l, data, m) }
 	var skipped uint64
 	for rr.Next() {
 		if n := rr.Skipped(); n != skipped {
@@ -489,6 +511,10 @@ func (s *Server) readLoop(l *link) {
 		case wire.MsgRoute:
 			l.routes.Add(1)
 			s.c.routeMsgs.Add(1)
+			if msg.Route.UDP {
+				s.udpRouteMsg(l, msg.Route, deliverUDP)
+				continue
+			}
 			k := router.Key{Client: msg.Route.Client, Target: msg.Route.Target}
 			if msg.Route.Op == wire.RouteDel {
 				s.routes.Delete(k, l.id)
@@ -598,6 +624,9 @@ func (s *Server) prefixFor(l *link, prefix []byte) []byte {
 // scratch is a capture goroutine's per-packet working memory.
 type scratch struct {
 	p       ipmangle.Parsed
+	d       datagram.Parsed // UDP answers (udp.go)
+	f       ipfrag.Fragment
+	ua      udpAnswer
 	buf     [maxHeaders + wire.MaxPrefixLen]byte
 	touched []*link
 }
@@ -611,7 +640,9 @@ func (s *Server) handle(sc *scratch, data []byte, ts int64) {
 	p := &sc.p
 	p.Decode(data)
 	if !p.Valid {
-		s.c.invalid.Add(1)
+		if p.Reason != ipmangle.ReasonNotTCP && p.Reason != ipmangle.ReasonFragment || !s.handleUDP(sc, data, ts) {
+			s.c.invalid.Add(1)
+		}
 		return
 	}
 	if len(s.cfg.Docker) > 0 {
@@ -689,4 +720,5 @@ func (s *Server) flushTouched(sc *scratch) {
 func (s *Server) expire(now time.Time) {
 	links := *s.links.Load()
 	s.routes.Expire(now, func(o router.Owner) bool { return links[o] != nil })
+	s.udpRoutes.Expire(now, func(o router.Owner) bool { return links[o] != nil })
 }

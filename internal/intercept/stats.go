@@ -44,6 +44,12 @@ type Stats struct {
 	// Table has the route table's own counters (routes added, expired,
 	// refused, held packets released or expired, ...).
 	Table router.Stats
+	// UDP answers (udp.go): datagrams (or first fragments) captured,
+	// records queued, answers without a route, answers held for their
+	// route, later fragments ignored; UDPTable is the UDP route table's
+	// counters.
+	UDPCaptured, UDPRouted, UDPUnrouted, UDPHeld, UDPFragments uint64
+	UDPTable                                                   router.Stats
 }
 
 // Stats returns the current counters.
@@ -68,6 +74,13 @@ func (s *Server) Stats() Stats {
 
 		Authenticated: s.c.authOK.Load(),
 		Table:         rs,
+
+		UDPCaptured:  s.c.udpCaptured.Load(),
+		UDPRouted:    s.c.udpRouted.Load(),
+		UDPUnrouted:  s.c.udpUnrouted.Load(),
+		UDPHeld:      s.c.udpHeld.Load(),
+		UDPFragments: s.c.udpFragments.Load(),
+		UDPTable:     s.udpRoutes.Stats(),
 	}
 	for i := range st.Closed {
 		st.Closed[i] = s.c.closed[i].Load()
@@ -84,9 +97,11 @@ type LinkStats struct {
 	Dropped uint64 // records dropped: its queue was full
 	Unfit   uint64 // records its format cannot carry (IPv6 on version 6)
 	Routes  uint64 // route messages it sent
-	// RoutesHeld is the number of routes it holds now; RoutesRefused its
-	// route adds refused (--max-routes-per-link, table full).
+	// RoutesHeld is the number of routes it holds now (UDPRoutesHeld its
+	// UDP routes); RoutesRefused its route adds refused
+	// (--max-routes-per-link, table full).
 	RoutesHeld    int
+	UDPRoutesHeld int
 	RoutesRefused uint64
 	// Skipped counts its messages the reader skipped.
 	Skipped uint64
@@ -104,7 +119,7 @@ func (s *Server) LinkStats() []LinkStats {
 		ls := LinkStats{
 			ID: l.id, Remote: l.remote.String(),
 			Records: l.records.Load(), Dropped: l.dropped.Load(), Unfit: l.unfit.Load(), Routes: l.routes.Load(),
-			RoutesHeld: s.routes.OwnerRoutes(l.id), RoutesRefused: l.refused.Load(), Skipped: l.skipped.Load(),
+			RoutesHeld: s.routes.OwnerRoutes(l.id), UDPRoutesHeld: s.udpRoutes.OwnerRoutes(l.id), RoutesRefused: l.refused.Load(), Skipped: l.skipped.Load(),
 			QueueBytes: l.memBytes(), Authenticated: l.authed.Load(),
 		}
 		if f := l.format.Load(); f != nil {
@@ -142,7 +157,8 @@ func (s *Server) logStats(time.Time) {
 	s.log.Info("stats",
 		"captured", st.Captured, "sent", st.Routed, "unrouted", st.Unrouted,
 		"held", st.Held, "dropped", st.Dropped, "invalid", st.Invalid,
-		"ring_drops", st.RingDrops, "links", st.Links, "routes", st.Routes)
+		"ring_drops", st.RingDrops, "links", st.Links, "routes", st.Routes, "udp_routes", st.UDPTable.Routes,
+		"udp_captured", st.UDPCaptured, "udp_sent", st.UDPRouted, "udp_unrouted", st.UDPUnrouted)
 }
 
 // logSummary logs the run so far under msg: what was captured and where
@@ -154,7 +170,7 @@ func (s *Server) logSummary(msg string) {
 		if i > 0 {
 			links.WriteByte(' ')
 		}
-		fmt.Fprintf(&links, "%d:%s/v%d:records=%d,dropped=%d,routes=%d", l.ID, l.Remote, l.Version, l.Records, l.Dropped, l.RoutesHeld)
+		fmt.Fprintf(&links, "%d:%s/v%d:records=%d,dropped=%d,routes=%d,udp_routes=%d", l.ID, l.Remote, l.Version, l.Records, l.Dropped, l.RoutesHeld, l.UDPRoutesHeld)
 	}
 	s.log.Info(msg, "captured", st.Captured, "sent", st.Routed, "unrouted", st.Unrouted,
 		"held", st.Held, "held_released", st.Table.Released, "held_expired", st.Table.HeldExpired,
@@ -164,6 +180,10 @@ func (s *Server) logSummary(msg string) {
 		"links", st.Links, "links_total", st.LinksTotal, "links_refused", st.Refused, "link_errors", st.LinkErrors,
 		"links_idle_closed", st.Closed[causeIdle], "links_handshake_timeout", st.Closed[causeHandshakeTimeout],
 		"links_auth_failed", st.Closed[causeAuth]+st.Closed[causeVersion6],
+		"udp_captured", st.UDPCaptured, "udp_sent", st.UDPRouted, "udp_unrouted", st.UDPUnrouted,
+		"udp_held", st.UDPHeld, "udp_held_released", st.UDPTable.Released, "udp_held_expired", st.UDPTable.HeldExpired,
+		"udp_fragments_ignored", st.UDPFragments, "udp_routes", st.UDPTable.Routes, "udp_routes_expired", st.UDPTable.Expired,
+		"udp_routes_refused", st.UDPTable.RefusedOwnerFull+st.UDPTable.RefusedTableFull,
 		"link_detail", links.String())
 }
 
@@ -263,12 +283,28 @@ func (s *Server) register(reg prometheus.Registerer) {
 	c("routes_expired_total", "Routes removed because idle (-t) or their link closed.", table(func(st *router.Stats) uint64 { return st.Expired }))
 	c("routes_evicted_total", "Routes pushed out because the table was full (always the adding link's own).", table(func(st *router.Stats) uint64 { return st.Evicted }))
 	c("routes_taken_over_total", "Route adds that moved a route to another link.", table(func(st *router.Stats) uint64 { return st.TakenOver }))
+	udp := func(f func(*router.Stats) uint64) func() uint64 {
+		return func() uint64 { st := s.udpRoutes.Stats(); return f(&st) }
+	}
+	c("udp_answers_captured_total", "UDP datagrams (or first fragments) captured: answers of the target to copied UDP datagrams, if -F selects only those.", s.c.udpCaptured.Load)
+	c("udp_records_sent_total", "UDP answers queued as records for a tcpcopy link.", s.c.udpRouted.Load)
+	c("udp_answers_unrouted_total", "UDP answers for which no linked tcpcopy announced a UDP route (and none could be held); not sent.", s.c.udpUnrouted.Load)
+	c("udp_answers_held_total", "UDP answers held until their route arrived.", s.c.udpHeld.Load)
+	c("udp_held_released_total", "Held UDP answers delivered when their route came.", udp(func(st *router.Stats) uint64 { return st.Released }))
+	c("udp_held_expired_total", "Held UDP answers dropped because their route never came.", udp(func(st *router.Stats) uint64 { return st.HeldExpired }))
+	c("udp_held_dropped_total", "UDP answers not held because the pool (8192, or -s if lower) was full.", udp(func(st *router.Stats) uint64 { return st.HeldDropped }))
+	c("udp_fragments_ignored_total", "Later fragments of UDP answers (the first fragment makes the record).", s.c.udpFragments.Load)
+	c("udp_routes_added_total", "UDP route add messages applied.", udp(func(st *router.Stats) uint64 { return st.Added }))
+	c("udp_routes_deleted_total", "UDP routes removed by a delete message.", udp(func(st *router.Stats) uint64 { return st.Deleted }))
+	c("udp_routes_expired_total", "UDP routes removed because idle (--udp-route-idle) or their link closed.", udp(func(st *router.Stats) uint64 { return st.Expired }))
+	c("udp_routes_refused_total", "UDP route adds refused: the link held --max-routes-per-link UDP routes, or the table was full.", udp(func(st *router.Stats) uint64 { return st.RefusedOwnerFull + st.RefusedTableFull }))
+	g("udp_routes", "UDP routes in the table now.", func() int { return s.udpRoutes.Stats().Routes })
 	g("links", "tcpcopy links connected now.", func() int { return len(*s.links.Load()) })
 	g("routes", "Routes in the table now.", func() int { return s.routes.Stats().Routes })
 	g("held", "Responses held now, waiting for their route.", func() int { return s.routes.Stats().Held })
 	reg.MustRegister(&linkCollector{s: s,
 		dropped: prometheus.NewDesc("intercept_packets_dropped_total",
-			"Captured packets not used, by reason: invalid (not IPv4/IPv6 TCP), ring_full (the kernel's capture ring overflowed).",
+			"Captured packets not used, by reason: invalid (neither IPv4/IPv6 TCP nor UDP), ring_full (the kernel's capture ring overflowed).",
 			[]string{"reason"}, nil),
 		records: prometheus.NewDesc("intercept_link_records_total", "Records queued for this tcpcopy link.", []string{"link", "remote"}, nil),
 		ldrop:   prometheus.NewDesc("intercept_link_records_dropped_total", "Records dropped because this link's queue was full.", []string{"link", "remote"}, nil),

@@ -504,7 +504,8 @@ type Config struct {
 	// match a packet, C uses the first listed.
 	Mappings []Mapping
 	// Intercepts are the intercepts to connect to (-s, at most 64;
-	// required with a TCP mapping, unused without one).
+	// required with a TCP mapping; with UDP mappings they route the
+	// target's answers, optional).
 	Intercepts []netip.AddrPort
 	// InterceptPort is the port of -s entries written without one (-p).
 	InterceptPort uint16

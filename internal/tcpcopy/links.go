@@ -182,7 +182,8 @@ type LinkStats struct {
 	// RoutesDropped counts route adds an intercept did not get: none of
 	// its connections up, or their write buffers full. RoutesUnfit counts
 	// IPv6 route adds an intercept did not get because its connections
-	// speak version 6.
+	// speak version 6, and UDP route adds one did not get because it does
+	// not route UDP answers.
 	RoutesDropped, RoutesUnfit uint64
 	// BytesIn and BytesOut count bytes read from and written to intercept.
 	BytesIn, BytesOut uint64
@@ -212,9 +213,11 @@ type linkCounters struct {
 }
 
 // routeKey identifies a route in the announced set: normalised addresses
-// (4in6 unmapped, no zone) of one family.
+// (4in6 unmapped, no zone) of one family, and the protocol (a UDP flow's
+// route is apart from a TCP connection's).
 type routeKey struct {
 	client, target netip.AddrPort
+	udp            bool
 }
 
 // makeRouteKey normalises r as wire.AppendRoute does and reports whether
@@ -223,7 +226,7 @@ func makeRouteKey(r wire.Route) (routeKey, bool) {
 	c := netip.AddrPortFrom(r.Client.Addr().Unmap().WithZone(""), r.Client.Port())
 	t := netip.AddrPortFrom(r.Target.Addr().Unmap().WithZone(""), r.Target.Port())
 	ok := wire.Route{Client: c, Target: t, Op: r.Op}.Routable()
-	return routeKey{c, t}, ok
+	return routeKey{c, t, r.UDP}, ok
 }
 
 // Links keeps the control connections to every intercept. Make it with
@@ -473,7 +476,9 @@ func (l *Links) Stats() LinkStats {
 // counted (RoutesDropped).
 //
 // Version-6 connections carry only IPv4 route adds: an IPv6 add goes only
-// to version-7 connections (wire.ErrNeedV7; counted in RoutesUnfit), and
+// to version-7 connections (wire.ErrNeedV7; counted in RoutesUnfit), a UDP
+// route (r.UDP) only to connections whose intercept announced UDP in its
+// Hello (wire.ErrNeedUDP; counted in RoutesUnfit too), and
 // deletes are not sent to version-6 connections at all (C intercept never
 // deletes a route and would log CLIENT_DEL).
 //
@@ -494,7 +499,7 @@ func (l *Links) Route(r wire.Route) bool {
 	if !ok {
 		return false
 	}
-	r = wire.Route{Client: k.client, Target: k.target, Op: r.Op}
+	r = wire.Route{Client: k.client, Target: k.target, Op: r.Op, UDP: k.udp}
 	l.routeMu.Lock()
 	if r.Op == wire.RouteAdd {
 		l.routes[k] = struct{}{}
@@ -517,6 +522,10 @@ func (l *Links) Route(r wire.Route) bool {
 		switch res {
 		case routeUnfit:
 			l.c.routesUnfit.Add(1)
+			if r.UDP {
+				l.warnRoute(s, "UDP flow not announced: the intercept does not route UDP answers (protocol version 6, or an older intercept); its answers are not counted")
+				break
+			}
 			l.warnRoute(s, "IPv6 session not announced: the intercept speaks protocol version 6 only (a C intercept?)")
 		case routeFull:
 			l.c.routesDropped.Add(1)
@@ -561,7 +570,7 @@ func (l *Links) sendRoute(s *linkServer, r wire.Route, need7 bool) (routeResult,
 		c.mu.Lock()
 		switch {
 		case !c.up:
-		case need7 && c.format.Version != wire.Version7:
+		case need7 && c.format.Version != wire.Version7, r.UDP && !c.format.UDP:
 			res = max(res, routeUnfit)
 		case len(c.out)-c.exempt >= l.maxOut:
 			res = max(res, routeFull)
@@ -976,13 +985,14 @@ func (l *Links) markDown(c *linkConn) {
 
 // announceAllLocked appends an add for every route in the set to c's
 // buffer, outside its limit. It needs routeMu and c.mu. IPv6 routes are
-// skipped on a version-6 connection.
+// skipped on a version-6 connection, UDP routes on one whose intercept
+// does not route UDP.
 func (l *Links) announceAllLocked(c *linkConn) {
 	before := len(c.out)
 	n := 0
 	for k := range l.routes {
 		var err error
-		c.out, err = wire.AppendRoute(c.out, c.format, wire.Route{Client: k.client, Target: k.target, Op: wire.RouteAdd})
+		c.out, err = wire.AppendRoute(c.out, c.format, wire.Route{Client: k.client, Target: k.target, Op: wire.RouteAdd, UDP: k.udp})
 		if err == nil {
 			n++
 		}

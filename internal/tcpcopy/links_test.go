@@ -451,7 +451,7 @@ func TestLinksV7WithIntercept(t *testing.T) {
 	r := startLinks(t, cfg, nil, nil)
 	linkWaitFor(t, "two links up", func() bool { return r.l.Up() == 2 && srv.Stats().Links == 2 })
 	st := r.l.Stats()
-	if got, want := st.Servers[0].Format, (wire.Format{Version: wire.Version7, PrefixLen: 64}); got != want || st.Servers[0].Up != 2 {
+	if got, want := st.Servers[0].Format, (wire.Format{Version: wire.Version7, PrefixLen: 64, UDP: true}); got != want || st.Servers[0].Up != 2 {
 		t.Fatalf("server stats = %+v, want format %v and 2 up", st.Servers[0], want)
 	}
 	if !r.l.Route(route(wire.RouteAdd, "192.0.2.10:40000", linkTarget4)) {

@@ -123,7 +123,8 @@ type collector struct {
 	uncopiedBytes, uncopiedRequests                        *prometheus.Desc
 	verdicts, differences, notCompared, statusPairs        *prometheus.Desc
 	target, online, ratio                                  *prometheus.Desc
-	udpDropped                                             *prometheus.Desc // nil without udp: mappings
+	udpDropped                                             *prometheus.Desc  // nil without udp: mappings
+	udpAnswers                                             *udpAnswerMetrics // nil without UDP answers
 }
 
 func newCollector(e *engine) *collector {
@@ -186,7 +187,7 @@ func newCollector(e *engine) *collector {
 	counter("routes_sent_total", "Route messages queued for intercept.", func(s *snapshot) uint64 { return s.links.RoutesSent })
 	counter("routes_reannounced_total", "Route messages queued again after a link came up or went down.", func(s *snapshot) uint64 { return s.links.Reannounced })
 	counter("routes_dropped_total", "Route adds an intercept did not get: no link up, or write buffers full.", func(s *snapshot) uint64 { return s.links.RoutesDropped })
-	counter("routes_unfit_total", "IPv6 route adds not sent to an intercept speaking protocol version 6.", func(s *snapshot) uint64 { return s.links.RoutesUnfit })
+	counter("routes_unfit_total", "IPv6 route adds not sent to an intercept speaking protocol version 6, and UDP route adds not sent to an intercept that does not route UDP.", func(s *snapshot) uint64 { return s.links.RoutesUnfit })
 
 	c.dropped = prometheus.NewDesc("tcpcopy_packets_dropped_total",
 		"Packets and response records not used, by reason.", []string{"reason"}, nil)
@@ -222,6 +223,12 @@ func newCollector(e *engine) *collector {
 	if e.udp != nil {
 		c.udpDropped = udpMetrics(counter, gauge)
 	}
+	if e.udp != nil && e.udp.answers != nil {
+		c.udpAnswers = newUDPAnswerMetrics(e.udp.rw.mappings)
+		counter("udp_answers_late_total", "UDP answers of the target that no copy waited for: later than 5 s, or more answers than copies in their flow.", func(s *snapshot) uint64 { return s.udp.answers.late })
+		gauge("udp_flows", "UDP flows whose answers are followed now.", func(s *snapshot) float64 { return float64(s.udp.answers.flows) })
+		gauge("udp_queries_pending", "UDP copies waiting for their answer now.", func(s *snapshot) float64 { return float64(s.udp.answers.pending) })
+	}
 	return c
 }
 
@@ -235,6 +242,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	if c.udpDropped != nil {
 		ch <- c.udpDropped
+	}
+	if c.udpAnswers != nil {
+		c.udpAnswers.describe(ch)
 	}
 }
 
@@ -293,6 +303,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, d := range s.udp.drops() {
 			ch <- prometheus.MustNewConstMetric(c.udpDropped, prometheus.CounterValue, float64(d.n), d.label)
 		}
+		if c.udpAnswers != nil && s.udp.answers != nil {
+			c.udpAnswers.collect(ch, s.udp.answers)
+		}
 	}
 	ch <- durationHistogram(c.target, &s.st.Latency.Target)
 	ch <- durationHistogram(c.online, &s.st.Latency.Online)
@@ -300,7 +313,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // durationHistogram converts h to a Prometheus histogram in seconds.
-func durationHistogram(d *prometheus.Desc, h *tcpstate.DurationHistogram) prometheus.Metric {
+func durationHistogram(d *prometheus.Desc, h *tcpstate.DurationHistogram, labels ...string) prometheus.Metric {
 	bounds := tcpstate.LatencyBounds()
 	buckets := make(map[float64]uint64, len(bounds))
 	var cum uint64
@@ -308,7 +321,7 @@ func durationHistogram(d *prometheus.Desc, h *tcpstate.DurationHistogram) promet
 		cum += h.Counts[i]
 		buckets[b.Seconds()] = cum
 	}
-	return prometheus.MustNewConstHistogram(d, cum+h.Counts[len(bounds)], h.Sum.Seconds(), buckets)
+	return prometheus.MustNewConstHistogram(d, cum+h.Counts[len(bounds)], h.Sum.Seconds(), buckets, labels...)
 }
 
 // ratioHistogram converts h to a Prometheus histogram.

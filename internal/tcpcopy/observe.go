@@ -96,7 +96,7 @@ func (e *engine) logStats(time.Time) {
 		ms := e.mysqlSnapshot()
 		attrs = mysqlAttrs(&ms, attrs, false)
 	}
-	e.log.Info("stats", e.udpAttrs(attrs)...)
+	e.log.Info("stats", e.udpAttrs(attrs, false)...)
 }
 
 // budget returns the job that enforces the memory budget (-m) once a
@@ -333,7 +333,7 @@ func (e *engine) summaryAttrs(s *snapshot) []any {
 			attrs = append(attrs, "not_compared_why", notComparedText(&s.cmp.Stats))
 		}
 	}
-	attrs = e.udpAttrs(attrs)
+	attrs = e.udpAttrs(attrs, true)
 	if e.cfg.MySQL.On {
 		ms := e.mysqlSnapshot()
 		attrs = mysqlAttrs(&ms, attrs, true)

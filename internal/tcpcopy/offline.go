@@ -561,7 +561,7 @@ func (e *engine) logOffline(src *offlineSource) {
 		attrs = append(attrs, "uncopied_bytes", b, "uncopied_requests", r)
 	}
 	attrs = e.endpointAttrs(attrs)
-	attrs = e.udpAttrs(attrs)
+	attrs = e.udpAttrs(attrs, true)
 	attrs = outcomeAttrs(&st, attrs)
 	e.log.Info("offline replay finished", attrs...)
 	if n := e.truncated.Load(); n > 0 {

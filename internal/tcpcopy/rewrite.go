@@ -53,6 +53,15 @@ func newRewriter(cfg *Config) *rewriter {
 // first listed mapping whose online side is dst, or whose online side is
 // any address on dst's port (C TCPCopy's order).
 func (r *rewriter) match(dst netip.AddrPort) (*Mapping, bool) {
+	i, ok := r.matchIndex(dst)
+	if !ok {
+		return nil, false
+	}
+	return &r.mappings[i], true
+}
+
+// matchIndex is match returning the mapping's index in r.mappings.
+func (r *rewriter) matchIndex(dst netip.AddrPort) (int, bool) {
 	for i := range r.mappings {
 		m := &r.mappings[i]
 		if m.Online.Port() != dst.Port() {
@@ -60,15 +69,15 @@ func (r *rewriter) match(dst netip.AddrPort) (*Mapping, bool) {
 		}
 		if a := m.Online.Addr(); a.IsValid() {
 			if a == dst.Addr() {
-				return m, true
+				return i, true
 			}
 			continue
 		}
 		if m.Target.Addr().Is4() == dst.Addr().Is4() {
-			return m, true
+			return i, true
 		}
 	}
-	return nil, false
+	return 0, false
 }
 
 // sampled reports whether the connection of client is copied at percent

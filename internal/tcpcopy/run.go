@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/bpf"
 
+	"github.com/tcpcopy-go/tcpcopy/internal/daemon"
 	imetrics "github.com/tcpcopy-go/tcpcopy/internal/metrics"
 	"github.com/tcpcopy-go/tcpcopy/pkg/bpfgen"
 	"github.com/tcpcopy-go/tcpcopy/pkg/capture"
@@ -145,7 +146,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 	linkErr := make(chan error, 1)
-	if cfg.HasProto(ProtoTCP) {
+	if e.udp != nil && e.udp.answers != nil {
+		go daemon.Every(ctx, time.Second, func(time.Time) { e.udp.answers.expire(e.now(), false) })
+	}
+	if cfg.HasProto(ProtoTCP) || e.udp != nil && e.udp.answers != nil {
 		go func() {
 			err := e.links.Run(ctx)
 			if err != nil {
@@ -154,10 +158,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			linkErr <- err
 		}()
 	} else {
-		// UDP only: no session, no intercept.
-		if len(cfg.Intercepts) > 0 {
-			log.Info("no TCP mapping: intercepts (-s) are not used", "intercepts", fmt.Sprint(cfg.Intercepts))
-		}
+		// UDP only and no -s: no session, no intercept.
 		linkErr <- nil
 	}
 	var cwg sync.WaitGroup
@@ -189,6 +190,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		s.Close()
 	}
 	cwg.Wait()
+	if e.udp != nil && e.udp.answers != nil {
+		// The answers of the last UDP queries are on their way; then
+		// what still waits counts unanswered.
+		e.udp.answers.drain()
+		e.udp.answers.expire(e.now(), true)
+	}
 	stopWorkers() // every session is reset toward the target
 	wg.Wait()
 	close(stopDiffs) // the workers' last verdicts are in: write them
@@ -319,10 +326,15 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		WireVersion:    cfg.WireVersion,
 		Compare:        cfg.linkWindow(),
 		Fallback:       wire.Format{Version: wire.Version6, Combined: cfg.Combined, Payload: cfg.RespPayload},
-		Lonely:         cfg.Lonely,
+		Lonely:         cfg.Lonely || !cfg.HasProto(ProtoTCP), // UDP only: the links are for the answers, never a reason to give up
 		Secret:         cfg.Secret,
 	}, log, func() Sink { return e.disp.newBatch() })
 	e.linksUp = e.links.Up
+	if e.udp != nil && len(cfg.Intercepts) > 0 {
+		// The target's UDP answers, through intercept (udpanswer.go).
+		e.udp.answers = newUDPTracker(len(e.udp.rw.mappings), e.links)
+		e.disp.udp = e.udp.answers
+	}
 	tc := tcpstate.Config{
 		MTU:              cfg.MTU,
 		MSS:              uint16(cfg.MSS),

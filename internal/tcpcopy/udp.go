@@ -4,9 +4,10 @@ package tcpcopy
 // build, tcpcopy-c.md §3.15). UDP has no session to replay: each captured
 // datagram to a mapped port is copied as it is, at once, by the goroutine
 // that read it (a capture loop, the offline replay), without a worker, a
-// route or intercept. The target's answers go to the client addresses and
-// are not seen (the intercept protocol carries TCP only; docs/tcpcopy.md,
-// "Copying UDP").
+// route or intercept. The target's answers go to the client addresses;
+// with intercepts that route UDP (-s, protocol version 7) they come back
+// as records and are matched to the copies (udpanswer.go); without, they
+// are not seen (docs/tcpcopy.md, "Copying UDP").
 //
 // Per datagram: decode (package datagram), match a UDP mapping, select by
 // -r/-g on the client address and port (so a flow is copied whole or not
@@ -92,6 +93,10 @@ type udpCopier struct {
 
 	mu   sync.Mutex // guards frag
 	frag *ipfrag.Reassembler
+
+	// answers follows the target's answers (udpanswer.go); nil without
+	// intercepts.
+	answers *udpTracker
 }
 
 // udpScratch is one reading goroutine's buffers (batch.udp).
@@ -185,11 +190,12 @@ func (e *engine) copyUDP(data []byte, tp *ipmangle.Parsed, b *batch, pass uint32
 // copyDatagram copies the datagram data decoded into s.p.
 func (e *engine) copyDatagram(data []byte, s *udpScratch, pass uint32, now int64) {
 	u, p := e.udp, &s.p
-	m, ok := u.rw.match(p.Dst)
+	mi, ok := u.rw.matchIndex(p.Dst)
 	if !ok {
 		u.c.unmatched.Add(1)
 		return
 	}
+	m := &u.rw.mappings[mi]
 	u.c.captured.Add(1)
 	if p.Truncated {
 		u.c.truncated.Add(1)
@@ -218,7 +224,13 @@ func (e *engine) copyDatagram(data []byte, s *udpScratch, pass uint32, now int64
 			u.c.invalid.Add(1)
 			return
 		}
-		u.send(s, m.Target.Addr(), s.out[:n])
+		// The query waits for its answer from before it leaves (its
+		// route must beat the answer to intercept); one that could not
+		// be sent waits no more.
+		tracked := u.answers != nil && u.answers.query(now, mi, f.Src, m.Target)
+		if !u.send(s, m.Target.Addr(), s.out[:n]) && tracked {
+			u.answers.unsent(mi, f.Src, m.Target)
+		}
 	}
 }
 
@@ -270,8 +282,9 @@ func (u *udpCopier) nextID() uint32 {
 // else in fragments. A copy the kernel refuses as too big (EMSGSIZE) is
 // fragmented to the path MTU the sender reports and sent again, and that
 // MTU is kept for dst. Any other error drops the copy (send_error): the
-// fragments already sent of it die in the target's reassembly.
-func (u *udpCopier) send(s *udpScratch, dst netip.Addr, pkt []byte) {
+// fragments already sent of it die in the target's reassembly. It reports
+// whether the copy was sent.
+func (u *udpCopier) send(s *udpScratch, dst netip.Addr, pkt []byte) bool {
 	mtu := u.mtu[dst]
 	for range maxTooBigRounds {
 		m := int(mtu.Load())
@@ -281,11 +294,11 @@ func (u *udpCopier) send(s *udpScratch, dst netip.Addr, pkt []byte) {
 			if len(pkt) > m {
 				u.c.fragmented.Add(1)
 			}
-			return
+			return true
 		}
 		if !errors.Is(err, inject.ErrTooBig) {
 			u.sendFailed(err)
-			return
+			return false
 		}
 		u.c.tooBig.Add(1)
 		mt, ok := u.snd.(mtuTeller)
@@ -299,6 +312,7 @@ func (u *udpCopier) send(s *udpScratch, dst netip.Addr, pkt []byte) {
 		mtu.CompareAndSwap(int64(m), int64(pm))
 	}
 	u.sendFailed(inject.ErrTooBig)
+	return false
 }
 
 // sendOnce sends pkt whole or in fragments of at most mtu bytes, and
@@ -356,6 +370,7 @@ type udpStats struct {
 	invalid, truncated, sendError                           uint64
 	fragDrops                                               [ipfrag.NumDrops]uint64
 	pending                                                 int
+	answers                                                 *udpAnswerStats // nil without intercepts
 }
 
 // stats reads the counters; it first drops the fragments whose time has
@@ -366,7 +381,13 @@ func (u *udpCopier) stats(now int64) udpStats {
 	u.frag.Expire(now)
 	fs := u.frag.Stats()
 	u.mu.Unlock()
+	var as *udpAnswerStats
+	if u.answers != nil {
+		a := u.answers.stats()
+		as = &a
+	}
 	return udpStats{
+		answers:  as,
 		captured: u.c.captured.Load(), fragments: u.c.fragments.Load(), reassembled: fs.Reassembled,
 		unmatched: u.c.unmatched.Load(), sampledOut: u.c.sampledOut.Load(),
 		copied: u.c.copied.Load(), fragmented: u.c.fragmented.Load(), packets: u.c.packets.Load(), tooBig: u.c.tooBig.Load(),
@@ -417,9 +438,10 @@ func udpMetrics(counter func(name, help string, f func(*snapshot) uint64), gauge
 		"UDP datagrams not copied, by reason: invalid, truncated, fragment_timeout, fragment_overflow, fragment_overlap, fragment_bad, too_big, send_error.", []string{"reason"}, nil)
 }
 
-// udpAttrs adds the UDP counters to a log line's attributes; nothing
-// without UDP mappings.
-func (e *engine) udpAttrs(attrs []any) []any {
+// udpAttrs adds the UDP counters to a log line's attributes (with
+// perMapping, the answer counts of each mapping); nothing without UDP
+// mappings.
+func (e *engine) udpAttrs(attrs []any, perMapping bool) []any {
 	if e.udp == nil {
 		return attrs
 	}
@@ -434,5 +456,17 @@ func (e *engine) udpAttrs(attrs []any) []any {
 			attrs = append(attrs, "udp_dropped_"+d.label, d.n)
 		}
 	}
+	if s.answers != nil {
+		attrs = s.answers.answerAttrs(attrs, e.udp.labels(), perMapping)
+	}
 	return attrs
+}
+
+// labels names the UDP mappings, as the metrics label them.
+func (u *udpCopier) labels() []string {
+	out := make([]string, len(u.rw.mappings))
+	for i, m := range u.rw.mappings {
+		out[i] = m.String()
+	}
+	return out
 }

@@ -526,6 +526,9 @@ func TestUDPMetrics(t *testing.T) {
 		{"tcpcopy_udp_datagrams_dropped_total", []string{"reason", "truncated"}, 1},
 		{"tcpcopy_udp_datagrams_dropped_total", []string{"reason", "fragment_timeout"}, 0},
 		{"tcpcopy_udp_datagrams_dropped_total", []string{"reason", "send_error"}, 0},
+		// -s is given but no link is up: no answer can come, none is awaited.
+		{"tcpcopy_udp_queries_untracked_total", []string{"reason", "no_route"}, 4},
+		{"tcpcopy_udp_queries_tracked_total", []string{"mapping", "udp:192.0.2.1:53-203.0.113.20:5353"}, 0},
 	} {
 		if got := value(fams, tt.name, tt.labels...); got != tt.want {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
@@ -538,13 +541,13 @@ func TestUDPMetrics(t *testing.T) {
 		}
 	}
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil || len(mfs) != 11 {
+	if err != nil || len(mfs) != 19 {
 		t.Errorf("%d UDP metric families, lint error %v", len(mfs), err)
 	}
 	for _, p := range problems {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
-	attrs := e.udpAttrs(nil)
+	attrs := e.udpAttrs(nil, true)
 	text := strings.TrimSpace(strings.ReplaceAll(slogText(attrs), "\n", " "))
 	for _, want := range []string{"udp_captured=3", "udp_copied=4", "udp_fragmented=2", "udp_dropped=1", "udp_dropped_truncated=1", "udp_reassembled=1"} {
 		if !strings.Contains(text, want) {
@@ -556,7 +559,7 @@ func TestUDPMetrics(t *testing.T) {
 	if fams := scrape(t, pl.e); fams["tcpcopy_udp_datagrams_copied_total"] != nil {
 		t.Error("UDP metrics without a UDP mapping")
 	}
-	if a := pl.e.udpAttrs(nil); len(a) != 0 {
+	if a := pl.e.udpAttrs(nil, true); len(a) != 0 {
 		t.Errorf("UDP attributes without a UDP mapping: %v", a)
 	}
 }

@@ -457,6 +457,9 @@ type dispatcher struct {
 	now     func() int64 // the engine's clock
 	// Records received, and those dropped as undecodable.
 	records, badRecord atomic.Uint64
+	// udp takes the UDP records (the target's UDP answers); nil without
+	// UDP mappings or intercepts.
+	udp *udpTracker
 }
 
 func (d *dispatcher) workerFor(client netip.AddrPort) *worker {
@@ -522,6 +525,14 @@ func (b *batch) Record(rec *wire.Record) {
 // record runs rec through its session's worker at now.
 func (b *batch) record(now int64, rec *wire.Record) {
 	b.d.records.Add(1)
+	if rec.UDP() {
+		if b.d.udp == nil {
+			b.d.badRecord.Add(1)
+			return
+		}
+		b.d.udp.answer(now, rec)
+		return
+	}
 	b.p.Decode(rec.Header)
 	if !b.p.Valid {
 		b.d.badRecord.Add(1)

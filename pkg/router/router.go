@@ -1,6 +1,8 @@
 // Package router is intercept's route table: it maps a copied connection,
 // identified exactly by its (client, target) address pair as tcpcopy sent
-// it to the target, to the tcpcopy link that owns it.
+// it to the target, to the tcpcopy link that owns it. The key names no
+// protocol: intercept keeps one table for TCP connections and another for
+// UDP flows, so the two never mix.
 //
 // Routes are added by route messages from tcpcopy, refreshed whenever a
 // response is routed with them, deleted by an explicit delete message (our

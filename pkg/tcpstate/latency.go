@@ -83,6 +83,12 @@ func (h *DurationHistogram) observe(d time.Duration) {
 	h.Sum += d
 }
 
+// Observe adds one observation d. It is not safe for concurrent use.
+func (h *DurationHistogram) Observe(d time.Duration) { h.observe(d) }
+
+// Add adds o's observations to h.
+func (h *DurationHistogram) Add(o *DurationHistogram) { h.add(o) }
+
 // Count returns the number of observations.
 func (h *DurationHistogram) Count() uint64 {
 	var n uint64

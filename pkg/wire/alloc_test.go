@@ -33,8 +33,8 @@ func (l *loopReader) Read(p []byte) (int, error) {
 }
 
 var (
-	route4 = Route{netip.MustParseAddrPort("192.0.2.10:40000"), netip.MustParseAddrPort("203.0.113.20:8080"), RouteAdd}
-	route6 = Route{netip.MustParseAddrPort("[2001:db8::a]:40000"), netip.MustParseAddrPort("[2001:db8::14]:8080"), RouteAdd}
+	route4 = Route{Client: netip.MustParseAddrPort("192.0.2.10:40000"), Target: netip.MustParseAddrPort("203.0.113.20:8080"), Op: RouteAdd}
+	route6 = Route{Client: netip.MustParseAddrPort("[2001:db8::a]:40000"), Target: netip.MustParseAddrPort("[2001:db8::14]:8080"), Op: RouteAdd}
 )
 
 func TestAllocs(t *testing.T) {
@@ -45,6 +45,10 @@ func TestAllocs(t *testing.T) {
 	b6 := NewBatcher(f6Combined, 0)
 	bp := NewBatcher(f6CombPay, 0)
 	b7 := NewBatcher(f7, 0)
+	f7u := Format{Version: Version7, Compare: 64, UDP: true}
+	b7u := NewBatcher(f7u, 0)
+	udp4 := udp4Pkt(t)
+	routeU := Route{Client: route4.Client, Target: route4.Target, Op: RouteAdd, UDP: true}
 
 	for _, tc := range []struct {
 		name string
@@ -54,6 +58,8 @@ func TestAllocs(t *testing.T) {
 		{"AppendRoute v6", func() { AppendRoute(buf[:0], f6Combined, route4) }},
 		{"AppendRoute v7 ipv6", func() { AppendRoute(buf[:0], f7, route6) }},
 		{"AppendRoute error", func() { AppendRoute(buf[:0], f6Combined, route6) }},
+		{"AppendRoute v7 udp", func() { AppendRoute(buf[:0], f7u, routeU) }},
+		{"AppendRoute udp refused", func() { AppendRoute(buf[:0], f7, routeU) }},
 		{"AppendConfig", func() { AppendConfig(buf[:0], Config{PrefixLen: 64}) }},
 		{"AppendHello", func() { AppendHello(buf[:0], f7) }},
 		{"ClassifyServerBytes", func() { ClassifyServerBytes(hello) }},
@@ -67,6 +73,11 @@ func TestAllocs(t *testing.T) {
 		{"Batcher v6 payload", func() {
 			if !bp.Add(pay, 41, 0, pay[52:]) {
 				bp.Reset()
+			}
+		}},
+		{"Batcher v7 udp", func() {
+			if !b7u.AddHashed(udp4, 43, 1, udp4[28:], 7, true) {
+				b7u.Reset()
 			}
 		}},
 		{"Batcher v7", func() {
@@ -87,6 +98,8 @@ func TestAllocs(t *testing.T) {
 			fixture(t, "v6-record-long-options"))}, f6Plain),
 		"v7": NewRecordReader(&loopReader{body: cat(fixture(t, "v7-record-ipv6-synack"),
 			fixture(t, "v7-record-ipv4-options-prefix"))}, f7),
+		"v7 udp": NewRecordReader(&loopReader{body: cat(fixture(t, "v7-record-udp-ipv4"),
+			fixture(t, "v7-record-udp-ipv6"))}, f7u),
 		"v7 after hello": func() *RecordReader {
 			rr := NewRecordReader(&loopReader{head: hello, body: fixture(t, "v7-record-ipv6-synack")}, f6Combined)
 			if _, err := rr.ReadHello(); err != nil {
@@ -109,6 +122,7 @@ func TestAllocs(t *testing.T) {
 
 	r7, _ := AppendRoute(nil, f7, route6)
 	r7 = append(r7, AppendConfig(nil, Config{PrefixLen: 1})...)
+	r7 = append(r7, fixture(t, "v7-route-add-udp")...)
 	routeReaders := map[string]*RouteReader{
 		"v6": NewRouteReader(&loopReader{head: fixture(t, "v6-handshake"), body: fixture(t, "v6-client-add")}),
 		"v7": func() *RouteReader {

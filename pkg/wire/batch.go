@@ -136,9 +136,11 @@ func (b *Batcher) Reset() {
 // consistent) and the IPv4 checksum is recomputed when the header changed.
 //
 // Version 7 copies the IPv4 header with options, or the IPv6 fixed header
-// with extension headers removed (next header set to TCP, payload length
-// field reduced, flag ExtHeadersStripped), then the TCP header with all
-// options, then min(len(prefix), PrefixLen, payloadLen) prefix bytes.
+// with extension headers removed (next header set to TCP or UDP, payload
+// length field reduced, flag ExtHeadersStripped), then the TCP header with
+// all options (or the UDP header, flag UDPRecord, only if the format has
+// UDP), then min(len(prefix), PrefixLen, payloadLen) prefix bytes.
+// Version 6 cannot carry UDP: such a packet is dropped and counted.
 //
 // Add does not allocate.
 func (b *Batcher) Add(pkt []byte, payloadLen int, ts int64, prefix []byte) bool {
@@ -162,7 +164,7 @@ func (b *Batcher) AddHashed(pkt []byte, payloadLen int, ts int64, prefix []byte,
 	if b.f.Version == Version7 {
 		return b.add7(pkt, c, payloadLen, ts, prefix, hash, hashed)
 	}
-	if c.v6 || payloadLen > math.MaxUint16-ipv4MinLen-c.tcpLen {
+	if c.v6 || c.udp || payloadLen > math.MaxUint16-ipv4MinLen-c.tcpLen {
 		b.dropped++
 		return true
 	}
@@ -196,7 +198,7 @@ func encode6(dst, pkt []byte, c captured, payloadLen int, prefix []byte, payload
 }
 
 func (b *Batcher) add7(pkt []byte, c captured, payloadLen int, ts int64, prefix []byte, hash uint64, hashed bool) bool {
-	if uint64(payloadLen) > math.MaxUint32 {
+	if uint64(payloadLen) > math.MaxUint32 || c.udp && !b.f.UDP {
 		b.dropped++
 		return true
 	}
@@ -230,9 +232,15 @@ func (b *Batcher) add7(pkt []byte, c captured, payloadLen int, ts int64, prefix 
 	h := m[rec7HdrOff : rec7HdrOff+hl]
 	copy(h[:c.ipLen], pkt)
 	copy(h[c.ipLen:], pkt[c.tcpOff:c.tcpOff+c.tcpLen])
+	if c.udp {
+		m[msgFlagOff] |= rec7FlagUDP
+	}
 	if c.v6 && c.extLen > 0 {
 		m[msgFlagOff] |= rec7FlagExtStripped
 		h[ipv6NextOff] = protoTCP
+		if c.udp {
+			h[ipv6NextOff] = protoUDP
+		}
 		if v6PayLen != 0 {
 			be.PutUint16(h[ipv6PayLenOff:], uint16(v6PayLen-c.extLen))
 		}

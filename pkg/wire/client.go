@@ -31,6 +31,9 @@ const (
 	// Types sent by intercept (0x80..0xff).
 	msgRecord = 0x81
 
+	// Route flags (version 7): the route is a UDP flow's.
+	routeFlagUDP = 1 << 0
+
 	// Route body: u8 family, u8 reserved, u16 client port, u16 target
 	// port, client address, target address.
 	routeFamilyOff     = 4
@@ -53,11 +56,17 @@ const (
 // IPv6); a version-7 message carries IPv4 or IPv6. 4in6-mapped addresses are
 // unmapped and zones dropped first. It returns an error (and dst unchanged)
 // for a route that is not [Route.Routable] once normalised (a reader would
-// skip it). With enough capacity in dst it does not allocate.
+// skip it), and [ErrNeedUDP] for a UDP route unless f is version 7 with
+// [Format.UDP]: an intercept that did not announce UDP would ignore the
+// flag and install a TCP route. With enough capacity in dst it does not
+// allocate.
 func AppendRoute(dst []byte, f Format, r Route) ([]byte, error) {
 	r, ok := r.normalize()
 	if !ok {
 		return dst, errBadRoute
+	}
+	if r.UDP && (f.Version != Version7 || !f.UDP) {
+		return dst, ErrNeedUDP
 	}
 	if f.Version != Version7 {
 		if !r.Client.Addr().Is4() {
@@ -81,6 +90,9 @@ func AppendRoute(dst []byte, f Format, r Route) ([]byte, error) {
 	}
 	be.PutUint16(m[msgLenOff:], uint16(n))
 	m[msgTypeOff] = uint8(r.Op) // msgRouteAdd / msgRouteDel
+	if r.UDP {
+		m[msgFlagOff] = routeFlagUDP
+	}
 	be.PutUint16(m[routeClientPortOff:], r.Client.Port())
 	be.PutUint16(m[routeTargetPortOff:], r.Target.Port())
 	if n == routeLen4 {
@@ -315,6 +327,7 @@ func (rr *RouteReader) next7() bool {
 			Client: netip.AddrPortFrom(c, be.Uint16(m[routeClientPortOff:])),
 			Target: netip.AddrPortFrom(t, be.Uint16(m[routeTargetPortOff:])),
 			Op:     RouteOp(m[msgTypeOff]),
+			UDP:    m[msgFlagOff]&routeFlagUDP != 0,
 		}
 		if !r.routable() {
 			return false

@@ -17,7 +17,9 @@
 //   - Version 7 is our extension, used only between Go peers: IPv6, full TCP
 //     options, IPv4 options, capture timestamps, the real payload length as a
 //     u32 and an optional payload prefix, all in length-prefixed typed
-//     messages that can grow.
+//     messages that can grow; and, when intercept's Hello announces it
+//     ([Format.UDP]), UDP routes ([Route.UDP]) and records of the target's
+//     UDP answers (IP and UDP headers, [UDPRecord]).
 //
 // Negotiation rides on the version-6 handshake. Our tcpcopy sends an offer
 // ([AppendOffer]) that a C intercept reads as a plain version-6 handshake (C

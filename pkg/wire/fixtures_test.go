@@ -314,6 +314,60 @@ var fixtures = map[string]string{
 004c  62*16         | first 16 payload bytes
 005c  05 c2 3a 68 f3 5b df 9f | streamhash of the whole 100-byte payload ("b" 100 times)
 `,
+	"hello-v7-udp": `
+0000  00 00         | zero
+0002  54 43 47 4f   | magic "TCGO"
+0006  00 10         | hello length 16
+0008  07            | version 7
+0009  08            | flags: bit 3 UDP, intercept routes UDP answers (takes UDP routes, sends UDP records)
+000a  00 80         | longest payload prefix intercept will send: 128
+000c  40 00         | longest response comparison window: 16384
+000e  00 00         | reserved, zero
+`,
+	"v7-route-add-udp": `
+0000  00 12         | length 18
+0002  01            | type 1 = route add
+0003  01            | flags: bit 0 UDP, the route of a copied UDP flow (apart from TCP routes)
+0004  04            | family 4
+0005  00            | reserved
+0006  9c 40         | client port 40000 (the copy's source port, as sent to the target)
+0008  14 e9         | target port 5353
+000a  c0 00 02 0a   | client 192.0.2.10
+000e  cb 00 71 14   | target 203.0.113.20
+`,
+	"v7-record-udp-ipv4": `
+0000  00 48         | length 72 = 20 + 28 + 16 + 8
+0002  81            | type 0x81 = record
+0003  06            | flags: bit 2 UDP (the header is IPv4 + UDP), bit 1 the payload's hash follows the prefix
+0004  17 97 9c fe 3d 95 0f 55 | captured 1700000000124456789 ns
+000c  00 00 00 2b   | payload length 43: the UDP payload, a DNS answer
+0010  00 1c         | header length 28 = 20 + 8
+0012  00 10         | prefix length 16: comparison window 16
+0014  45 00 00 47   | IPv4, ihl 5, tot_len 71 = 20 + 8 + 43
+0018  2b 3c 40 00   | id 0x2b3c, DF
+001c  40 11 11 4b   | ttl 64, protocol 17 (UDP), header checksum
+0020  cb 00 71 14   | saddr 203.0.113.20 (target)
+0024  c0 00 02 0a   | daddr 192.0.2.10 (the copy's client endpoint)
+0028  14 e9 9c 40   | UDP sport 5353, dport 40000
+002c  00 33 0f 09   | UDP length 51 = 8 + 43, checksum
+0030  12 34 81 80 00 01 00 01 00 00 00 00 01 61 07 65 | first 16 payload bytes: DNS ID 0x1234, flags 0x8180, 1 question, 1 answer, name "a.example" begins
+0040  10 5b 59 e9 bd e1 e5 e9 | streamhash of the whole 43-byte payload
+`,
+	"v7-record-udp-ipv6": `
+0000  00 44         | length 68 = 20 + 48
+0002  81            | type 0x81 = record
+0003  04            | flags: bit 2 UDP
+0004  17 97 9c fe 3d 85 cd 15 | captured 1700000000123456789 ns
+000c  00 00 00 2b   | payload length 43
+0010  00 30         | header length 48 = 40 + 8
+0012  00 00         | prefix length 0
+0014  60 00 00 00   | IPv6 version 6, traffic class 0, flow label 0
+0018  00 33 11 40   | payload length 51, next header 17 (UDP), hop limit 64
+001c  20 01 0d b8 00*10 00 14 | saddr 2001:db8::14 (target)
+002c  20 01 0d b8 00*10 00 0a | daddr 2001:db8::a (the copy's client endpoint)
+003c  14 e9 9c 40   | UDP sport 5353, dport 40000
+0040  00 33 b1 98   | UDP length 51, checksum
+`,
 }
 
 // parseFixture decodes an annotated hex dump.
@@ -401,6 +455,7 @@ func TestFixturesParse(t *testing.T) {
 		"v7-route-add-ipv4": 18, "v7-route-add-ipv6": 42, "v7-config": 8,
 		"v7-record-ipv6-synack": 100, "v7-record-ipv4-options-prefix": 92,
 		"hello-v7-compare": 16, "v7-config-compare": 8, "v7-record-hashed": 100,
+		"hello-v7-udp": 16, "v7-route-add-udp": 18, "v7-record-udp-ipv4": 72, "v7-record-udp-ipv6": 68,
 	}
 	for name := range fixtures {
 		want, ok := sizes[name]

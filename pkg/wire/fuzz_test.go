@@ -13,7 +13,7 @@ import (
 )
 
 // fuzzFormats maps the selector byte of FuzzRecordReader to a format.
-var fuzzFormats = []Format{f6Plain, f6Combined, f6Payload, f6CombPay, f7, {Version: 7}, {Version: 7, PrefixLen: 8, Compare: 64}}
+var fuzzFormats = []Format{f6Plain, f6Combined, f6Payload, f6CombPay, f7, {Version: 7}, {Version: 7, PrefixLen: 8, Compare: 64}, {Version: 7, Compare: 16, UDP: true}}
 
 // decodedRec is a record copied out of the reader's buffer.
 type decodedRec struct {
@@ -46,12 +46,15 @@ func decodeAll(t *testing.T, r io.Reader, f Format, hello bool) string {
 
 func checkRecordInvariants(t *testing.T, f Format, r Record) {
 	t.Helper()
-	ipLen, ok := checkHeader7(r.Header)
+	ipLen, ok := checkHeader7(r.Header, r.UDP())
 	if !ok || ipLen != len(r.IP()) {
 		t.Fatalf("record header invalid: % x", r.Header)
 	}
 	if r.PayloadLen < 0 || len(r.Prefix) > r.PayloadLen {
 		t.Fatalf("PayloadLen %d, prefix %d", r.PayloadLen, len(r.Prefix))
+	}
+	if r.UDP() && (f.Version != Version7 || len(r.TCP()) != udpLen) {
+		t.Fatalf("%v: UDP record with a %d-byte transport header", f, len(r.TCP()))
 	}
 	if f.Version == Version6 {
 		if len(r.Header) < 40 || len(r.Header) > 64 || r.Header[0] != 0x45 {
@@ -109,7 +112,10 @@ func FuzzRouteReader(f *testing.F) {
 						t.Fatalf("bad route %+v", r)
 					}
 					// Every decoded route encodes back to an equal one.
-					b, err := AppendRoute(nil, Format{Version: rr.Version()}, r)
+					if r.UDP && rr.Version() != Version7 {
+						t.Fatalf("UDP route on version %d", rr.Version())
+					}
+					b, err := AppendRoute(nil, Format{Version: rr.Version(), UDP: rr.Version() == Version7}, r)
 					if err != nil {
 						t.Fatalf("AppendRoute(%+v): %v", r, err)
 					}
@@ -221,7 +227,7 @@ func FuzzRecordRoundTrip(f *testing.F) {
 				t.Fatal("Add to an empty batch = false")
 			}
 			if b.Len() == 0 {
-				if ok && payloadLen >= 0 && payloadLen <= 0xffff-60 && !c.v6 {
+				if ok && payloadLen >= 0 && payloadLen <= 0xffff-60 && !c.v6 && (!c.udp || format.UDP) {
 					t.Fatalf("%v: dropped a valid packet", format)
 				}
 				continue
@@ -249,7 +255,14 @@ func FuzzRecordRoundTrip(f *testing.F) {
 			} else if !bytes.Equal(ip[12:20], ipIn[12:20]) || !bytes.Equal(ip[4:10], ipIn[4:10]) {
 				t.Fatalf("%v: IPv4 fields differ", format)
 			}
-			if !bytes.Equal(tcp[:12], tcpIn[:12]) || !bytes.Equal(tcp[13:20], tcpIn[13:20]) || tcp[12]&0x0f != tcpIn[12]&0x0f {
+			if r.UDP() != c.udp {
+				t.Fatalf("%v: UDP record %v, packet UDP %v", format, r.UDP(), c.udp)
+			}
+			if c.udp {
+				if !bytes.Equal(tcp, tcpIn) {
+					t.Fatalf("%v: UDP header differs:\n% x\n% x", format, tcp, tcpIn)
+				}
+			} else if !bytes.Equal(tcp[:12], tcpIn[:12]) || !bytes.Equal(tcp[13:20], tcpIn[13:20]) || tcp[12]&0x0f != tcpIn[12]&0x0f {
 				t.Fatalf("%v: TCP fields differ:\n% x\n% x", format, tcp[:20], tcpIn[:20])
 			}
 			wantPrefix := []byte(nil)
@@ -282,7 +295,8 @@ func FuzzRecordRoundTrip(f *testing.F) {
 }
 
 // FuzzRouteRoundTrip checks decode(encode(route)) == route in both
-// versions.
+// versions; bit 7 of op makes the route a UDP one (version 7 with UDP
+// only).
 func FuzzRouteRoundTrip(f *testing.F) {
 	f.Add([]byte{192, 0, 2, 10}, uint16(40000), []byte{203, 0, 113, 20}, uint16(8080), uint8(1))
 	f.Add(netip.MustParseAddr("2001:db8::a").AsSlice(), uint16(40000), netip.MustParseAddr("2001:db8::14").AsSlice(), uint16(8080), uint8(2))
@@ -290,11 +304,11 @@ func FuzzRouteRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, c []byte, cp uint16, tg []byte, tp uint16, op uint8) {
 		ca, _ := netip.AddrFromSlice(c)
 		ta, _ := netip.AddrFromSlice(tg)
-		r := Route{netip.AddrPortFrom(ca, cp), netip.AddrPortFrom(ta, tp), RouteOp(op)}
+		r := Route{Client: netip.AddrPortFrom(ca, cp), Target: netip.AddrPortFrom(ta, tp), Op: RouteOp(op &^ 0x80), UDP: op&0x80 != 0}
 		for _, v := range []uint8{Version6, Version7} {
-			b, err := AppendRoute(nil, Format{Version: v}, r)
+			b, err := AppendRoute(nil, Format{Version: v, UDP: v == Version7}, r)
 			norm, ok := r.normalize()
-			if !ok || (v == Version6 && norm.Client.Addr().Is6()) {
+			if !ok || (v == Version6 && (norm.Client.Addr().Is6() || r.UDP)) {
 				if err == nil {
 					t.Fatalf("v%d: no error for %+v", v, r)
 				}
@@ -331,6 +345,8 @@ func recordSeeds(t testing.TB) []recordSeed {
 		{fixture(t, "v6-combined-2"), 0x81},
 		{[]byte{0, 17}, 1},
 		{[]byte{0, 3, 0x81, 0}, 4},
+		{cat(fixture(t, "hello-v7-udp"), fixture(t, "v7-record-udp-ipv4"), fixture(t, "v7-record-udp-ipv6")), 0x80},
+		{cat(fixture(t, "v7-record-udp-ipv6"), fixture(t, "v7-record-ipv6-synack")), 7},
 	}
 }
 
@@ -347,6 +363,7 @@ func routeSeeds(t testing.TB) []routeSeed {
 		{fixture(t, "v6-client-add"), false},
 		{cat(fixture(t, "v7-offer"), []byte{0xff, 0xff, 1, 0}), true},
 		{cat(fixture(t, "v7-offer"), fixture(t, "v7-auth"), fixture(t, "v7-route-add-ipv4")), true},
+		{cat(fixture(t, "v7-offer"), fixture(t, "v7-route-add-udp"), fixture(t, "v7-route-add-ipv4")), true},
 	}
 }
 
@@ -357,6 +374,7 @@ func helloSeeds(t testing.TB) [][]byte {
 		fixture(t, "v6-combined-2"),
 		fixture(t, "v6-record-synack"),
 		fixture(t, "hello-v7")[:9],
+		fixture(t, "hello-v7-udp"),
 		{0, 0, 'T', 'C', 'G', 'O', 1, 0},
 	}
 }
@@ -378,6 +396,8 @@ func roundTripSeeds(t testing.TB) []roundTripSeed {
 		{ipOptPkt(t), 100, ts2, bytes.Repeat([]byte{'b'}, 100)},
 		{ipv6SynAckPkt(t), 0, ts1, nil},
 		{ipv6ExtPkt(t), 3, -1, []byte("abc")},
+		{udp4Pkt(t), 43, ts2, udp4Pkt(t)[28:]},
+		{udp6Pkt(t)[:48], 43, ts1, nil},
 	}
 }
 
@@ -423,6 +443,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}{
 		{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("203.0.113.20"), 40000, 8080, 1},
 		{netip.MustParseAddr("2001:db8::a"), netip.MustParseAddr("2001:db8::14"), 40000, 8080, 2},
+		{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("203.0.113.20"), 40000, 5353, 0x81},
 	}
 	for i, r := range routes {
 		write("FuzzRouteRoundTrip", i, q(r.c.AsSlice()), fmt.Sprintf("uint16(%d)", r.cp), q(r.tg.AsSlice()), fmt.Sprintf("uint16(%d)", r.tp), fmt.Sprintf("uint8(%d)", r.op))

@@ -71,6 +71,7 @@ const (
 
 	helloFlagCombined = 1 << 0
 	helloFlagPayload  = 1 << 1
+	helloFlagUDP      = 1 << 3 // version 7: intercept routes UDP answers
 )
 
 // AppendHello appends the Hello our intercept sends in answer to an offer
@@ -79,7 +80,8 @@ const (
 // the longest payload prefix it will put in records. Answering Version6
 // lets a Go intercept that has version 7 disabled save the client its
 // timeout. With f.Auth (version 7) the flags say that a challenge
-// ([AppendChallenge]) follows. f must be valid.
+// ([AppendChallenge]) follows; with f.UDP that intercept routes UDP
+// answers. f must be valid.
 func AppendHello(dst []byte, f Format) []byte {
 	f.mustValid()
 	var h [HelloLen]byte
@@ -98,6 +100,9 @@ func AppendHello(dst []byte, f Format) []byte {
 		be.PutUint16(h[helloCompareOff:], uint16(f.Compare))
 		if f.Auth {
 			h[helloFlagsOff] |= helloFlagAuth
+		}
+		if f.UDP {
+			h[helloFlagsOff] |= helloFlagUDP
 		}
 	}
 	return append(dst, h[:]...)
@@ -181,6 +186,7 @@ func ParseHello(b []byte) (Format, error) {
 		f.PrefixLen = min(int(be.Uint16(h[helloPrefixOff:])), MaxPrefixLen)
 		f.Compare = min(int(be.Uint16(h[helloCompareOff:])), MaxPrefixLen)
 		f.Auth = h[helloFlagsOff]&helloFlagAuth != 0
+		f.UDP = h[helloFlagsOff]&helloFlagUDP != 0
 	default:
 		return Format{}, fmt.Errorf("%w: hello with unknown version %d", ErrFraming, f.Version)
 	}

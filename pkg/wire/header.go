@@ -20,6 +20,8 @@ const (
 	tcpDoffOff = 12
 
 	protoTCP = 6
+	protoUDP = 17
+	udpLen   = 8 // the UDP header (RFC 768)
 
 	// IPv6 extension headers walked (and removed) by the version-7
 	// encoder; anything else before TCP makes the packet unusable.
@@ -37,14 +39,15 @@ type captured struct {
 	v6     bool
 	ipLen  int // IPv4: ihl*4 incl. options; IPv6: 40 (fixed header only)
 	extLen int // IPv6: extension header bytes between fixed header and TCP
-	tcpOff int // offset of the TCP header in the captured bytes
-	tcpLen int // doff*4
+	tcpOff int // offset of the TCP (or UDP) header in the captured bytes
+	tcpLen int // doff*4; for UDP the header's 8 bytes
+	udp    bool
 }
 
 // parseCaptured validates the headers at the start of b: an unfragmented
 // (or first-fragment) IPv4 packet, or an IPv6 packet whose extension headers
-// lead to TCP, followed by a complete TCP header with its options. Bytes
-// after the TCP header are ignored.
+// lead to TCP or UDP, followed by a complete TCP header with its options,
+// or a UDP header. Bytes after the transport header are ignored.
 func parseCaptured(b []byte) (c captured, ok bool) {
 	if len(b) < 1 {
 		return c, false
@@ -55,10 +58,11 @@ func parseCaptured(b []byte) (c captured, ok bool) {
 			return c, false
 		}
 		c.ipLen = int(b[0]&0x0f) * 4
-		if c.ipLen < ipv4MinLen || b[ipv4ProtoOff] != protoTCP ||
+		if c.ipLen < ipv4MinLen || b[ipv4ProtoOff] != protoTCP && b[ipv4ProtoOff] != protoUDP ||
 			be.Uint16(b[ipv4FragOff:])&0x1fff != 0 {
 			return c, false
 		}
+		c.udp = b[ipv4ProtoOff] == protoUDP
 		c.tcpOff = c.ipLen
 	case 6:
 		if len(b) < ipv6FixedLen {
@@ -67,7 +71,7 @@ func parseCaptured(b []byte) (c captured, ok bool) {
 		c.v6 = true
 		c.ipLen = ipv6FixedLen
 		next, off := b[ipv6NextOff], ipv6FixedLen
-		for i := 0; next != protoTCP; i++ {
+		for i := 0; next != protoTCP && next != protoUDP; i++ {
 			if i == ipv6MaxExt || len(b) < off+8 {
 				return c, false
 			}
@@ -91,8 +95,13 @@ func parseCaptured(b []byte) (c captured, ok bool) {
 		}
 		c.extLen = off - ipv6FixedLen
 		c.tcpOff = off
+		c.udp = next == protoUDP
 	default:
 		return c, false
+	}
+	if c.udp {
+		c.tcpLen = udpLen
+		return c, len(b) >= c.tcpOff+udpLen
 	}
 	if len(b) < c.tcpOff+tcpMinLen {
 		return c, false
@@ -106,25 +115,33 @@ func parseCaptured(b []byte) (c captured, ok bool) {
 
 // checkHeader7 validates the header bytes h of a version-7 record: exactly
 // an IPv4 header (with options) or an IPv6 fixed header with next header
-// TCP, followed by exactly one TCP header with options. It returns the IP
+// TCP, followed by exactly one TCP header with options; with udp, next
+// header UDP followed by exactly the 8-byte UDP header. It returns the IP
 // header length.
-func checkHeader7(h []byte) (ipLen int, ok bool) {
-	if len(h) < ipv4MinLen+tcpMinLen {
+func checkHeader7(h []byte, udp bool) (ipLen int, ok bool) {
+	proto, l4Min := uint8(protoTCP), tcpMinLen
+	if udp {
+		proto, l4Min = protoUDP, udpLen
+	}
+	if len(h) < ipv4MinLen+l4Min {
 		return 0, false
 	}
 	switch h[0] >> 4 {
 	case 4:
 		ipLen = int(h[0]&0x0f) * 4
-		if ipLen < ipv4MinLen || h[ipv4ProtoOff] != protoTCP {
+		if ipLen < ipv4MinLen || h[ipv4ProtoOff] != proto {
 			return 0, false
 		}
 	case 6:
 		ipLen = ipv6FixedLen
-		if h[ipv6NextOff] != protoTCP {
+		if h[ipv6NextOff] != proto {
 			return 0, false
 		}
 	default:
 		return 0, false
+	}
+	if udp {
+		return ipLen, len(h) == ipLen+udpLen
 	}
 	if len(h) < ipLen+tcpMinLen {
 		return 0, false

@@ -160,7 +160,7 @@ func TestCheckHeader7(t *testing.T) {
 		{"version 5", func() []byte { p := cat(v4); p[0] = 0x55; return p }(), false},
 		{"tiny", v4[:39], false},
 	} {
-		if _, ok := checkHeader7(tc.h); ok != tc.ok {
+		if _, ok := checkHeader7(tc.h, false); ok != tc.ok {
 			t.Errorf("%s: ok = %v, want %v", tc.name, ok, tc.ok)
 		}
 	}

@@ -31,6 +31,7 @@ const (
 
 	rec7FlagExtStripped = 1 << 0
 	rec7FlagHash        = 1 << 1
+	rec7FlagUDP         = 1 << 2 // the header is IP + UDP, not IP + TCP
 	rec7HashLen         = 8
 )
 
@@ -52,6 +53,10 @@ const (
 	// (version 7); Header has next header TCP and a payload length field
 	// reduced to match.
 	ExtHeadersStripped
+	// UDPRecord: the record is a UDP datagram's (version 7, record flag
+	// bit 2): Header is the IP header and the 8-byte UDP header, and
+	// PayloadLen the UDP payload length. It answers a UDP route.
+	UDPRecord
 )
 
 // Record is one response record: the headers of a packet the target sent
@@ -92,8 +97,12 @@ type Record struct {
 // IP returns the IP header part of Header.
 func (r *Record) IP() []byte { return r.Header[:r.ipLen] }
 
-// TCP returns the TCP header part of Header (options included).
+// TCP returns the TCP header part of Header (options included); for a
+// UDPRecord, the UDP header.
 func (r *Record) TCP() []byte { return r.Header[r.ipLen:] }
+
+// UDP reports whether r is a UDP datagram's record ([UDPRecord]).
+func (r *Record) UDP() bool { return r.Flags&UDPRecord != 0 }
 
 // Time returns Captured as a time.Time (the zero Time if unknown).
 func (r *Record) Time() time.Time {
@@ -351,7 +360,8 @@ func decode7(m []byte, out *Record) bool {
 		return false
 	}
 	h := m[rec7HdrOff : rec7HdrOff+hl : rec7HdrOff+hl]
-	ipLen, ok := checkHeader7(h)
+	udp := m[msgFlagOff]&rec7FlagUDP != 0
+	ipLen, ok := checkHeader7(h, udp)
 	if !ok {
 		return false
 	}
@@ -366,6 +376,9 @@ func decode7(m []byte, out *Record) bool {
 	}
 	if m[msgFlagOff]&rec7FlagExtStripped != 0 {
 		out.Flags |= ExtHeadersStripped
+	}
+	if udp {
+		out.Flags |= UDPRecord
 	}
 	if m[msgFlagOff]&rec7FlagHash != 0 {
 		end := rec7HdrOff + hl + pl

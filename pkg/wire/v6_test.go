@@ -102,8 +102,8 @@ func TestRouteReaderV6(t *testing.T) {
 				t.Fatalf("Err = %v", err)
 			}
 			want := []Route{
-				{netip.MustParseAddrPort("192.0.2.10:40000"), netip.MustParseAddrPort("203.0.113.20:8080"), RouteAdd},
-				{netip.MustParseAddrPort("192.0.2.10:40000"), netip.MustParseAddrPort("203.0.113.20:8080"), RouteDel},
+				{Client: netip.MustParseAddrPort("192.0.2.10:40000"), Target: netip.MustParseAddrPort("203.0.113.20:8080"), Op: RouteAdd},
+				{Client: netip.MustParseAddrPort("192.0.2.10:40000"), Target: netip.MustParseAddrPort("203.0.113.20:8080"), Op: RouteDel},
 			}
 			if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 				t.Errorf("routes = %v, want %v", got, want)

@@ -108,8 +108,8 @@ func TestRouteReaderOffer(t *testing.T) {
 }
 
 func TestAppendRouteV7(t *testing.T) {
-	r4 := Route{netip.MustParseAddrPort("192.0.2.10:40000"), netip.MustParseAddrPort("203.0.113.20:8080"), RouteAdd}
-	r6 := Route{netip.MustParseAddrPort("[2001:db8::a]:40000"), netip.MustParseAddrPort("[2001:db8::14]:8080"), RouteAdd}
+	r4 := Route{Client: netip.MustParseAddrPort("192.0.2.10:40000"), Target: netip.MustParseAddrPort("203.0.113.20:8080"), Op: RouteAdd}
+	r6 := Route{Client: netip.MustParseAddrPort("[2001:db8::a]:40000"), Target: netip.MustParseAddrPort("[2001:db8::14]:8080"), Op: RouteAdd}
 	if got, err := AppendRoute(nil, f7, r4); err != nil || !bytes.Equal(got, fixture(t, "v7-route-add-ipv4")) {
 		t.Errorf("AppendRoute(v7, ipv4) = % x, %v", got, err)
 	}
@@ -128,8 +128,8 @@ func TestAppendRouteV7(t *testing.T) {
 }
 
 func TestRouteReaderV7(t *testing.T) {
-	r4 := Route{netip.MustParseAddrPort("192.0.2.10:40000"), netip.MustParseAddrPort("203.0.113.20:8080"), RouteAdd}
-	r6 := Route{netip.MustParseAddrPort("[2001:db8::a]:40000"), netip.MustParseAddrPort("[2001:db8::14]:8080"), RouteDel}
+	r4 := Route{Client: netip.MustParseAddrPort("192.0.2.10:40000"), Target: netip.MustParseAddrPort("203.0.113.20:8080"), Op: RouteAdd}
+	r6 := Route{Client: netip.MustParseAddrPort("[2001:db8::a]:40000"), Target: netip.MustParseAddrPort("[2001:db8::14]:8080"), Op: RouteDel}
 	del6, _ := AppendRoute(nil, f7, r6)
 	// A route from a newer peer with 3 extra bytes: ignored.
 	grown := cat(fixture(t, "v7-route-add-ipv4"), []byte{1, 2, 3})
@@ -561,7 +561,7 @@ func TestReadHelloErrors(t *testing.T) {
 // hello, config and routes in version 7; and a v7 offer to a v6-only Go
 // intercept that answers with a version-6 Hello.
 func TestNegotiation(t *testing.T) {
-	r6 := Route{netip.MustParseAddrPort("[2001:db8::a]:40000"), netip.MustParseAddrPort("[2001:db8::14]:8080"), RouteAdd}
+	r6 := Route{Client: netip.MustParseAddrPort("[2001:db8::a]:40000"), Target: netip.MustParseAddrPort("[2001:db8::14]:8080"), Op: RouteAdd}
 	for _, tc := range []struct {
 		name       string
 		serverMax  uint8

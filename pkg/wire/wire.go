@@ -75,6 +75,11 @@ var (
 	// ErrNeedV7 is returned by [AppendRoute] for an IPv6 route on a
 	// version-6 connection: the C format has no room for IPv6 addresses.
 	ErrNeedV7 = errors.New("wire: IPv6 route needs protocol version 7")
+	// ErrNeedUDP is returned by [AppendRoute] for a UDP route on a
+	// connection whose intercept did not announce UDP routing in its
+	// Hello ([Format.UDP]): a version-6 peer, or an older version-7 one,
+	// which would take the route for a TCP one.
+	ErrNeedUDP = errors.New("wire: UDP route needs a version-7 intercept that routes UDP")
 )
 
 var (
@@ -108,6 +113,12 @@ type Format struct {
 	// authenticate before anything else: Hello flag bit 2, followed by a
 	// challenge (docs/protocol.md §4.6). Version 6 cannot carry it.
 	Auth bool
+	// UDP is, for version 7, intercept's announcement that it routes UDP
+	// answers (Hello flag bit 3): it takes route messages with the UDP
+	// flag and sends UDP records (docs/protocol.md §4.7). Only then may
+	// tcpcopy send UDP routes ([AppendRoute] refuses them otherwise).
+	// Version 6 cannot carry it.
+	UDP bool
 }
 
 // Validate reports whether f describes a format this package can encode and
@@ -117,6 +128,9 @@ func (f Format) Validate() error {
 	case Version6:
 		if f.Auth {
 			return fmt.Errorf("%w: version 6 cannot authenticate", errBadFormat)
+		}
+		if f.UDP {
+			return fmt.Errorf("%w: version 6 cannot route UDP", errBadFormat)
 		}
 		return nil
 	case Version7:
@@ -132,7 +146,7 @@ func (f Format) Validate() error {
 }
 
 // String returns a short description such as "v6 combined 64B",
-// "v7 prefix 128" or "v7 prefix 128 auth".
+// "v7 prefix 128" or "v7 prefix 128 udp auth".
 func (f Format) String() string {
 	switch f.Version {
 	case Version6:
@@ -148,6 +162,9 @@ func (f Format) String() string {
 		s := fmt.Sprintf("v7 prefix %d", f.PrefixLen)
 		if f.Compare > 0 {
 			s += fmt.Sprintf(" compare %d", f.Compare)
+		}
+		if f.UDP {
+			s += " udp"
 		}
 		if f.Auth {
 			s += " auth"
@@ -213,6 +230,11 @@ func (o RouteOp) String() string {
 type Route struct {
 	Client, Target netip.AddrPort
 	Op             RouteOp
+	// UDP marks the route of a copied UDP flow (version 7, route flag bit
+	// 0): intercept keys UDP routes apart from TCP ones, so a TCP
+	// connection and a UDP flow on the same addresses and ports never
+	// mix.
+	UDP bool
 }
 
 // normalize unmaps 4in6 addresses and drops zones. It reports whether r is
@@ -221,14 +243,15 @@ type Route struct {
 func (r Route) normalize() (Route, bool) {
 	c := netip.AddrPortFrom(r.Client.Addr().Unmap().WithZone(""), r.Client.Port())
 	t := netip.AddrPortFrom(r.Target.Addr().Unmap().WithZone(""), r.Target.Port())
-	n := Route{Client: c, Target: t, Op: r.Op}
+	n := Route{Client: c, Target: t, Op: r.Op, UDP: r.UDP}
 	if !n.routable() {
 		return r, false
 	}
 	return n, true
 }
 
-// Routable reports whether r can belong to a copied TCP connection: both
+// Routable reports whether r can belong to a copied TCP connection (or
+// UDP flow): both
 // addresses are unicast host addresses of one family (not unspecified, not
 // in 0.0.0.0/8, not multicast, not the IPv4 limited broadcast, not an
 // IPv4-mapped IPv6 address, which the protocol sends as IPv4), without a

@@ -142,3 +142,54 @@ func TestLoad(t *testing.T) {
 		t.Errorf("%d distinct names", len(names))
 	}
 }
+
+// TestServeOptions: DropEvery leaves every n-th query unanswered, Alter
+// clears RA in every answer.
+func TestServeOptions(t *testing.T) {
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ServeWith(ServeOptions{DropEvery: 3, Alter: true}, c)
+	defer srv.Close()
+	cl, err := net.DialUDP("udp", nil, c.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 6 {
+		if _, err := cl.Write(AppendQuery(nil, Query{ID: uint16(i), Name: "q.example"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The third and sixth queries are dropped: four answers come.
+	got := map[uint16]bool{}
+	buf := make([]byte, 4096)
+	cl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for range 4 {
+		n, err := cl.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d answers: %v", len(got), err)
+		}
+		id, _, _, err := ParseResponse(buf[:n])
+		if err != nil || buf[3]&flagRA != 0 {
+			t.Errorf("answer %d: err %v flags %#x, want RA cleared", id, err, buf[2:4])
+		}
+		got[id] = true
+	}
+	if !got[0] || !got[1] || !got[3] || !got[4] {
+		t.Errorf("answered %v, want 0, 1, 3, 4", got)
+	}
+	for deadline := time.Now().Add(10 * time.Second); srv.Count() < 6 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // the sixth query, which gets no answer
+	}
+	var dropped []uint16
+	for _, e := range srv.Entries() {
+		if e.Dropped {
+			dropped = append(dropped, e.Query.ID)
+		}
+	}
+	if len(dropped) != 2 || dropped[0] != 2 || dropped[1] != 5 {
+		t.Errorf("dropped %v, want [2 5]", dropped)
+	}
+}

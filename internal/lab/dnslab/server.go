@@ -18,12 +18,26 @@ type Entry struct {
 	Size int
 	// TC reports that the answer was truncated (TC bit, no answer).
 	TC bool
+	// Dropped reports that the server did not answer (ServeOptions.DropEvery).
+	Dropped bool
+}
+
+// ServeOptions change how a Server answers, to make a target that
+// misbehaves.
+type ServeOptions struct {
+	// DropEvery > 0 leaves every DropEvery-th query (counted from 1, in
+	// arrival order, over all sockets) unanswered.
+	DropEvery int
+	// Alter answers with the RA flag cleared: the same length, other
+	// bytes than a plain server's answer.
+	Alter bool
 }
 
 // Server answers the queries that arrive on its sockets and records each
 // of them. Make it with Serve.
 type Server struct {
 	conns []*net.UDPConn
+	opts  ServeOptions
 	wg    sync.WaitGroup
 
 	mu        sync.Mutex
@@ -34,7 +48,12 @@ type Server struct {
 // Serve starts answering on conns (bound by the caller, in whatever
 // network namespace) until Close.
 func Serve(conns ...*net.UDPConn) *Server {
-	s := &Server{conns: conns}
+	return ServeWith(ServeOptions{}, conns...)
+}
+
+// ServeWith is Serve with options.
+func ServeWith(o ServeOptions, conns ...*net.UDPConn) *Server {
+	s := &Server{conns: conns, opts: o}
 	for _, c := range conns {
 		s.wg.Add(1)
 		go func() {
@@ -66,11 +85,17 @@ func (s *Server) loop(c *net.UDPConn) {
 		}
 		var tc bool
 		out, tc = AppendResponse(out[:0], msg, q)
+		if s.opts.Alter {
+			out[3] &^= byte(flagRA)
+		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		s.mu.Lock()
-		s.entries = append(s.entries, Entry{Time: time.Now(), Remote: from, Query: q, Size: n, TC: tc})
+		drop := s.opts.DropEvery > 0 && (len(s.entries)+1)%s.opts.DropEvery == 0
+		s.entries = append(s.entries, Entry{Time: time.Now(), Remote: from, Query: q, Size: n, TC: tc, Dropped: drop})
 		s.mu.Unlock()
-		_, _ = c.WriteToUDPAddrPort(out, from)
+		if !drop {
+			_, _ = c.WriteToUDPAddrPort(out, from)
+		}
 	}
 }
 
