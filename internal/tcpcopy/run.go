@@ -147,7 +147,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	linkErr := make(chan error, 1)
 	if e.udp != nil && e.udp.answers != nil {
-		go daemon.Every(ctx, time.Second, func(time.Time) { e.udp.answers.expire(e.now(), false) })
+		go daemon.Every(ctx, time.Second, func(time.Time) {
+			e.udp.answers.expire(e.now(), false)
+			if e.udp.cmp != nil {
+				e.udp.cmp.expire(e.now(), false) // after the tracker: its late answers are matched no more
+			}
+		})
 	}
 	if cfg.HasProto(ProtoTCP) || e.udp != nil && e.udp.answers != nil {
 		go func() {
@@ -195,6 +200,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		// what still waits counts unanswered.
 		e.udp.answers.drain()
 		e.udp.answers.expire(e.now(), true)
+		if e.udp.cmp != nil {
+			e.udp.cmp.expire(e.now(), true)
+		}
 	}
 	stopWorkers() // every session is reset toward the target
 	wg.Wait()
@@ -330,10 +338,18 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		Secret:         cfg.Secret,
 	}, log, func() Sink { return e.disp.newBatch() })
 	e.linksUp = e.links.Up
+	if e.cmp != nil {
+		e.diffs = newDiffSink()
+	}
 	if e.udp != nil && len(cfg.Intercepts) > 0 {
-		// The target's UDP answers, through intercept (udpanswer.go).
+		// The target's UDP answers, through intercept (udpanswer.go),
+		// compared with the online server's (udpcompare.go).
 		e.udp.answers = newUDPTracker(len(e.udp.rw.mappings), e.links)
 		e.disp.udp = e.udp.answers
+		if e.cmp != nil {
+			e.udp.cmp = newUDPComparer(e.cmp, e.diffs, now, e.links.Comparing)
+			e.disp.udpCmp = e.udp.cmp
+		}
 	}
 	tc := tcpstate.Config{
 		MTU:              cfg.MTU,
@@ -346,9 +362,6 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		StallTimeout:     cfg.StallTimeout,
 		OnlyFullSessions: cfg.OnlyFullSessions,
 		AnswerLengths:    e.cmp != nil,
-	}
-	if e.cmp != nil {
-		e.diffs = newDiffSink()
 	}
 	for i := range max(cfg.Workers, 1) {
 		w := newWorker(i, cfg, tc, snd, e.links, &e.sc, &e.shed, now, log)
@@ -460,7 +473,7 @@ func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.S
 func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, b *batch, pass uint32, now int64, behind bool) {
 	e.captured.Add(1)
 	if !p.Valid {
-		if e.udp != nil && e.copyUDP(data, p, b, pass, now) {
+		if e.udp != nil && e.copyUDP(data, p, b, pass, now, false) {
 			return
 		}
 		if p.Reason == ipmangle.ReasonNotTCP {
@@ -512,10 +525,14 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 }
 
 // handleOutgoing takes a packet this host sent: an answer of the online
-// server for the comparison, or else nothing of ours.
+// server for the comparison (TCP, or UDP: copyUDP never copies it), or
+// else nothing of ours.
 func (e *engine) handleOutgoing(data []byte, p *ipmangle.Parsed, b *batch, now int64) {
 	e.captured.Add(1)
 	p.Decode(data)
+	if !p.Valid && e.udp != nil && e.copyUDP(data, p, b, 0, now, true) {
+		return
+	}
 	if !p.Valid || !e.cfg.wantOnline() || !e.response(data, p, b, 0, now) {
 		e.unmatched.Add(1)
 	}
