@@ -245,8 +245,13 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 		tcp, udp = anyMatch(tcp), anyMatch(udp)
 	}
 	build := bpfgen.InboundTCPUDP
-	if cfg.wantOnline() {
-		build = bpfgen.InboundAndResponses // the online server's TCP answers too
+	switch {
+	case cfg.CompareBytes > 0 && len(cfg.Intercepts) > 0:
+		// The online server's answers too, TCP and UDP: the comparison
+		// (UDP answers only with intercepts, which bring the target's).
+		build = bpfgen.InboundAndResponses
+	case cfg.wantOnline():
+		build = bpfgen.InboundAndTCPResponses
 	}
 	prog, err := build(tcp, udp)
 	if err != nil {

@@ -73,6 +73,13 @@ func InboundAndResponses(tcp, udp []Match) ([]bpf.RawInstruction, error) {
 	return build(tcp, udp, "InboundAndResponses", both)
 }
 
+// InboundAndTCPResponses is InboundAndResponses without the UDP answers:
+// the online servers' TCP answers only (tcpcopy comparing TCP responses,
+// with no intercept to bring the target's UDP answers).
+func InboundAndTCPResponses(tcp, udp []Match) ([]bpf.RawInstruction, error) {
+	return build(tcp, udp, "InboundAndTCPResponses", directions{tcp: []direction{dst, src}, udp: []direction{dst}})
+}
+
 // ResponsesFrom returns a program accepting the Ethernet frames that carry
 // a TCP segment whose source is one of matches: for intercept, the target
 // server's responses. It returns an error for no matches or more than

@@ -337,7 +337,7 @@ func BenchmarkInbound(b *testing.B) {
 // TestInboundAndResponsesUDP: with the comparison, the online server's
 // answers are taken too, TCP and UDP (and the fragments of UDP answers,
 // by their source address); datagrams to the UDP matches and their
-// fragments still are.
+// fragments still are. InboundAndTCPResponses takes no UDP answer.
 func TestInboundAndResponsesUDP(t *testing.T) {
 	web, dns := []bpfgen.Match{{server4, 80}, {server6, 80}}, []bpfgen.Match{{server4, 53}, {server6, 53}}
 	prog, err := bpfgen.InboundAndResponses(web, dns)
@@ -345,6 +345,10 @@ func TestInboundAndResponsesUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	anyDNS, err := bpfgen.InboundAndResponses(nil, []bpfgen.Match{{Port: 53}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcpOnly, err := bpfgen.InboundAndTCPResponses(web, dns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +378,12 @@ func TestInboundAndResponsesUDP(t *testing.T) {
 		{"other tcp", prog, frame{Src: client4, Dst: other4, Proto: 6, SPort: 40000, DPort: 80}, false},
 		{"port-only udp answer", anyDNS, frame{Src: other6, Dst: client6, Proto: 17, SPort: 53, DPort: 40000}, true},
 		{"port-only other port", anyDNS, frame{Src: other4, Dst: client4, Proto: 17, SPort: 54, DPort: 40000}, false},
+		{"tcp only: tcp answer", tcpOnly, frame{Src: server4, Dst: client4, Proto: 6, SPort: 80, DPort: 40000}, true},
+		{"tcp only: udp query", tcpOnly, frame{Src: client4, Dst: server4, Proto: 17, SPort: 40000, DPort: 53}, true},
+		{"tcp only: udp fragment to", tcpOnly, frame{Src: client4, Dst: server4, Proto: 17, FragOff: 185}, true},
+		{"tcp only: no udp answer", tcpOnly, frame{Src: server4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000}, false},
+		{"tcp only: no udp answer fragment", tcpOnly, frame{Src: server4, Dst: client4, Proto: 17, FragOff: 185}, false},
+		{"tcp only: no udp answer v6", tcpOnly, frame{Src: server6, Dst: client6, Proto: 17, SPort: 53, DPort: 40000}, false},
 	} {
 		if got := accepts(t, vm(t, c.prog), c.f.Bytes()); got != c.want {
 			t.Errorf("%s: accepts %v, want %v", c.name, got, c.want)

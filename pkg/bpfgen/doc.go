@@ -7,7 +7,8 @@
 // address:port pairs, and the fragments of UDP datagrams to their
 // addresses" (tcpcopy's udp: mappings); [InboundAndResponses] adds the
 // same from the matches, TCP and UDP (the online servers' answers, for
-// tcpcopy's response comparison); [ResponsesFrom] builds "TCP from
+// tcpcopy's response comparison; [InboundAndTCPResponses] the TCP ones
+// only); [ResponsesFrom] builds "TCP from
 // one of these address:port pairs" (intercept selecting the target's
 // responses).
 // Free-form filters given by users are compiled with libpcap by package
