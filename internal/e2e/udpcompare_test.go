@@ -217,6 +217,9 @@ func TestCompareDNS(t *testing.T) {
 				name, ok := strings.CutPrefix(d.Request, "dns ")
 				name, _, _ = strings.Cut(name, " ")
 				name = strings.TrimSuffix(name, ".")
+				if d.Verdict == "missing" && ok && d.Online.Length > 0 && d.TargetR.Length == 0 {
+					continue // an unanswered copy: counted below
+				}
 				if !ok || d.Verdict != "differs" || d.Kind != "body" || d.Offset != 3 || d.Index != 0 ||
 					d.Online.Length != d.TargetR.Length || d.Online.Hash == d.TargetR.Hash || d.Online.TimeMS <= 0 || d.TargetR.TimeMS <= 0 {
 					t.Errorf("diff log line %+v: want a body difference at offset 3 (the RA flag) of a DNS query, equal lengths, other hashes, both times", d)
@@ -229,11 +232,16 @@ func TestCompareDNS(t *testing.T) {
 				}
 				logged[name] = true
 			}
-			if unlogged := len(altered) - len(logged); unlogged > extra {
-				t.Errorf("%d altered answers, %d logged: the %d others are more than the %d answers that came cut", len(altered), len(logged), unlogged, extra)
+			// A copy the target's answer to which did not come through
+			// (udp_unanswered: lost on the way, rare) is missing.
+			missing := offNum(t, sum, "udp_unanswered")
+			if unlogged := len(altered) - len(logged); float64(unlogged) > float64(extra)+missing {
+				t.Errorf("%d altered answers, %d logged: the %d others are more than the %d answers that came cut and the %v unanswered",
+					len(altered), len(logged), unlogged, extra, missing)
 			}
 			want := map[string]float64{
-				"differs": float64(len(logged)), "missing": 0, "same": n - notCompared - float64(len(logged)), "udp_answered": n,
+				"differs": float64(len(logged)), "missing": missing, "same": n - notCompared - float64(len(logged)) - missing,
+				"udp_answered": n - missing, "udp_tracked": n,
 			}
 			for k, v := range want {
 				if got := offNum(t, sum, k); got != v {
