@@ -156,7 +156,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if cfg.HasProto(ProtoTCP) || e.udp != nil && e.udp.answers != nil {
 		go func() {
-			err := e.links.Run(ctx)
+			// Closed by e.links.Close at the end, not by ctx: the last
+			// UDP answers come through the links after ctx is done.
+			err := e.links.Run(context.WithoutCancel(ctx))
 			if err != nil {
 				cancel()
 			}
@@ -204,11 +206,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			e.udp.cmp.expire(e.now(), true)
 		}
 	}
+	e.links.Close()
 	stopWorkers() // every session is reset toward the target
 	wg.Wait()
 	close(stopDiffs) // the workers' last verdicts are in: write them
 	<-diffsDone
-	e.links.Close()
 	err = <-linkErr
 	e.logSummary()
 	if off != nil {
