@@ -666,14 +666,16 @@ func (s *Server) handle(sc *scratch, data []byte, ts int64) {
 	}
 	hdr := data[:p.PayloadOffset]
 	prefix := p.Payload(data) // what was captured of the payload, without link padding
-	if !ok {
-		if p.Flags&(ipmangle.SYN|ipmangle.RST) != 0 {
-			n := p.PayloadOffset + min(len(prefix), s.cfg.MaxPrefix)
-			if s.routes.Hold(k, data[:n], router.Meta{PayloadLen: p.PayloadLen, Time: ts}, now) {
-				s.c.held.Add(1)
-				return
-			}
+	if !ok && p.Flags&(ipmangle.SYN|ipmangle.RST) != 0 {
+		n := p.PayloadOffset + min(len(prefix), s.cfg.MaxPrefix)
+		if s.routes.Hold(k, data[:n], router.Meta{PayloadLen: p.PayloadLen, Time: ts}, now) {
+			s.c.held.Add(1)
+			return
 		}
+		// The pool is full, or the route came since the lookup.
+		owner, ok = s.routes.Lookup(k, now)
+	}
+	if !ok {
 		s.unrouted(k, p.Flags)
 		return
 	}

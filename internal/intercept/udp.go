@@ -31,7 +31,8 @@ import (
 
 // udpHeldPayload is the most payload bytes an answer held for its route
 // keeps (beside MaxPrefix): a classic DNS answer (RFC 1035 §4.2.1). A
-// longer one is delivered cut, without hash.
+// longer one is delivered cut, with the hash of its whole payload taken
+// when it was held, so it is still compared.
 const udpHeldPayload = 512
 
 // udpMaxHeld bounds the answers held for their routes (or -s if lower):
@@ -47,6 +48,10 @@ type udpAnswer struct {
 	payload    []byte
 	fragment   bool  // the first fragment: payload is not whole
 	at         int64 // capture time, Unix nanoseconds
+	// hash is the whole payload's, if hashed: taken before the answer
+	// was cut for holding (payload is then its first bytes only).
+	hash   uint64
+	hashed bool
 }
 
 // udpPacket is the outcome of parseUDP.
@@ -129,12 +134,20 @@ func (s *Server) handleUDP(sc *scratch, data []byte, ts int64) bool {
 	owner, ok := s.udpRoutes.Lookup(k, now)
 	if !ok {
 		n := a.hdrLen + min(len(a.payload), max(s.cfg.MaxPrefix, udpHeldPayload))
-		if s.udpRoutes.Hold(k, data[:n], router.Meta{PayloadLen: a.payloadLen, Time: ts}, now) {
+		m := router.Meta{PayloadLen: a.payloadLen, Time: ts}
+		if n < len(data) && !a.fragment && len(a.payload) == a.payloadLen {
+			// Cut for holding: its hash, taken now, keeps it comparable.
+			m.Hash, m.Hashed = streamhash.Sum(a.payload), true
+		}
+		if s.udpRoutes.Hold(k, data[:n], m, now) {
 			s.c.udpHeld.Add(1)
 			return true
 		}
-		s.c.udpUnrouted.Add(1)
-		return true
+		// The pool is full, or the route came since the lookup.
+		if owner, ok = s.udpRoutes.Lookup(k, now); !ok {
+			s.c.udpUnrouted.Add(1)
+			return true
+		}
 	}
 	l := (*s.links.Load())[owner]
 	if l == nil {
@@ -168,6 +181,10 @@ func (s *Server) enqueueUDP(l *link, hdr []byte, a *udpAnswer) bool {
 	if f.Compare == 0 || a.payloadLen == 0 {
 		return l.enqueue(hdr, a.payloadLen, a.at, a.payload[:n])
 	}
+	if a.hashed {
+		s.c.hashed.Add(1)
+		return l.enqueueHashed(hdr, a.payloadLen, a.at, a.payload[:n], a.hash, true)
+	}
 	if a.fragment || len(a.payload) < a.payloadLen {
 		s.c.unhashed.Add(1)
 		return l.enqueue(hdr, a.payloadLen, a.at, a.payload[:n])
@@ -188,6 +205,7 @@ func (s *Server) deliverHeldUDP(l *link, data []byte, m router.Meta) {
 		return
 	}
 	a.payloadLen, a.at = m.PayloadLen, m.Time
+	a.hash, a.hashed = m.Hash, m.Hashed
 	if !s.enqueueUDP(l, data[:a.hdrLen], &a) {
 		s.c.dropped.Add(1)
 		return

@@ -187,6 +187,33 @@ func TestUDPCompare(t *testing.T) {
 	}
 }
 
+// TestUDPHeldCompared: an answer longer than what a held answer keeps
+// (udpHeldPayload) that came before its route is held cut, with the hash
+// of its whole payload, and delivered compared like any other.
+func TestUDPHeldCompared(t *testing.T) {
+	s, addr := startServer(t, testConfig())
+	c := dial(t, addr, true, 0)
+	if _, err := c.conn.Write(wire.AppendConfig(nil, wire.Config{Compare: 64})); err != nil {
+		t.Fatal(err)
+	}
+	long := bytes.Repeat([]byte("0123456789abcdef"), 50) // 800 bytes, an EDNS answer
+	short := []byte("a short answer")
+	injectBatch(s, answer(t, udpTarget4, udpClient4, long), answer(t, udpTarget6, udpClient6, short))
+	waitFor(t, "held", func() bool { return s.Stats().UDPHeld == 2 })
+	c.udpRoute(wire.RouteAdd, udpClient4, udpTarget4)
+	c.udpRoute(wire.RouteAdd, udpClient6, udpTarget6)
+	for _, want := range []udpRecord{
+		{src: netip.MustParseAddrPort(udpTarget4), dst: netip.MustParseAddrPort(udpClient4),
+			payloadLen: len(long), prefix: string(long[:64]), hash: streamhash.Sum(long), hashed: true},
+		{src: netip.MustParseAddrPort(udpTarget6), dst: netip.MustParseAddrPort(udpClient6),
+			payloadLen: len(short), prefix: string(short), hash: streamhash.Sum(short), hashed: true},
+	} {
+		if got := c.readUDP(); got != want {
+			t.Errorf("held answer %+v, want %+v", got, want)
+		}
+	}
+}
+
 func TestUDPRouteCap(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxRoutesPerLink = 2

@@ -102,3 +102,58 @@ func TestLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterUDPAnswers: the online server's UDP answers pass the kernel
+// filter only when they are compared (the comparison on, and intercepts
+// to bring the target's); its TCP answers whenever the comparison is on
+// (TCP mappings need intercepts).
+func TestFilterUDPAnswers(t *testing.T) {
+	dns, web := netip.MustParseAddrPort("192.0.2.1:53"), netip.MustParseAddrPort("192.0.2.1:80")
+	client := netip.MustParseAddrPort("198.51.100.7:40000")
+	for _, tt := range []struct {
+		name           string
+		compare        int
+		intercepts     bool
+		wantTCP, wantU bool
+	}{
+		{"compare with intercepts", 2048, true, true, true},
+		{"compare without intercepts (UDP only)", 2048, false, false, false},
+		{"no comparison", 0, true, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.CompareBytes = tt.compare
+			cfg.Mappings = []Mapping{{Proto: ProtoUDP, Online: dns, Target: netip.MustParseAddrPort("203.0.113.20:5353")}}
+			if tt.intercepts {
+				cfg.Mappings = append(cfg.Mappings, Mapping{Online: web, Target: netip.MustParseAddrPort("203.0.113.20:8080")})
+				cfg.Intercepts = []netip.AddrPort{netip.MustParseAddrPort("203.0.113.30:36524")}
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			prog, err := captureFilter(&cfg)
+			if err != nil {
+				t.Fatalf("captureFilter: %v", err)
+			}
+			ins, _ := bpf.Disassemble(prog)
+			vm, err := bpf.NewVM(ins)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pass := func(proto uint8, src, dst netip.AddrPort) bool {
+				f := testframes.Frame{Src: src.Addr(), Dst: dst.Addr(), Proto: proto, SPort: src.Port(), DPort: dst.Port()}
+				n, err := vm.Run(f.Bytes())
+				return err == nil && n > 0
+			}
+			if !pass(17, client, dns) || tt.intercepts && !pass(6, client, web) {
+				t.Error("the filter drops queries or requests")
+			}
+			if got := pass(6, web, client); got != tt.wantTCP {
+				t.Errorf("TCP answer passes: %v, want %v", got, tt.wantTCP)
+			}
+			if got := pass(17, dns, client); got != tt.wantU {
+				t.Errorf("UDP answer passes: %v, want %v", got, tt.wantU)
+			}
+		})
+	}
+}

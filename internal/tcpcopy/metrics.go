@@ -79,6 +79,10 @@ func (e *engine) compareSnapshot() compareSnapshot {
 		ws := w.compareSnapshot()
 		cs.Stats.Add(&ws)
 	}
+	if e.udp != nil && e.udp.cmp != nil {
+		us := e.udp.cmp.stats() // the UDP answers' verdicts (udpcompare.go)
+		cs.Stats.Add(&us)
+	}
 	cs.Written, cs.Dropped = e.diffs.written.Load(), e.diffs.dropped.Load()
 	cs.Responses = e.responses.Load()
 	return cs
@@ -150,7 +154,7 @@ func newCollector(e *engine) *collector {
 	counter("segments_fitted_total", "Captured segments split when sent, being longer than the target's MSS or the MTU allow with the headers tcpcopy builds (clients without TCP timestamps, jumbo frames).", func(s *snapshot) uint64 { return s.st.Splits })
 	counter("mtu_blackholes_total", "Times a session's segment size was lowered after the same data timed out again and again (a path MTU black hole).", func(s *snapshot) uint64 { return s.st.Blackholes })
 	counter("records_received_total", "Response records received from intercept.", func(s *snapshot) uint64 { return s.records })
-	counter("online_response_packets_total", "Packets of the online server's answers captured for the response comparison.", func(s *snapshot) uint64 { return s.cmp.Responses })
+	counter("online_response_packets_total", "Packets of the online server's answers captured for the response comparison: TCP segments, and UDP datagrams of the udp: mappings.", func(s *snapshot) uint64 { return s.cmp.Responses })
 	counter("diff_log_written_total", "Responses that differ or are missing written to the diff log (--diff-log).", func(s *snapshot) uint64 { return s.cmp.Written })
 	counter("diff_log_dropped_total", "Responses that differ or are missing not written to the diff log because it fell behind.", func(s *snapshot) uint64 { return s.cmp.Dropped })
 	counter("responses_total", "Response records the session engine handled.", func(s *snapshot) uint64 { return s.st.Responses })

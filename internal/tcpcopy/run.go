@@ -147,11 +147,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	linkErr := make(chan error, 1)
 	if e.udp != nil && e.udp.answers != nil {
-		go daemon.Every(ctx, time.Second, func(time.Time) { e.udp.answers.expire(e.now(), false) })
+		go daemon.Every(ctx, time.Second, func(time.Time) {
+			e.udp.answers.expire(e.now(), false)
+			if e.udp.cmp != nil {
+				e.udp.cmp.expire(e.now(), false) // after the tracker: its late answers are matched no more
+			}
+		})
 	}
 	if cfg.HasProto(ProtoTCP) || e.udp != nil && e.udp.answers != nil {
 		go func() {
-			err := e.links.Run(ctx)
+			// Closed by e.links.Close at the end, not by ctx: the last
+			// UDP answers come through the links after ctx is done.
+			err := e.links.Run(context.WithoutCancel(ctx))
 			if err != nil {
 				cancel()
 			}
@@ -195,12 +202,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		// what still waits counts unanswered.
 		e.udp.answers.drain()
 		e.udp.answers.expire(e.now(), true)
+		if e.udp.cmp != nil {
+			e.udp.cmp.expire(e.now(), true)
+		}
 	}
+	e.links.Close()
 	stopWorkers() // every session is reset toward the target
 	wg.Wait()
 	close(stopDiffs) // the workers' last verdicts are in: write them
 	<-diffsDone
-	e.links.Close()
 	err = <-linkErr
 	e.logSummary()
 	if off != nil {
@@ -237,8 +247,13 @@ func captureFilter(cfg *Config) ([]bpf.RawInstruction, error) {
 		tcp, udp = anyMatch(tcp), anyMatch(udp)
 	}
 	build := bpfgen.InboundTCPUDP
-	if cfg.wantOnline() {
-		build = bpfgen.InboundAndResponses // the online server's TCP answers too
+	switch {
+	case cfg.CompareBytes > 0 && len(cfg.Intercepts) > 0:
+		// The online server's answers too, TCP and UDP: the comparison
+		// (UDP answers only with intercepts, which bring the target's).
+		build = bpfgen.InboundAndResponses
+	case cfg.wantOnline():
+		build = bpfgen.InboundAndTCPResponses
 	}
 	prog, err := build(tcp, udp)
 	if err != nil {
@@ -330,10 +345,18 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		Secret:         cfg.Secret,
 	}, log, func() Sink { return e.disp.newBatch() })
 	e.linksUp = e.links.Up
+	if e.cmp != nil {
+		e.diffs = newDiffSink()
+	}
 	if e.udp != nil && len(cfg.Intercepts) > 0 {
-		// The target's UDP answers, through intercept (udpanswer.go).
+		// The target's UDP answers, through intercept (udpanswer.go),
+		// compared with the online server's (udpcompare.go).
 		e.udp.answers = newUDPTracker(len(e.udp.rw.mappings), e.links)
 		e.disp.udp = e.udp.answers
+		if e.cmp != nil {
+			e.udp.cmp = newUDPComparer(e.cmp, e.diffs, now, e.links.Comparing)
+			e.disp.udpCmp = e.udp.cmp
+		}
 	}
 	tc := tcpstate.Config{
 		MTU:              cfg.MTU,
@@ -346,9 +369,6 @@ func newEngine(cfg *Config, snd sender, log *slog.Logger) *engine {
 		StallTimeout:     cfg.StallTimeout,
 		OnlyFullSessions: cfg.OnlyFullSessions,
 		AnswerLengths:    e.cmp != nil,
-	}
-	if e.cmp != nil {
-		e.diffs = newDiffSink()
 	}
 	for i := range max(cfg.Workers, 1) {
 		w := newWorker(i, cfg, tc, snd, e.links, &e.sc, &e.shed, now, log)
@@ -460,7 +480,7 @@ func (e *engine) handleCaptured(data []byte, p *ipmangle.Parsed, seg *ipmangle.S
 func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Segmenter, segb []byte, b *batch, pass uint32, now int64, behind bool) {
 	e.captured.Add(1)
 	if !p.Valid {
-		if e.udp != nil && e.copyUDP(data, p, b, pass, now) {
+		if e.udp != nil && e.copyUDP(data, p, b, pass, now, false) {
 			return
 		}
 		if p.Reason == ipmangle.ReasonNotTCP {
@@ -512,10 +532,14 @@ func (e *engine) handleParsed(data []byte, p *ipmangle.Parsed, seg *ipmangle.Seg
 }
 
 // handleOutgoing takes a packet this host sent: an answer of the online
-// server for the comparison, or else nothing of ours.
+// server for the comparison (TCP, or UDP: copyUDP never copies it), or
+// else nothing of ours.
 func (e *engine) handleOutgoing(data []byte, p *ipmangle.Parsed, b *batch, now int64) {
 	e.captured.Add(1)
 	p.Decode(data)
+	if !p.Valid && e.udp != nil && e.copyUDP(data, p, b, 0, now, true) {
+		return
+	}
 	if !p.Valid || !e.cfg.wantOnline() || !e.response(data, p, b, 0, now) {
 		e.unmatched.Add(1)
 	}

@@ -97,10 +97,14 @@ type udpCopier struct {
 	// answers follows the target's answers (udpanswer.go); nil without
 	// intercepts.
 	answers *udpTracker
+	// cmp compares them with the online server's (udpcompare.go); nil
+	// without answers or with the comparison off.
+	cmp *udpComparer
 }
 
 // udpScratch is one reading goroutine's buffers (batch.udp).
 type udpScratch struct {
+	at    int64 // when the packet being handled was captured (batch.time)
 	p     datagram.Parsed
 	f     ipfrag.Fragment
 	fr    ipfrag.Fragmenter
@@ -164,22 +168,25 @@ func (u *udpCopier) wantsAddr(a netip.Addr) bool {
 
 // copyUDP copies data, a captured packet that TCP's decoding (tp) did not
 // take, when it is a UDP datagram or fragment: of offline pass pass, at
-// now, with the goroutine's batch b. It reports whether the packet was
+// now, with the goroutine's batch b. A datagram from a mapping's online
+// side is an online answer, for the comparison (udpcompare.go); one this
+// host sent (outgoing) is never copied. It reports whether the packet was
 // UDP (and counted here); the caller counts the others. Non-fragmented
 // datagrams cost no allocation.
-func (e *engine) copyUDP(data []byte, tp *ipmangle.Parsed, b *batch, pass uint32, now int64) bool {
+func (e *engine) copyUDP(data []byte, tp *ipmangle.Parsed, b *batch, pass uint32, now int64, outgoing bool) bool {
 	u := e.udp
 	if tp.Reason != ipmangle.ReasonNotTCP && tp.Reason != ipmangle.ReasonFragment {
 		return false
 	}
 	s := u.scratch(b)
+	s.at = b.time(now)
 	s.p.Decode(data)
 	switch s.p.Reason {
 	case datagram.ReasonOK:
-		e.copyDatagram(data, s, pass, now)
+		e.copyDatagram(data, s, pass, now, outgoing)
 		return true
 	case datagram.ReasonFragment:
-		return e.copyFragment(data, s, pass, now)
+		return e.copyFragment(data, s, pass, now, outgoing)
 	case datagram.ReasonLength:
 		u.c.invalid.Add(1)
 		return true
@@ -187,11 +194,16 @@ func (e *engine) copyUDP(data []byte, tp *ipmangle.Parsed, b *batch, pass uint32
 	return false
 }
 
-// copyDatagram copies the datagram data decoded into s.p.
-func (e *engine) copyDatagram(data []byte, s *udpScratch, pass uint32, now int64) {
+// copyDatagram copies the datagram data decoded into s.p; with the
+// comparison, a datagram from a mapping's online side goes to it instead.
+// An outgoing datagram is never copied.
+func (e *engine) copyDatagram(data []byte, s *udpScratch, pass uint32, now int64, outgoing bool) {
 	u, p := e.udp, &s.p
 	mi, ok := u.rw.matchIndex(p.Dst)
-	if !ok {
+	if !ok || outgoing {
+		if !ok && u.cmp != nil && e.onlineUDP(data, s, pass, now) {
+			return
+		}
 		u.c.unmatched.Add(1)
 		return
 	}
@@ -228,15 +240,23 @@ func (e *engine) copyDatagram(data []byte, s *udpScratch, pass uint32, now int64
 		// route must beat the answer to intercept); one that could not
 		// be sent waits no more.
 		tracked := u.answers != nil && u.answers.query(now, mi, f.Src, m.Target)
+		compared := i == 0 && u.cmp != nil // -n: the first copy's answers only
+		if compared {
+			u.cmp.query(flowKey(f.Src, m.Target), s.at, now, m.Online.Port(), f.Payload, tracked)
+		}
 		if !u.send(s, m.Target.Addr(), s.out[:n]) && tracked {
 			u.answers.unsent(mi, f.Src, m.Target)
+			if compared {
+				u.cmp.unsent(flowKey(f.Src, m.Target))
+			}
 		}
 	}
 }
 
 // copyFragment files the fragment data; when it completes a datagram,
-// copies that. It reports whether data was a fragment of UDP.
-func (e *engine) copyFragment(data []byte, s *udpScratch, pass uint32, now int64) bool {
+// copies that (copyDatagram). It reports whether data was a fragment of
+// UDP.
+func (e *engine) copyFragment(data []byte, s *udpScratch, pass uint32, now int64, outgoing bool) bool {
 	u := e.udp
 	k := s.f.Decode(data)
 	switch {
@@ -245,7 +265,9 @@ func (e *engine) copyFragment(data []byte, s *udpScratch, pass uint32, now int64
 	case k == ipfrag.Malformed:
 		u.c.invalid.Add(1)
 		return true
-	case !u.wantsAddr(s.f.Dst):
+	case !u.wantsAddr(s.f.Dst) && (u.cmp == nil || !u.wantsAddr(s.f.Src)):
+		// Neither to a mapping's address nor, with the comparison, from
+		// one (an online answer's fragment).
 		u.c.unmatched.Add(1)
 		return true
 	}
@@ -264,7 +286,33 @@ func (e *engine) copyFragment(data []byte, s *udpScratch, pass uint32, now int64
 		u.c.invalid.Add(1)
 		return true
 	}
-	e.copyDatagram(whole, s, pass, now)
+	e.copyDatagram(whole, s, pass, now, outgoing)
+	return true
+}
+
+// onlineUDP hands the datagram data decoded into s.p to the comparison if
+// it comes from a UDP mapping's online side: an answer of the online
+// server to a client flow whose first copy goes to the target (offline
+// pass pass). It reports false if data is no such answer. It allocates
+// nothing.
+func (e *engine) onlineUDP(data []byte, s *udpScratch, pass uint32, now int64) bool {
+	u, p := e.udp, &s.p
+	mi, ok := u.rw.matchIndex(p.Src)
+	if !ok {
+		return false
+	}
+	e.responses.Add(1)
+	if !u.rw.sampled(p.Dst, e.percentNow(now)) {
+		return true // a flow not copied
+	}
+	n := p.PayloadLen
+	payload := p.Payload(data)
+	if p.Truncated {
+		// Cut by the snap length: its first bytes, no hash
+		// (online_incomplete).
+		payload = data[min(p.PayloadOffset, len(data)):min(p.PayloadOffset+n, len(data))]
+	}
+	u.cmp.onlineAnswer(u.copiedFlow(p.Dst, u.rw.mappings[mi].Target, pass), s.at, payload, n)
 	return true
 }
 

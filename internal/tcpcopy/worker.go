@@ -458,8 +458,10 @@ type dispatcher struct {
 	// Records received, and those dropped as undecodable.
 	records, badRecord atomic.Uint64
 	// udp takes the UDP records (the target's UDP answers); nil without
-	// UDP mappings or intercepts.
-	udp *udpTracker
+	// UDP mappings or intercepts. udpCmp compares them with the online
+	// server's; nil without udp or with the comparison off.
+	udp    *udpTracker
+	udpCmp *udpComparer
 }
 
 func (d *dispatcher) workerFor(client netip.AddrPort) *worker {
@@ -530,7 +532,9 @@ func (b *batch) record(now int64, rec *wire.Record) {
 			b.d.badRecord.Add(1)
 			return
 		}
-		b.d.udp.answer(now, rec)
+		if _, sent, ok := b.d.udp.answer(now, rec); ok && b.d.udpCmp != nil {
+			b.d.udpCmp.targetAnswer(now, rec, sent)
+		}
 		return
 	}
 	b.p.Decode(rec.Header)

@@ -51,7 +51,7 @@ var errNoMatches = errors.New("bpfgen: no matches")
 // documentation for exactly what matches). It returns an error for no
 // matches or more than MaxMatches.
 func Inbound(matches []Match) ([]bpf.RawInstruction, error) {
-	return build(matches, nil, "Inbound", dst)
+	return build(matches, nil, "Inbound", inbound)
 }
 
 // InboundTCPUDP returns a program accepting the Ethernet frames that carry
@@ -61,14 +61,23 @@ func Inbound(matches []Match) ([]bpf.RawInstruction, error) {
 // after the first carry no ports (see the package documentation). It
 // returns an error for no matches or more than MaxMatches in all.
 func InboundTCPUDP(tcp, udp []Match) ([]bpf.RawInstruction, error) {
-	return build(tcp, udp, "InboundTCPUDP", dst)
+	return build(tcp, udp, "InboundTCPUDP", inbound)
 }
 
-// InboundAndResponses is InboundTCPUDP that also accepts the TCP segments
-// whose source is one of tcp: the online servers' answers (tcpcopy with
-// the response comparison). UDP answers are not taken.
+// InboundAndResponses is InboundTCPUDP that also accepts the online
+// servers' answers (tcpcopy with the response comparison): the TCP
+// segments whose source is one of tcp, the UDP datagrams whose source is
+// one of udp, and the fragments of UDP datagrams from the address of one
+// of udp (any address for a match without one).
 func InboundAndResponses(tcp, udp []Match) ([]bpf.RawInstruction, error) {
-	return build(tcp, udp, "InboundAndResponses", dst, src)
+	return build(tcp, udp, "InboundAndResponses", both)
+}
+
+// InboundAndTCPResponses is InboundAndResponses without the UDP answers:
+// the online servers' TCP answers only (tcpcopy comparing TCP responses,
+// with no intercept to bring the target's UDP answers).
+func InboundAndTCPResponses(tcp, udp []Match) ([]bpf.RawInstruction, error) {
+	return build(tcp, udp, "InboundAndTCPResponses", directions{tcp: []direction{dst, src}, udp: []direction{dst}})
 }
 
 // ResponsesFrom returns a program accepting the Ethernet frames that carry
@@ -76,7 +85,7 @@ func InboundAndResponses(tcp, udp []Match) ([]bpf.RawInstruction, error) {
 // server's responses. It returns an error for no matches or more than
 // MaxMatches.
 func ResponsesFrom(matches []Match) ([]bpf.RawInstruction, error) {
-	return build(matches, nil, "ResponsesFrom", src)
+	return build(matches, nil, "ResponsesFrom", directions{tcp: []direction{src}})
 }
 
 // direction selects the source or destination fields.
@@ -106,9 +115,20 @@ var (
 	src = direction{addr4: offIP + 12, addr6: offIP + 8, port4: 0}
 )
 
+// directions are the directions a program matches, per protocol.
+type directions struct {
+	tcp, udp []direction
+}
+
+var (
+	inbound = directions{tcp: []direction{dst}, udp: []direction{dst}}
+	both    = directions{tcp: []direction{dst, src}, udp: []direction{dst, src}}
+)
+
 // build assembles the program named name: TCP segments matching tcp in
-// any of the directions tcpDirs, UDP datagrams and their fragments to udp.
-func build(tcp, udp []Match, name string, tcpDirs ...direction) ([]bpf.RawInstruction, error) {
+// any of the directions dirs.tcp, UDP datagrams and their fragments
+// matching udp in any of dirs.udp.
+func build(tcp, udp []Match, name string, dirs directions) ([]bpf.RawInstruction, error) {
 	n := len(tcp) + len(udp)
 	if n == 0 {
 		return nil, errNoMatches
@@ -116,8 +136,8 @@ func build(tcp, udp []Match, name string, tcpDirs ...direction) ([]bpf.RawInstru
 	if n > MaxMatches {
 		return nil, fmt.Errorf("bpfgen: %d matches, at most %d supported", n, MaxMatches)
 	}
-	v4 := section4(tcp, udp, tcpDirs)
-	v6 := section6(tcp, udp, tcpDirs)
+	v4 := section4(tcp, udp, dirs)
+	v6 := section6(tcp, udp, dirs)
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: offEtherType, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv6, SkipFalse: 1},
@@ -221,11 +241,15 @@ func blocks4(matches []Match, d direction, portless bool) []bpf.Instruction {
 
 // section4 returns the IPv4 part of a program, entered with an IPv4
 // EtherType.
-func section4(tcp, udp []Match, tcpDirs []direction) []bpf.Instruction {
+func section4(tcp, udp []Match, dirs directions) []bpf.Instruction {
 	var tcpPart, udpPart []bpf.Instruction
-	var tb []bpf.Instruction
-	for _, d := range tcpDirs {
+	var tb, ub, fb []bpf.Instruction
+	for _, d := range dirs.tcp {
 		tb = append(tb, blocks4(tcp, d, false)...)
+	}
+	for _, d := range dirs.udp {
+		ub = append(ub, blocks4(udp, d, false)...)
+		fb = append(fb, blocks4(udp, d, true)...)
 	}
 	if b := tb; b != nil {
 		tcpPart = []bpf.Instruction{
@@ -238,8 +262,8 @@ func section4(tcp, udp []Match, tcpDirs []direction) []bpf.Instruction {
 		}
 		tcpPart = append(append(tcpPart, b...), bpf.RetConstant{Val: 0})
 	}
-	if b := blocks4(udp, dst, false); b != nil {
-		frag := append(blocks4(udp, dst, true), bpf.RetConstant{Val: 0})
+	if b := ub; b != nil {
+		frag := append(fb, bpf.RetConstant{Val: 0})
 		udpPart = []bpf.Instruction{
 			bpf.LoadAbsolute{Off: offIPv4Frag, Size: 2},
 			// A fragment after the first has no UDP header: its address
@@ -280,18 +304,22 @@ func blocks6(matches []Match, d direction, portless bool) []bpf.Instruction {
 
 // section6 returns the IPv6 part of a program, entered with an IPv6
 // EtherType.
-func section6(tcp, udp []Match, tcpDirs []direction) []bpf.Instruction {
+func section6(tcp, udp []Match, dirs directions) []bpf.Instruction {
 	var tcpPart, udpPart, fragPart []bpf.Instruction
 	// Both ports must be in the frame: a load beyond its end rejects.
 	ports := bpf.LoadAbsolute{Off: offTCP6 + 2, Size: 2}
-	var tb []bpf.Instruction
-	for _, d := range tcpDirs {
+	var tb, ub, fb []bpf.Instruction
+	for _, d := range dirs.tcp {
 		tb = append(tb, blocks6(tcp, d, false)...)
+	}
+	for _, d := range dirs.udp {
+		ub = append(ub, blocks6(udp, d, false)...)
+		fb = append(fb, blocks6(udp, d, true)...)
 	}
 	if b := tb; b != nil {
 		tcpPart = append(append([]bpf.Instruction{ports}, b...), bpf.RetConstant{Val: 0})
 	}
-	if b := blocks6(udp, dst, false); b != nil {
+	if b := ub; b != nil {
 		udpPart = append(append([]bpf.Instruction{ports}, b...), bpf.RetConstant{Val: 0})
 		// Fragments of UDP (first or not): the address decides.
 		fragPart = []bpf.Instruction{
@@ -299,7 +327,7 @@ func section6(tcp, udp []Match, tcpDirs []direction) []bpf.Instruction {
 			bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoUDP, SkipTrue: 1},
 			bpf.RetConstant{Val: 0},
 		}
-		fragPart = append(append(fragPart, blocks6(udp, dst, true)...), bpf.RetConstant{Val: 0})
+		fragPart = append(append(fragPart, fb...), bpf.RetConstant{Val: 0})
 	}
 	return dispatch(bpf.LoadAbsolute{Off: offIPv6Next, Size: 1},
 		[]part{{protoTCP, tcpPart}, {protoUDP, udpPart}, {protoFrag6, fragPart}})

@@ -334,30 +334,77 @@ func BenchmarkInbound(b *testing.B) {
 	}
 }
 
-// TestInboundAndResponsesUDP: with the comparison, the online server's TCP
-// answers are taken too, its UDP answers are not; datagrams to the UDP
-// matches and their fragments still are.
+// TestInboundAndResponsesUDP: with the comparison, the online server's
+// answers are taken too, TCP and UDP (and the fragments of UDP answers,
+// by their source address); datagrams to the UDP matches and their
+// fragments still are. InboundAndTCPResponses takes no UDP answer.
 func TestInboundAndResponsesUDP(t *testing.T) {
-	web, dns := []bpfgen.Match{{server4, 80}, {server6, 80}}, []bpfgen.Match{{server4, 53}}
+	web, dns := []bpfgen.Match{{server4, 80}, {server6, 80}}, []bpfgen.Match{{server4, 53}, {server6, 53}}
 	prog, err := bpfgen.InboundAndResponses(web, dns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyDNS, err := bpfgen.InboundAndResponses(nil, []bpfgen.Match{{Port: 53}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcpOnly, err := bpfgen.InboundAndTCPResponses(web, dns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		name string
+		prog []bpf.RawInstruction
 		f    frame
 		want bool
 	}{
-		{"tcp request", frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80}, true},
-		{"tcp answer", frame{Src: server4, Dst: client4, Proto: 6, SPort: 80, DPort: 40000}, true},
-		{"tcp answer v6", frame{Src: server6, Dst: client6, Proto: 6, SPort: 80, DPort: 40000}, true},
-		{"udp query", frame{Src: client4, Dst: server4, Proto: 17, SPort: 40000, DPort: 53}, true},
-		{"udp answer", frame{Src: server4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000}, false},
-		{"udp later fragment", frame{Src: client4, Dst: server4, Proto: 17, FragOff: 185, MoreFrags: true}, true},
-		{"other tcp", frame{Src: client4, Dst: other4, Proto: 6, SPort: 40000, DPort: 80}, false},
+		{"tcp request", prog, frame{Src: client4, Dst: server4, Proto: 6, SPort: 40000, DPort: 80}, true},
+		{"tcp answer", prog, frame{Src: server4, Dst: client4, Proto: 6, SPort: 80, DPort: 40000}, true},
+		{"tcp answer v6", prog, frame{Src: server6, Dst: client6, Proto: 6, SPort: 80, DPort: 40000}, true},
+		{"udp query", prog, frame{Src: client4, Dst: server4, Proto: 17, SPort: 40000, DPort: 53}, true},
+		{"udp answer", prog, frame{Src: server4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000}, true},
+		{"udp answer v6", prog, frame{Src: server6, Dst: client6, Proto: 17, SPort: 53, DPort: 40000}, true},
+		{"udp answer ip options", prog, frame{Src: server4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000, IPOpts: 8}, true},
+		{"udp answer other port", prog, frame{Src: server4, Dst: client4, Proto: 17, SPort: 54, DPort: 40000}, false},
+		{"udp answer other addr", prog, frame{Src: other4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000}, false},
+		{"udp from the tcp port", prog, frame{Src: server4, Dst: client4, Proto: 17, SPort: 80, DPort: 40000}, false},
+		{"tcp from the udp port", prog, frame{Src: server4, Dst: client4, Proto: 6, SPort: 53, DPort: 40000}, false},
+		{"udp answer first fragment", prog, frame{Src: server4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000, MoreFrags: true}, true},
+		{"udp answer later fragment", prog, frame{Src: server4, Dst: client4, Proto: 17, FragOff: 185}, true},
+		{"udp later fragment other source", prog, frame{Src: other4, Dst: client4, Proto: 17, FragOff: 185}, false},
+		{"udp answer v6 fragment", prog, frame{Src: server6, Dst: client6, Proto: 17, Frag6: true, Frag6Off: 181}, true},
+		{"udp v6 fragment other source", prog, frame{Src: other6, Dst: client6, Proto: 17, Frag6: true, Frag6Off: 181}, false},
+		{"udp later fragment", prog, frame{Src: client4, Dst: server4, Proto: 17, FragOff: 185, MoreFrags: true}, true},
+		{"other tcp", prog, frame{Src: client4, Dst: other4, Proto: 6, SPort: 40000, DPort: 80}, false},
+		{"port-only udp answer", anyDNS, frame{Src: other6, Dst: client6, Proto: 17, SPort: 53, DPort: 40000}, true},
+		{"port-only other port", anyDNS, frame{Src: other4, Dst: client4, Proto: 17, SPort: 54, DPort: 40000}, false},
+		{"tcp only: tcp answer", tcpOnly, frame{Src: server4, Dst: client4, Proto: 6, SPort: 80, DPort: 40000}, true},
+		{"tcp only: udp query", tcpOnly, frame{Src: client4, Dst: server4, Proto: 17, SPort: 40000, DPort: 53}, true},
+		{"tcp only: udp fragment to", tcpOnly, frame{Src: client4, Dst: server4, Proto: 17, FragOff: 185}, true},
+		{"tcp only: no udp answer", tcpOnly, frame{Src: server4, Dst: client4, Proto: 17, SPort: 53, DPort: 40000}, false},
+		{"tcp only: no udp answer fragment", tcpOnly, frame{Src: server4, Dst: client4, Proto: 17, FragOff: 185}, false},
+		{"tcp only: no udp answer v6", tcpOnly, frame{Src: server6, Dst: client6, Proto: 17, SPort: 53, DPort: 40000}, false},
 	} {
-		if got := accepts(t, vm(t, prog), c.f.Bytes()); got != c.want {
+		if got := accepts(t, vm(t, c.prog), c.f.Bytes()); got != c.want {
 			t.Errorf("%s: accepts %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestMaxMatchesResponses: the largest InboundAndResponses program, every
+// match a UDP one of the most expensive kind, stays under the kernel's
+// limit.
+func TestMaxMatchesResponses(t *testing.T) {
+	ms := maxMatches()
+	prog, err := bpfgen.InboundAndResponses(nil, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d matches: %d instructions", len(ms), len(prog))
+	if len(prog) > 3000 {
+		t.Errorf("program has %d instructions, want under 3000 (the kernel's limit is 4096)", len(prog))
+	}
+	if !accepts(t, vm(t, prog), frame{Src: ms[63].Addr, Dst: client6, Proto: 17, SPort: ms[63].Port, DPort: 1}.Bytes()) {
+		t.Error("last match's answer does not match")
 	}
 }

@@ -5,7 +5,10 @@
 // -x [srcIP:]srcPort-dstIP:dstPort mappings select the traffic to copy by
 // its destination); [InboundTCPUDP] adds "UDP to one of these
 // address:port pairs, and the fragments of UDP datagrams to their
-// addresses" (tcpcopy's udp: mappings); [ResponsesFrom] builds "TCP from
+// addresses" (tcpcopy's udp: mappings); [InboundAndResponses] adds the
+// same from the matches, TCP and UDP (the online servers' answers, for
+// tcpcopy's response comparison; [InboundAndTCPResponses] the TCP ones
+// only); [ResponsesFrom] builds "TCP from
 // one of these address:port pairs" (intercept selecting the target's
 // responses).
 // Free-form filters given by users are compiled with libpcap by package
@@ -62,7 +65,8 @@
 // # Size and cost
 //
 // At most [MaxMatches] matches are accepted (TCP and UDP together); a
-// program then has at most 1300 instructions (720 with TCP matches only),
+// program then has at most 1300 instructions (720 with TCP matches only;
+// 2600 for [InboundAndResponses], which tests each UDP match both ways),
 // well under the kernel's limit of 4096 (BPF_MAXINSNS). Matching is linear in the number of matches. The
 // functions allocate and are meant for setup time; they are safe for
 // concurrent use.

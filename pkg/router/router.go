@@ -47,6 +47,11 @@ type Owner uint64
 type Meta struct {
 	PayloadLen int   // the response's real payload length
 	Time       int64 // capture time, Unix nanoseconds
+	// Hash is the whole payload's hash, if Hashed: computed by the caller
+	// before it cut the packet for holding (intercept: a UDP answer's,
+	// for the response comparison).
+	Hash   uint64
+	Hashed bool
 }
 
 // DeliverFunc receives a held packet when its route arrives. data is valid
@@ -387,8 +392,17 @@ func (t *Table) Forget(k Key) {
 }
 
 // Hold keeps a copy of data (cut to Config.HeldSize) for route k, to be
-// delivered when k is added. It reports false when the pool is full.
+// delivered when k is added. It reports false when the pool is full, or
+// when k has a route by now: it checks under the lock Add installs routes
+// with, so a route added after the caller's Lookup missed never leaves
+// the packet held until it expires; the caller looks k up again.
 func (t *Table) Hold(k Key, data []byte, m Meta, now time.Time) bool {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.routes[k]; ok {
+		return false
+	}
 	return t.held.hold(k, data, m, now.UnixNano())
 }
 

@@ -214,11 +214,33 @@ func TestHoldAndRelease(t *testing.T) {
 	if st.Held != 0 || st.Released != 1 || st.HeldExpired != 2 || st.HeldDropped != 1 || st.HeldTotal != 3 {
 		t.Errorf("stats = %+v", st)
 	}
-	// Slots are reusable after release and expiry.
+	// Slots are reusable after release and expiry (k has a route now: a
+	// key without one).
 	for i := range 3 {
-		if !tb.Hold(k, []byte{byte(i)}, Meta{}, t0) {
+		if !tb.Hold(other, []byte{byte(i)}, Meta{}, t0) {
 			t.Fatalf("Hold %d failed after slots were freed", i)
 		}
+	}
+}
+
+// TestHoldAfterAdd: a packet whose lookup missed just before its route
+// was added is not held (nothing would release it before it expired):
+// Hold refuses it, and a lookup finds the route.
+func TestHoldAfterAdd(t *testing.T) {
+	tb := New(Config{})
+	k := key("192.0.2.10:40000", "203.0.113.20:5353")
+	if _, ok := tb.Lookup(k, t0); ok {
+		t.Fatal("route before Add")
+	}
+	tb.Add(k, 7, t0, nil) // another goroutine, between the lookup and the hold
+	if tb.Hold(k, []byte("answer"), Meta{PayloadLen: 6}, t0) {
+		t.Error("held for a route that exists")
+	}
+	if o, ok := tb.Lookup(k, t0); !ok || o != 7 {
+		t.Errorf("Lookup = %v, %v", o, ok)
+	}
+	if st := tb.Stats(); st.Held != 0 || st.HeldTotal != 0 || st.HeldDropped != 0 {
+		t.Errorf("stats = %+v", st)
 	}
 }
 

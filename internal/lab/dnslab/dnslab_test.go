@@ -143,14 +143,14 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// TestServeOptions: DropEvery leaves every n-th query unanswered, Alter
-// clears RA in every answer.
+// TestServeOptions: DropEvery leaves every n-th query unanswered,
+// AlterEvery clears RA in every n-th answer.
 func TestServeOptions(t *testing.T) {
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := ServeWith(ServeOptions{DropEvery: 3, Alter: true}, c)
+	srv := ServeWith(ServeOptions{DropEvery: 3, AlterEvery: 2}, c)
 	defer srv.Close()
 	cl, err := net.DialUDP("udp", nil, c.LocalAddr().(*net.UDPAddr))
 	if err != nil {
@@ -172,8 +172,9 @@ func TestServeOptions(t *testing.T) {
 			t.Fatalf("after %d answers: %v", len(got), err)
 		}
 		id, _, _, err := ParseResponse(buf[:n])
-		if err != nil || buf[3]&flagRA != 0 {
-			t.Errorf("answer %d: err %v flags %#x, want RA cleared", id, err, buf[2:4])
+		// The second, fourth and sixth queries (IDs 1, 3, 5) are altered.
+		if altered := id%2 == 1; err != nil || (buf[3]&flagRA == 0) != altered {
+			t.Errorf("answer %d: err %v flags %#x, want RA cleared %v", id, err, buf[2:4], altered)
 		}
 		got[id] = true
 	}
@@ -187,6 +188,9 @@ func TestServeOptions(t *testing.T) {
 	for _, e := range srv.Entries() {
 		if e.Dropped {
 			dropped = append(dropped, e.Query.ID)
+		}
+		if e.Altered != (e.Query.ID%2 == 1) {
+			t.Errorf("query %d: altered %v", e.Query.ID, e.Altered)
 		}
 	}
 	if len(dropped) != 2 || dropped[0] != 2 || dropped[1] != 5 {

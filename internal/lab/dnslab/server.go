@@ -20,6 +20,9 @@ type Entry struct {
 	TC bool
 	// Dropped reports that the server did not answer (ServeOptions.DropEvery).
 	Dropped bool
+	// Altered reports that the answer had its RA flag cleared
+	// (ServeOptions.AlterEvery).
+	Altered bool
 }
 
 // ServeOptions change how a Server answers, to make a target that
@@ -28,9 +31,10 @@ type ServeOptions struct {
 	// DropEvery > 0 leaves every DropEvery-th query (counted from 1, in
 	// arrival order, over all sockets) unanswered.
 	DropEvery int
-	// Alter answers with the RA flag cleared: the same length, other
-	// bytes than a plain server's answer.
-	Alter bool
+	// AlterEvery > 0 answers every AlterEvery-th query (counted from 1,
+	// in arrival order, over all sockets) with the RA flag cleared: the
+	// same length, other bytes than a plain server's answer.
+	AlterEvery int
 }
 
 // Server answers the queries that arrive on its sockets and records each
@@ -85,13 +89,14 @@ func (s *Server) loop(c *net.UDPConn) {
 		}
 		var tc bool
 		out, tc = AppendResponse(out[:0], msg, q)
-		if s.opts.Alter {
-			out[3] &^= byte(flagRA)
-		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		s.mu.Lock()
 		drop := s.opts.DropEvery > 0 && (len(s.entries)+1)%s.opts.DropEvery == 0
-		s.entries = append(s.entries, Entry{Time: time.Now(), Remote: from, Query: q, Size: n, TC: tc, Dropped: drop})
+		alter := s.opts.AlterEvery > 0 && (len(s.entries)+1)%s.opts.AlterEvery == 0
+		if alter {
+			out[3] &^= byte(flagRA)
+		}
+		s.entries = append(s.entries, Entry{Time: time.Now(), Remote: from, Query: q, Size: n, TC: tc, Dropped: drop, Altered: alter})
 		s.mu.Unlock()
 		if !drop {
 			_, _ = c.WriteToUDPAddrPort(out, from)
