@@ -22,6 +22,9 @@ type Result struct {
 	Request []byte
 	// HTTP reports that both answers were parsed as HTTP/1.x.
 	HTTP bool
+	// MySQL reports that the answers were read as MySQL answers
+	// (Side.MySQL).
+	MySQL bool
 	// Offset is the first byte that differs, counted from the start of the
 	// response; -1 if it is beyond the bytes kept (Config.Bytes) or not
 	// known.
@@ -48,6 +51,8 @@ type Side struct {
 	Bytes []byte
 	// BytesAt is the offset of Bytes in the response.
 	BytesAt int
+	// MySQL summarises a MySQL answer (Result.MySQL).
+	MySQL MySQLAnswer
 }
 
 // maxRequestLine is the most bytes of a request's first line a Result
@@ -63,6 +68,7 @@ type request struct {
 	line   [maxRequestLine]byte
 	lineN  uint8
 	lineOK bool // the line ended within the first segment
+	cmd    byte // MySQL: the command byte (0 if the request did not start with a command packet)
 }
 
 // acc accumulates one side's answer to one request.
@@ -88,6 +94,11 @@ type slot struct {
 	index  int
 	req    request
 	on, tg acc
+	// skip: the request was not copied (Conn.Skip); its answers get the
+	// verdict NotCompared with skipWhy, or none if skipWhy is ReasonNone.
+	skip    bool
+	skipWhy Reason
+	mysql   bool // a MySQL Conn's request
 }
 
 // Conn pairs the responses of one copied connection. Make it with
@@ -101,6 +112,7 @@ type Conn struct {
 	lastAck      seqnum.Value
 	haveReq      bool
 	onFin, tgFin bool
+	mysql        bool // MySQL answers (Engine.NewMySQLConn)
 }
 
 // Engine compares the responses of many connections with one Config and
@@ -115,6 +127,8 @@ type Engine struct {
 	heads [2]head
 	mask  [2][]byte
 	stats Stats
+	// myScratch are the MySQL answers read a second time (mysqlBytes).
+	myScratch [2]MySQLAnswer
 }
 
 // Stats counts the verdicts an Engine reached.
@@ -178,6 +192,16 @@ func (e *Engine) Stats() Stats {
 // NewConn returns a Conn for a new copied connection.
 func (e *Engine) NewConn() *Conn { return &Conn{e: e} }
 
+// NewMySQLConn returns a Conn for a connection copied by tcpcopy's MySQL
+// module (package mysqlcopy). Its requests are MySQL commands (the request
+// line names the command and carries the start of its SQL text), its
+// answers are compared as MySQL answers (OK, ERR, result sets), and the
+// server's greeting is not compared (its nonce and connection id differ
+// by nature). The caller feeds the target's records with acknowledgement
+// numbers mapped back to the captured client stream, and tells with Skip
+// which requests were not copied.
+func (e *Engine) NewMySQLConn() *Conn { return &Conn{e: e, mysql: true} }
+
 func (e *Engine) getBuf() []byte {
 	if n := len(e.pool); n > 0 {
 		b := e.pool[n-1]
@@ -225,9 +249,9 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 	if syn {
 		if c.next > 0 || len(c.slots) > 0 {
 			c.Finish(now)
-			*c = Conn{e: c.e, slots: c.slots[:0]}
+			*c = Conn{e: c.e, slots: c.slots[:0], mysql: c.mysql}
 		}
-		c.sawSYN = true
+		c.sawSYN = !c.mysql // a MySQL greeting is not compared
 		return
 	}
 	if len(payload) == 0 {
@@ -241,6 +265,17 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 	s := c.e.newSlot(c.next)
 	c.next++
 	s.req = request{start: seqnum.Value(seq), ack: a, at: now}
+	if c.mysql {
+		line, cmd, ok := mysqlLine(s.req.line[:0], payload)
+		s.req.lineN, s.req.lineOK = uint8(len(line)), ok
+		if ok {
+			s.req.cmd = cmd
+		}
+		s.mysql = true
+		c.slots = append(c.slots, s)
+		c.bound(now)
+		return
+	}
 	n := 0
 	for n < len(payload) && n < maxRequestLine && payload[n] != '\n' {
 		n++
@@ -252,6 +287,19 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 	s.req.lineN = uint8(copy(s.req.line[:], payload[:n]))
 	c.slots = append(c.slots, s)
 	c.bound(now)
+}
+
+// Skip marks the requests that start in the client's bytes [from, to)
+// as not copied to the target: their answers get the verdict NotCompared
+// with why, or no verdict at all if why is ReasonNone (a MySQL login,
+// redone by tcpcopy). A request marked already keeps its mark.
+func (c *Conn) Skip(from, to uint32, why Reason) {
+	f, t := seqnum.Value(from), seqnum.Value(to)
+	for _, s := range c.slots {
+		if s.index >= 0 && !s.skip && !s.req.start.LessThan(f) && s.req.start.LessThan(t) {
+			s.skip, s.skipWhy = true, why
+		}
+	}
 }
 
 // Requested notes that the request whose segments carry ack went to the
@@ -341,6 +389,9 @@ func (c *Conn) Target(now int64, seq, ack uint32, n int, prefix []byte, hash uin
 // acknowledgement would move in the middle of the answer and its rest
 // would be paired with the next request.
 func (c *Conn) TargetPending() bool {
+	if c.mysql {
+		return false // a MySQL answer's length is not in its first bytes
+	}
 	for i := len(c.slots) - 1; i >= 0; i-- {
 		s := c.slots[i]
 		if !s.tg.started {
