@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,14 +25,24 @@ type pkt struct {
 }
 
 type fakeOut struct {
-	pkts    []pkt
-	aborted bool
+	pkts     []pkt
+	aborted  bool
+	uncopied []uncopied
+}
+
+type uncopied struct {
+	from, to uint32
+	login    bool
 }
 
 func (o *fakeOut) Packet(f Flags, seq, ack uint32, p []byte) {
 	o.pkts = append(o.pkts, pkt{f, seq, ack, append([]byte(nil), p...)})
 }
 func (o *fakeOut) Abort() { o.aborted = true }
+
+func (o *fakeOut) Uncopied(from, to uint32, login bool) {
+	o.uncopied = append(o.uncopied, uncopied{from, to, login})
+}
 
 func (o *fakeOut) take() []pkt {
 	p := o.pkts
@@ -624,5 +635,52 @@ func TestHoldBounded(t *testing.T) {
 	}
 	if r.c.Refused() != RefusedHoldFull {
 		t.Errorf("refused %v", r.c.Refused())
+	}
+}
+
+// TestComparisonMap: what the response comparison learns of a session:
+// the login and the dropped commands are not copied (Uncopied), and the
+// target's acknowledgements map back to the captured commands they
+// answer (CapturedAck).
+func TestComparisonMap(t *testing.T) {
+	r := newRig(t, Config{ReadOnly: true})
+	isn := r.cseq - 1
+	r.loggedIn()
+	loginEnd := r.cseq
+	if _, ok := r.c.CapturedAck(r.tack); ok {
+		t.Errorf("the login's acknowledgement mapped")
+	}
+	sel := query(0, mysqlproto.ComQuery, "SELECT * FROM t")
+	ins := query(0, mysqlproto.ComQuery, "INSERT INTO t VALUES (1)")
+	selAt := r.cseq
+	r.client(sel)
+	r.online(make([]byte, 60), 60)
+	r.sent()
+	if got, ok := r.c.CapturedAck(r.tack); !ok || got != selAt+1 {
+		t.Errorf("select's ack maps to %d %v, want %d", got, ok, selAt+1)
+	}
+	insAt := r.cseq
+	r.client(ins)
+	r.online(okPacket, 11)
+	sel2At := r.cseq
+	r.client(sel)
+	r.sent()
+	if got, ok := r.c.CapturedAck(r.tack); !ok || got != sel2At+1 {
+		t.Errorf("second select's ack maps to %d %v, want %d", got, ok, sel2At+1)
+	}
+	want := []uncopied{{isn, loginEnd, true}, {isn, selAt, true}, {insAt, sel2At, false}, {insAt, sel2At, false}}
+	if !slices.Equal(r.out.uncopied, want) {
+		t.Errorf("uncopied %v, want %v", r.out.uncopied, want)
+	}
+	if r.c.DroppedOnline() != 11 {
+		t.Errorf("dropped online %d", r.c.DroppedOnline())
+	}
+	// A refused session: nothing from the unit being decided on is
+	// copied.
+	r.out.uncopied = nil
+	cuAt := r.cseq
+	r.client(query(0, mysqlproto.ComBinlogDump, "\x00\x00"))
+	if want := []uncopied{{cuAt, cuAt + 1<<30, false}}; !slices.Equal(r.out.uncopied, want) {
+		t.Errorf("refused: uncopied %v, want %v", r.out.uncopied, want)
 	}
 }
