@@ -178,6 +178,11 @@ type Config struct {
 	// MaxPending bounds the responses one connection keeps waiting for
 	// their pair. Default 16.
 	MaxPending int
+	// MySQLMaxPending is MaxPending for MySQL connections
+	// (Engine.NewMySQLConn), whose target may run many commands behind the
+	// online server in a burst (tcpcopy waits for the target's answer to
+	// each prepare, and the commands are short). Default 128.
+	MySQLMaxPending int
 	// DetailBytes is how many bytes of each side a Result keeps where
 	// they differ. Default 96.
 	DetailBytes int
@@ -197,7 +202,10 @@ var DefaultIgnoreHeaders = []string{
 const (
 	DefaultBytes      = 2048
 	defaultMaxPending = 16
-	defaultDetail     = 96
+	// defaultMySQLMaxPending: at most 128 × 2 × Bytes of buffers per MySQL
+	// connection whose target lags (512 KiB with the default Bytes).
+	defaultMySQLMaxPending = 128
+	defaultDetail          = 96
 	// MaxBytes is the largest Config.Bytes (the protocol's limit of a
 	// record's payload prefix).
 	MaxBytes = 16384
@@ -211,6 +219,9 @@ func (c *Config) Init() {
 	c.Bytes = min(c.Bytes, MaxBytes)
 	if c.MaxPending <= 0 {
 		c.MaxPending = defaultMaxPending
+	}
+	if c.MySQLMaxPending <= 0 {
+		c.MySQLMaxPending = defaultMySQLMaxPending
 	}
 	if c.DetailBytes <= 0 {
 		c.DetailBytes = defaultDetail

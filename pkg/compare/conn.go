@@ -2,6 +2,8 @@ package compare
 
 import (
 	"bytes"
+
+	"github.com/tcpcopy-go/tcpcopy/pkg/mysqlproto"
 	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
 	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
 )
@@ -113,6 +115,14 @@ type Conn struct {
 	haveReq      bool
 	onFin, tgFin bool
 	mysql        bool // MySQL answers (Engine.NewMySQLConn)
+	// The framing of a MySQL client stream (mysqlClient).
+	framed  bool
+	pktNext seqnum.Value // where the next captured byte belongs
+	pktLeft int          // payload bytes of the current packet still to come
+	hdr     [mysqlproto.HeaderLen]byte
+	hdrN    int
+	hdrAt   seqnum.Value
+	cont    bool // the current packet continues a long one
 }
 
 // Engine compares the responses of many connections with one Config and
@@ -252,12 +262,19 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 			*c = Conn{e: c.e, slots: c.slots[:0], mysql: c.mysql}
 		}
 		c.sawSYN = !c.mysql // a MySQL greeting is not compared
+		if c.mysql {
+			c.framed, c.pktNext = true, seqnum.Value(seq+1)
+		}
 		return
 	}
 	if len(payload) == 0 {
 		return
 	}
 	a := seqnum.Value(ack)
+	if c.mysql {
+		c.mysqlClient(now, seqnum.Value(seq), a, payload)
+		return
+	}
 	if c.haveReq && !c.lastAck.LessThan(a) {
 		return // more of the current request, or an old one again
 	}
@@ -265,17 +282,6 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 	s := c.e.newSlot(c.next)
 	c.next++
 	s.req = request{start: seqnum.Value(seq), ack: a, at: now}
-	if c.mysql {
-		line, cmd, ok := mysqlLine(s.req.line[:0], payload)
-		s.req.lineN, s.req.lineOK = uint8(len(line)), ok
-		if ok {
-			s.req.cmd = cmd
-		}
-		s.mysql = true
-		c.slots = append(c.slots, s)
-		c.bound(now)
-		return
-	}
 	n := 0
 	for n < len(payload) && n < maxRequestLine && payload[n] != '\n' {
 		n++
@@ -285,6 +291,80 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 		n--
 	}
 	s.req.lineN = uint8(copy(s.req.line[:], payload[:n]))
+	c.slots = append(c.slots, s)
+	c.bound(now)
+}
+
+// mysqlClient follows the framing of a MySQL client stream: each packet
+// with sequence id 0 that does not continue a long packet starts a command,
+// a request of its own (a command without an answer, COM_STMT_CLOSE, is
+// often followed by the next in the same segment, or with the same
+// acknowledgement number). The login exchange (sequence ids from 1) is no
+// request. A segment that does not start where the framing expects (the
+// connection joined mid-way, a hole) starts it again if it begins with a
+// command packet sent after an answer.
+func (c *Conn) mysqlClient(now int64, seq, ack seqnum.Value, p []byte) {
+	if c.framed && seq != c.pktNext {
+		d := seqnum.Overlap(seq, seqnum.Size(len(p)), c.pktNext)
+		switch {
+		case seq.LessThan(c.pktNext) && int(d) >= len(p):
+			return // seen already
+		case seq.LessThan(c.pktNext):
+			p, seq = p[d:], c.pktNext
+		default:
+			c.framed = false // a hole
+		}
+	}
+	if !c.framed {
+		if c.haveReq && !c.lastAck.LessThan(ack) || len(p) < mysqlproto.HeaderLen+1 {
+			return
+		}
+		if _, id := mysqlproto.Header(p); id != 0 || !mysqlproto.KnownCommand(p[mysqlproto.HeaderLen]) {
+			return
+		}
+		c.framed, c.pktNext, c.pktLeft, c.hdrN, c.cont = true, seq, 0, 0, false
+	}
+	off := 0
+	for off < len(p) {
+		if c.pktLeft > 0 {
+			k := min(c.pktLeft, len(p)-off)
+			off += k
+			c.pktLeft -= k
+			continue
+		}
+		if c.hdrN == 0 {
+			c.hdrAt = seq.Add(seqnum.Size(off))
+		}
+		k := copy(c.hdr[c.hdrN:], p[off:])
+		c.hdrN += k
+		off += k
+		if c.hdrN < mysqlproto.HeaderLen {
+			break
+		}
+		c.hdrN = 0
+		n, id := mysqlproto.Header(c.hdr[:])
+		c.pktLeft = n
+		if id == 0 && !c.cont {
+			var pkt [mysqlproto.HeaderLen + maxRequestLine]byte
+			copy(pkt[:], c.hdr[:])
+			m := copy(pkt[mysqlproto.HeaderLen:], p[off:min(len(p), off+n)])
+			c.mysqlCommand(now, c.hdrAt, ack, pkt[:mysqlproto.HeaderLen+m])
+		}
+		c.cont = n == mysqlproto.MaxPayload
+	}
+	c.pktNext = seq.Add(seqnum.Size(len(p)))
+}
+
+// mysqlCommand adds the request of a command packet (pkt: its header and
+// its first bytes) that starts at start.
+func (c *Conn) mysqlCommand(now int64, start, ack seqnum.Value, pkt []byte) {
+	c.haveReq, c.lastAck = true, ack
+	s := c.e.newSlot(c.next)
+	c.next++
+	s.mysql = true
+	s.req = request{start: start, ack: ack, at: now}
+	line, cmd, ok := mysqlLine(s.req.line[:0], pkt)
+	s.req.lineN, s.req.lineOK, s.req.cmd = uint8(len(line)), ok, cmd
 	c.slots = append(c.slots, s)
 	c.bound(now)
 }
@@ -559,7 +639,11 @@ func (c *Conn) keep(a *acc, seq seqnum.Value, b []byte) {
 
 // bound decides the oldest pairs when too many wait.
 func (c *Conn) bound(now int64) {
-	for len(c.slots) > c.e.cfg.MaxPending {
+	limit := c.e.cfg.MaxPending
+	if c.mysql {
+		limit = c.e.cfg.MySQLMaxPending
+	}
+	for len(c.slots) > limit {
 		s := c.slots[0]
 		if s.on.started || s.tg.started {
 			c.e.result(s, NotCompared, ReasonTooMany, now)

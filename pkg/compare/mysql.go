@@ -57,6 +57,9 @@ type MySQLAnswer struct {
 	// Whole reports that every packet of the answer was kept and read: it
 	// fits in Config.Bytes.
 	Whole bool
+	// noMeta: a result set came without its column definitions (MariaDB's
+	// MARIADB_CLIENT_CACHE_METADATA: the client has them).
+	noMeta bool
 }
 
 // MySQL command names, for the request line.
@@ -162,6 +165,17 @@ func (w *myWalk) next() (off int, pkt []byte, role myRole, ok bool) {
 	return off, pkt, w.step(pkt[mysqlproto.HeaderLen:]), true
 }
 
+// content returns the next whole packet kept that carries data (not
+// roleVolatile; not a column definition if noDefs).
+func (w *myWalk) content(noDefs bool) (off int, pkt []byte, role myRole, ok bool) {
+	for {
+		off, pkt, role, ok = w.next()
+		if !ok || role == roleData || role == roleColumn && !noDefs {
+			return off, pkt, role, ok
+		}
+	}
+}
+
 // run reads every whole packet kept; it returns the end of the last.
 func (w *myWalk) run() int {
 	for {
@@ -222,13 +236,19 @@ func (w *myWalk) step(p []byte) myRole {
 			return roleData
 		}
 		if w.cmd == mysqlproto.ComQuery || w.cmd == mysqlproto.ComStmtExecute {
+			// The column count, and with MARIADB_CLIENT_CACHE_METADATA
+			// a byte saying whether the definitions follow.
 			if n, size, null, err := mysqlproto.ReadLenEnc(p); err == nil && !null && len(p)-size <= 1 && n > 0 && n < 1<<16 {
 				w.setType(MySQLResultSet)
 				if a.Type == MySQLResultSet && a.Results == 1 {
 					a.Columns = int(n)
 				}
 				w.prepared, w.left, w.st = false, int(n), stDefs
-				return roleColumn
+				if len(p) > size && p[size] == 0 {
+					a.noMeta = true
+					w.st = stDefsEOF
+				}
+				return roleVolatile // its count is compared as Columns
 			}
 		}
 		w.setType(MySQLOther)
@@ -350,48 +370,57 @@ func (e *Engine) compareMySQL(s *slot, now int64) {
 	e.finishResult(s, now)
 }
 
-// mysqlBytes compares the answers' packets in step, then the rest as
-// lengths and hashes. It sets r.Offset where it knows it.
+// mysqlBytes compares the packets of the answers that carry data (column
+// and parameter definitions, rows, anything unknown) in step, by their
+// payloads: OK, EOF, ERR and PREPARE_OK packets and column counts are
+// compared by their fields (the summaries), so that an answer with EOF
+// packets and one without (CLIENT_DEPRECATE_EOF: a joined connection's
+// login has tcpcopy's capabilities, not the client's) compare the same;
+// column definitions are skipped when one side's result set came without
+// them (MariaDB's metadata cache). What follows the packets kept is
+// compared as its length and hash. It sets r.Offset where it knows it.
 func (e *Engine) mysqlBytes(r *Result, s *slot) Kind {
 	on, tg := &s.on, &s.tg
+	noDefs := r.Online.MySQL.noMeta || r.Target.MySQL.noMeta
 	var wo, wt myWalk
 	wo.init(on.buf[:min(on.have, on.n)], s.req.cmd, &e.myScratch[0])
 	wt.init(tg.buf[:min(tg.have, tg.n)], s.req.cmd, &e.myScratch[1])
-	endO, endT := 0, 0
+	var endO, endT int
 	for {
-		oo, po, ro, ok1 := wo.next()
-		ot, pt, rt, ok2 := wt.next()
+		oo, po, ro, ok1 := wo.content(noDefs)
+		ot, pt, _, ok2 := wt.content(noDefs)
 		if !ok1 || !ok2 {
+			endO, endT = wo.off, wt.off
+			if ok1 {
+				endO = oo
+			}
+			if ok2 {
+				endT = ot
+			}
+			if r.Online.MySQL.Whole && r.Target.MySQL.Whole {
+				// Every packet was read: one side has more data.
+				if ok1 || ok2 {
+					return KindMySQLChecksum
+				}
+				return KindNone
+			}
 			break
 		}
-		kind := KindMySQLChecksum
-		if ro == roleColumn || rt == roleColumn {
-			kind = KindMySQLColumns
-		}
-		switch {
-		case ro != rt:
-			r.Offset = -1
+		po, pt = po[mysqlproto.HeaderLen:], pt[mysqlproto.HeaderLen:]
+		if i := firstDiff(po, pt); i >= 0 || len(po) != len(pt) {
+			if i < 0 {
+				i = min(len(po), len(pt))
+			}
 			if oo == ot {
-				r.Offset = oo
+				r.Offset = oo + mysqlproto.HeaderLen + i
 			}
-			return kind
-		case ro == roleVolatile:
-			// Compared by their fields (the summaries); a prepare's
-			// counts, not its statement id.
-		default:
-			if i := firstDiff(po, pt); i >= 0 || len(po) != len(pt) {
-				if i < 0 {
-					i = min(len(po), len(pt))
-				}
-				if oo == ot {
-					r.Offset = oo + i
-				}
-				return kind
+			if ro == roleColumn {
+				return KindMySQLColumns
 			}
+			return KindMySQLChecksum
 		}
-		endO, endT = oo+len(po), ot+len(pt)
 	}
-	// The rest: beyond the bytes kept, or packets one side has more of.
+	// The rest, beyond the bytes kept.
 	lo, lt := on.n-endO, tg.n-endT
 	if lo != lt {
 		return KindMySQLChecksum

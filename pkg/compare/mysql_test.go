@@ -136,6 +136,15 @@ func TestMySQLVerdicts(t *testing.T) {
 			target: mpkt(1, []byte{0x01}, colName, row1, okEOF), verdict: Same, onText: "result set: 1 columns, 1 rows"},
 		{name: "deprecate eof, empty set", req: query("SELECT name FROM items WHERE 0"), online: mpkt(1, []byte{0x01}, colName, okEOF),
 			target: mpkt(1, []byte{0x01}, colName, row1, okEOF), verdict: Differs, kind: KindMySQLRows, onText: "result set: 1 columns, 0 rows"},
+		{name: "deprecate eof and metadata byte vs legacy eof", req: query("SELECT name FROM items"),
+			online: mpkt(1, []byte{0x01, 0x01}, colName, row1, okEOF), target: resultSet(colName, row1), verdict: Same,
+			onText: "result set: 1 columns, 1 rows"},
+		{name: "metadata cached vs sent", req: execute(1), online: mpkt(1, []byte{0x01, 0x00}, binRow1, okEOF),
+			target: mpkt(1, []byte{0x01}, colName, eof, binRow1, eof), verdict: Same, onText: "result set: 1 columns, 1 rows"},
+		{name: "metadata cached, rows differ", req: execute(1), online: mpkt(1, []byte{0x01, 0x00}, binRow1, okEOF),
+			target: mpkt(1, []byte{0x01}, colName, eof, binRow1, binRow1, eof), verdict: Differs, kind: KindMySQLRows},
+		{name: "prepare, deprecate eof vs legacy", req: prepare("SELECT name FROM items WHERE id = ?"),
+			online: mpkt(1, prepOK1, param, colName), target: mpkt(1, prepOK9, param, eof, colName, eof), verdict: Same},
 		{name: "multi results", req: query("SELECT name FROM items; SELECT name FROM items"),
 			online: mpkt(1, []byte{0x01}, colName, eof, row1, eofMore, []byte{0x01}, colName, eof, row1, eof),
 			target: mpkt(1, []byte{0x01}, colName, eof, row1, eofMore, []byte{0x01}, colName, eof, row1, eof), verdict: Same,
@@ -249,7 +258,7 @@ func TestMySQLSkip(t *testing.T) {
 		rs[0].Online.MySQL.Type != MySQLOK {
 		t.Errorf("dropped: %v %v %q %v", rs[0].Verdict, rs[0].Reason, rs[0].Request, rs[0].Online.MySQL.Type)
 	}
-	if rs[1].Verdict != Same || rs[1].Index != 2 {
+	if rs[1].Verdict != Same || rs[1].Index != 1 { // the login is no request
 		t.Errorf("copied: %v index %d", rs[1].Verdict, rs[1].Index)
 	}
 }
@@ -281,5 +290,81 @@ func TestMySQLNoAllocs(t *testing.T) {
 	}
 	if st := e.Stats(); st.Kinds[KindMySQLChecksum] == 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestMySQLFraming: commands are found by the framing, not by the
+// acknowledgement numbers: a COM_STMT_CLOSE and the next query in one
+// segment are two requests, a command whose header is split across
+// segments is one, the login exchange is none.
+func TestMySQLFraming(t *testing.T) {
+	cfg := &Config{}
+	cfg.Init()
+	var rs []Result
+	e := NewEngine(cfg, func(r *Result) {
+		c := *r
+		c.Request = bytes.Clone(r.Request)
+		rs = append(rs, c)
+	})
+	c := e.NewMySQLConn()
+	c.Client(0, true, 999, 0, nil)
+	seq, on, tg := uint32(1000), uint32(5000), uint32(9000)
+	// The greeting and the login: no request.
+	c.Online(1, on, seq, []byte("greeting"), 8, false)
+	on += 8
+	login := mpkt(1, []byte("login"))
+	c.Client(2, false, seq, on, login)
+	seq += uint32(len(login))
+	c.Online(3, on, seq, mpkt(2, okInsert), 11, false)
+	on += 11
+	// A close and a query in one segment, then the query's answers.
+	closeQ := cat(mpkt(0, []byte{0x19, 1, 0, 0, 0}), []byte(query("SELECT name FROM items")))
+	c.Client(4, false, seq, on, closeQ)
+	seq += uint32(len(closeQ))
+	ans := resultSet(colName, row1)
+	c.Online(5, on, seq, ans, len(ans), false)
+	on += uint32(len(ans))
+	c.Target(6, tg, seq, len(ans), ans, streamhash.Sum(ans), true, false)
+	tg += uint32(len(ans))
+	// A query cut in three segments, the header across the first two.
+	q := []byte(query("SELECT name FROM items WHERE id = 2"))
+	for _, part := range [][]byte{q[:2], q[2:9], q[9:]} {
+		c.Client(7, false, seq, on, part)
+		seq += uint32(len(part))
+	}
+	c.Online(8, on, seq, ans, len(ans), false)
+	c.Target(9, tg, seq, len(ans), ans, streamhash.Sum(ans), true, false)
+	c.Finish(10)
+	if len(rs) != 2 {
+		t.Fatalf("%d results, want 2: %+v", len(rs), rs)
+	}
+	// The line is what the segment that completes the header holds.
+	for i, want := range []string{"COM_QUERY SELECT name FROM items", "COM_QUERY SELE"} {
+		if rs[i].Verdict != Same || string(rs[i].Request) != want {
+			t.Errorf("result %d: %v %q, want same %q", i, rs[i].Verdict, rs[i].Request, want)
+		}
+	}
+	if rs[0].Index != 1 || rs[1].Index != 2 {
+		t.Errorf("indexes %d %d, want 1 2 (0 is the close)", rs[0].Index, rs[1].Index)
+	}
+}
+
+// TestMySQLPendingBound: a MySQL connection keeps MySQLMaxPending answers
+// waiting for the target's.
+func TestMySQLPendingBound(t *testing.T) {
+	cfg := &Config{}
+	cfg.Init()
+	cv := newMySQLConn(t, cfg)
+	for range cfg.MySQLMaxPending + 3 {
+		cv.run(exchange{req: query("SELECT 1"), online: string(mpkt(1, okInsert))})
+	}
+	var n [NumVerdicts]int
+	var why [NumReasons]int
+	for _, r := range cv.finish() {
+		n[r.Verdict]++
+		why[r.Reason]++
+	}
+	if n[NotCompared] != 3 || why[ReasonTooMany] != 3 || n[Missing] != cfg.MySQLMaxPending {
+		t.Errorf("verdicts %v, reasons %v", n, why)
 	}
 }
