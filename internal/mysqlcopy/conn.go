@@ -95,6 +95,7 @@ const (
 // run is a stretch of captured bytes passed on as they were (Conn.runs).
 type run struct {
 	sent, cap seqnum.Value
+	n         int // bytes
 }
 
 // maxRuns is how many runs a Conn keeps: the target answers what was sent
@@ -640,22 +641,24 @@ func (c *Conn) emit(ack uint32, cap seqnum.Value, b []byte, out Output) {
 		c.runs[c.runN%maxRuns] = run{sent: c.sentNext.Add(seqnum.Size(len(c.obuf))), cap: cap}
 		c.runN++
 	}
+	c.runs[(c.runN-1)%maxRuns].n += len(b)
 	c.runCapEnd, c.runAck = cap.Add(seqnum.Size(len(b))), a
 	c.oack = a
 	c.obuf = append(c.obuf, b...)
 }
 
 // CapturedAck maps an acknowledgement number of the target (sent space)
-// to the captured client stream, for the response comparison: a number
-// within the captured command (or part of one) whose bytes the target
-// acknowledged last. ok is false for acknowledgements of the module's own
-// login, or older than the runs kept.
+// to the captured client stream, for the response comparison: the same
+// place in the captured bytes the target acknowledged last (within the
+// captured command they came from, for a rewritten one). ok is false for
+// acknowledgements of the module's own login, or older than the runs
+// kept.
 func (c *Conn) CapturedAck(ack uint32) (captured uint32, ok bool) {
 	a := seqnum.Value(ack)
 	for i := c.runN - 1; i >= 0 && i >= c.runN-maxRuns; i-- {
 		r := &c.runs[i%maxRuns]
 		if r.sent.LessThan(a) {
-			return uint32(r.cap + 1), true
+			return uint32(r.cap.Add(seqnum.Size(min(int(a.Sub(r.sent)), r.n)))), true
 		}
 	}
 	return 0, false
