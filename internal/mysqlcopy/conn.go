@@ -629,20 +629,20 @@ func (c *Conn) expect(k awaitKind) {
 	c.respStarted, c.resp, c.respDone = false, c.resp[:0], 0
 }
 
-// emit queues bytes of the sent stream, captured at cap; the
+// emit queues bytes of the sent stream, captured at at; the
 // acknowledgement number is the captured one less the online answers to
 // dropped commands.
-func (c *Conn) emit(ack uint32, cap seqnum.Value, b []byte, out Output) {
+func (c *Conn) emit(ack uint32, at seqnum.Value, b []byte, out Output) {
 	a := ack - c.dropOnline
 	if len(c.obuf) > 0 && a != c.oack {
 		c.flush(out)
 	}
-	if c.runN == 0 || cap != c.runCapEnd || a != c.runAck {
-		c.runs[c.runN%maxRuns] = run{sent: c.sentNext.Add(seqnum.Size(len(c.obuf))), cap: cap}
+	if c.runN == 0 || at != c.runCapEnd || a != c.runAck {
+		c.runs[c.runN%maxRuns] = run{sent: c.sentNext.Add(seqnum.Size(len(c.obuf))), cap: at}
 		c.runN++
 	}
 	c.runs[(c.runN-1)%maxRuns].n += len(b)
-	c.runCapEnd, c.runAck = cap.Add(seqnum.Size(len(b))), a
+	c.runCapEnd, c.runAck = at.Add(seqnum.Size(len(b))), a
 	c.oack = a
 	c.obuf = append(c.obuf, b...)
 }
