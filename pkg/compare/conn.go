@@ -2,6 +2,7 @@ package compare
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/tcpcopy-go/tcpcopy/pkg/mysqlproto"
 	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
@@ -101,6 +102,7 @@ type slot struct {
 	skip    bool
 	skipWhy Reason
 	mysql   bool // a MySQL Conn's request
+	named   bool // a COM_STMT_PREPARE whose statement id was read (namePrepared)
 }
 
 // Conn pairs the responses of one copied connection. Make it with
@@ -123,6 +125,10 @@ type Conn struct {
 	hdrN    int
 	hdrAt   seqnum.Value
 	cont    bool // the current packet continues a long one
+	// prepared are the latest statements the online server prepared, for
+	// the request lines of their commands (made at the first prepare).
+	prepared *[preparedKept]preparedLine
+	prepN    int
 }
 
 // Engine compares the responses of many connections with one Config and
@@ -364,6 +370,14 @@ func (c *Conn) mysqlCommand(now int64, start, ack seqnum.Value, pkt []byte) {
 	s.mysql = true
 	s.req = request{start: start, ack: ack, at: now}
 	line, cmd, ok := mysqlLine(s.req.line[:0], pkt)
+	if body := pkt[mysqlproto.HeaderLen:]; mysqlproto.HasStmtID(cmd) && len(body) >= 5 {
+		// The statement's text, if its prepare was seen: "COM_STMT_EXECUTE
+		// stmt 7: SELECT ...".
+		if text := c.preparedText(binary.LittleEndian.Uint32(body[1:])); text != nil {
+			line = append(line, ": "...)
+			line = append(line, text[:min(len(text), cap(line)-len(line))]...)
+		}
+	}
 	s.req.lineN, s.req.lineOK, s.req.cmd = uint8(len(line)), ok, cmd
 	c.slots = append(c.slots, s)
 	c.bound(now)
@@ -432,6 +446,9 @@ func (c *Conn) Online(now int64, seq, ack uint32, payload []byte, n int, end boo
 			c.onlineBytes(&s.on, now, seqnum.Value(seq), payload)
 			if len(payload) < n {
 				s.on.broken = true
+			}
+			if s.mysql && s.req.cmd == mysqlproto.ComStmtPrepare && !s.named {
+				c.namePrepared(s)
 			}
 		}
 	}

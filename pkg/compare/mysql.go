@@ -6,6 +6,7 @@ package compare
 // bytes kept, and compared by what it means before its bytes are.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strconv"
 
@@ -106,6 +107,54 @@ func mysqlLine(dst []byte, p []byte) ([]byte, byte, bool) {
 		dst = strconv.AppendUint(dst, uint64(binary.LittleEndian.Uint32(body[1:])), 10)
 	}
 	return dst, cmd, true
+}
+
+// preparedKept is how many prepared statements' texts a MySQL Conn keeps
+// for the request lines of the commands that name them.
+const preparedKept = 16
+
+// preparedLine is a prepared statement: the online server's id and the
+// SQL text of its COM_STMT_PREPARE.
+type preparedLine struct {
+	id   uint32
+	n    uint8
+	text [maxRequestLine]byte
+}
+
+// namePrepared reads the statement id of the online server's
+// COM_STMT_PREPARE_OK answering s, once its first bytes are in, and keeps
+// the statement's text under it.
+func (c *Conn) namePrepared(s *slot) {
+	b := s.on.buf[:s.on.have]
+	if len(b) < mysqlproto.HeaderLen+5 {
+		return
+	}
+	s.named = true
+	if b[mysqlproto.HeaderLen] != mysqlproto.OKHeader {
+		return // refused: no statement
+	}
+	if c.prepared == nil {
+		c.prepared = new([preparedKept]preparedLine)
+	}
+	p := &c.prepared[c.prepN%preparedKept]
+	c.prepN++
+	text, _ := bytes.CutPrefix(s.req.line[:s.req.lineN], []byte("COM_STMT_PREPARE "))
+	p.id = binary.LittleEndian.Uint32(b[mysqlproto.HeaderLen+1:])
+	p.n = uint8(copy(p.text[:], text))
+}
+
+// preparedText returns the text of the statement the online server
+// prepared as id, or nil.
+func (c *Conn) preparedText(id uint32) []byte {
+	if c.prepared == nil {
+		return nil
+	}
+	for i := c.prepN - 1; i >= 0 && i >= c.prepN-preparedKept; i-- {
+		if p := &c.prepared[i%preparedKept]; p.id == id {
+			return p.text[:p.n]
+		}
+	}
+	return nil
 }
 
 // Packet roles in an answer.

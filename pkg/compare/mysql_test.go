@@ -368,3 +368,53 @@ func TestMySQLPendingBound(t *testing.T) {
 		t.Errorf("verdicts %v, reasons %v", n, why)
 	}
 }
+
+// TestMySQLPreparedText: a command naming a prepared statement carries the
+// statement's text, read from its prepare and the online server's id; a
+// prepare the online server refused names nothing. Allocation free after
+// the connection's first prepare.
+func TestMySQLPreparedText(t *testing.T) {
+	cfg := &Config{}
+	cfg.Init()
+	cv := newMySQLConn(t, cfg)
+	answer := string(mpkt(1, []byte{0x01}, colName, eof, binRow1, eof))
+	cv.run(exchange{req: prepare("SELECT name FROM items WHERE id = ?"), online: string(mpkt(1, prepOK9, param, eof, colName, eof)),
+		target: string(mpkt(1, prepOK1, param, eof, colName, eof))})
+	cv.run(exchange{req: prepare("SELECT nothing"), online: string(mpkt(1, errSyntax)), target: string(mpkt(1, errSyntax))})
+	cv.run(exchange{req: execute(9), online: answer, target: answer})
+	cv.run(exchange{req: execute(1), online: answer, target: answer})
+	rs := cv.finish()
+	want := []string{"COM_STMT_PREPARE SELECT name FROM items WHERE id = ?", "COM_STMT_PREPARE SELECT nothing",
+		"COM_STMT_EXECUTE stmt 9: SELECT name FROM items WHERE id = ?", "COM_STMT_EXECUTE stmt 1"}
+	if len(rs) != len(want) {
+		t.Fatalf("%d results", len(rs))
+	}
+	for i, r := range rs {
+		if string(r.Request) != want[i] || r.Verdict != Same {
+			t.Errorf("%d: %v %q, want same %q", i, r.Verdict, r.Request, want[i])
+		}
+	}
+
+	e := NewEngine(cfg, nil)
+	c := e.NewMySQLConn()
+	c.Client(0, true, 1000, 0, nil)
+	seq, os, ts := uint32(1001), uint32(5001), uint32(9001)
+	prep, exec := []byte(prepare("SELECT name FROM items WHERE id = ?")), []byte(execute(9))
+	prepOn, ans := mpkt(1, prepOK9, param, eof, colName, eof), []byte(answer)
+	cycle := func() {
+		for _, x := range [][2][]byte{{prep, prepOn}, {exec, ans}} {
+			c.Client(1, false, seq, os, x[0])
+			seq += uint32(len(x[0]))
+			c.Online(2, os, seq, x[1], len(x[1]), false)
+			os += uint32(len(x[1]))
+			c.Target(3, ts, seq, len(x[1]), x[1], streamhash.Sum(x[1]), true, false)
+			ts += uint32(len(x[1]))
+		}
+	}
+	for range 10 {
+		cycle()
+	}
+	if n := testing.AllocsPerRun(100, cycle); n != 0 {
+		t.Errorf("%v allocations per prepare and execute", n)
+	}
+}
