@@ -6,7 +6,9 @@ package e2e
 // the real tcpcopy --protocol mysql and intercept (package mysqllab). The
 // client's pool logs in before tcpcopy starts, so its connections are
 // joined mid-way; a second pool logs in while tcpcopy runs, so its login is
-// redone. Statements are counted in both servers' general logs.
+// redone. Statements are counted in both servers' general logs, and
+// tcpcopy's response comparison pairs the two servers' answers (its
+// metrics and diff log).
 
 import (
 	"context"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tcpcopy-go/tcpcopy/internal/lab/mysqllab"
+	"github.com/tcpcopy-go/tcpcopy/internal/lab/mysqlload"
 	"github.com/tcpcopy-go/tcpcopy/internal/testbin"
 )
 
@@ -63,10 +66,42 @@ func checkMySQL(t *testing.T, rep *mysqllab.Report) {
 	}
 }
 
+// compared returns the comparison's verdicts and not_compared reasons
+// from the metrics.
+func compared(rep *mysqllab.Report) (verdicts, reasons map[string]float64) {
+	verdicts, reasons = map[string]float64{}, map[string]float64{}
+	for k, v := range rep.Metrics {
+		if r, ok := strings.CutPrefix(k, `tcpcopy_responses_compared_total{verdict="`); ok {
+			verdicts[strings.TrimSuffix(r, `"}`)] = v
+		}
+		if r, ok := strings.CutPrefix(k, `tcpcopy_responses_not_compared_total{reason="`); ok {
+			reasons[strings.TrimSuffix(r, `"}`)] = v
+		}
+	}
+	return verdicts, reasons
+}
+
+// checkAllSame checks that the target answered every compared command
+// like the online server: the load's answers do not depend on the order of
+// its connections' statements, and both databases start the same.
+func checkAllSame(t *testing.T, rep *mysqllab.Report, notCopied bool) {
+	t.Helper()
+	v, why := compared(rep)
+	if v["same"] < float64(rep.Load.Markers) || v["differs"] != 0 || v["missing"] != 0 || len(rep.Diffs) != 0 {
+		t.Errorf("verdicts %v (the load sent %d statements), diffs %+v", v, rep.Load.Markers, rep.Diffs)
+	}
+	for r, n := range why {
+		if r != "not_copied" || !notCopied {
+			t.Errorf("%g not compared: %s", n, r)
+		}
+	}
+}
+
 func TestMySQLCopy(t *testing.T) {
 	needMariaDB(t)
 	rep := mysqlRun(t, mysqllab.Config{})
 	checkMySQL(t, rep)
+	checkAllSame(t, rep, false)
 	if rep.Load.Errors != 0 || rep.Load.Pooled == 0 || rep.Load.FreshConns == 0 {
 		t.Errorf("load %+v", rep.Load)
 	}
@@ -95,6 +130,60 @@ func TestMySQLReadOnly(t *testing.T) {
 	if rep.Metrics[`tcpcopy_mysql_commands_dropped_total{reason="read_only"}`] < float64(rep.Load.Writes) {
 		t.Errorf("read-only drops: %v, the load wrote %d times", rep.Metrics, rep.Load.Writes)
 	}
+	// The writes' answers have no counterpart. The reads are compared:
+	// those of shop.items find none of the rows the writes made online
+	// (the SELECTs by id, prepared, and the counts), the probes of the
+	// reference tables find the same.
+	probeReads := 0
+	for _, p := range mysqlload.Probes {
+		if !p.Write {
+			probeReads++
+		}
+	}
+	v, why := compared(rep)
+	if v["same"] < float64(probeReads) || v["differs"] != float64(rep.Load.Reads-probeReads) || v["missing"] != 0 ||
+		why["not_copied"] < float64(rep.Load.Writes) || len(why) != 1 {
+		t.Errorf("verdicts %v, not compared %v; the load read %d and wrote %d times", v, why, rep.Load.Reads, rep.Load.Writes)
+	}
+	for _, d := range rep.Diffs {
+		if d.Kind != "mysql_rows" && d.Kind != "mysql_checksum" ||
+			!strings.Contains(d.Request, "FROM items") && !strings.HasPrefix(d.Request, "COM_STMT_EXECUTE") {
+			t.Errorf("diff %+v", d)
+		}
+	}
+}
+
+// TestMySQLCompare runs the load against a target whose reference tables
+// differ from the online server's: exactly the probes that read what
+// differs are reported, each with its kind of difference.
+func TestMySQLCompare(t *testing.T) {
+	needMariaDB(t)
+	rep := mysqlRun(t, mysqllab.Config{TargetDiffers: true})
+	if rep.TcpcopyExit != "" || rep.Load.Errors != 0 {
+		t.Errorf("tcpcopy %q, load %+v", rep.TcpcopyExit, rep.Load)
+	}
+	want := map[string]string{} // SQL -> kind
+	for _, p := range mysqlload.Probes {
+		if p.Kind != "" {
+			want[p.SQL] = p.Kind
+		}
+	}
+	got := map[string]string{}
+	for _, d := range rep.Diffs {
+		_, sql, _ := strings.Cut(d.Request, "*/ ")
+		if d.Verdict != "differs" || want[sql] != d.Kind || got[sql] != "" || d.Online.MySQL.Summary == "" || d.Target.MySQL.Summary == "" {
+			t.Errorf("diff %+v", d)
+		}
+		got[sql] = d.Kind
+	}
+	if len(got) != len(want) {
+		t.Errorf("differences %v, want %v", got, want)
+	}
+	v, why := compared(rep)
+	if v["differs"] != float64(len(want)) || v["missing"] != 0 || len(why) != 0 || v["same"] < float64(rep.Load.Markers-len(want)) ||
+		rep.Metrics[`tcpcopy_response_differences_total{kind="mysql_result"}`] != 1 {
+		t.Errorf("verdicts %v, not compared %v, metrics %v", v, why, rep.Metrics)
+	}
 }
 
 // TestMySQLOffline records the live copy's client side with tcpdump and
@@ -110,5 +199,10 @@ func TestMySQLOffline(t *testing.T) {
 	checkMySQL(t, rep)
 	if rep.TargetTable != live.OnlineTable {
 		t.Errorf("replayed table:\n%s\nonline:\n%s", rep.TargetTable, live.OnlineTable)
+	}
+	// The recording holds the online answers: the replay compares with
+	// them, and the fresh target answers alike.
+	if len(rep.Diffs) != 0 {
+		t.Errorf("the replay's answers differ: %+v", rep.Diffs)
 	}
 }

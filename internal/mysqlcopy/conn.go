@@ -30,6 +30,11 @@ type Output interface {
 	Packet(flags Flags, seq, ack uint32, payload []byte)
 	// Abort ends the engine's session at once (the module refused it).
 	Abort()
+	// Uncopied tells the response comparison that the captured client
+	// bytes [from, to) were not copied: the online answers to the commands
+	// starting there have no counterpart on the target. login says they
+	// are the client's login exchange, which tcpcopy redid with its own.
+	Uncopied(from, to uint32, login bool)
 }
 
 // Limits.
@@ -86,6 +91,16 @@ const (
 	actDrop        // not copied, counted (its online answer is taken off the acks)
 	actSkip        // the captured login: replaced by ours
 )
+
+// run is a stretch of captured bytes passed on as they were (Conn.runs).
+type run struct {
+	sent, cap seqnum.Value
+	n         int // bytes
+}
+
+// maxRuns is how many runs a Conn keeps: the target answers what was sent
+// last, and pipelined commands are few.
+const maxRuns = 32
 
 // capSeg is a captured segment waiting to be consumed.
 type capSeg struct {
@@ -162,7 +177,8 @@ type Conn struct {
 	unitCmd   byte
 	unitAck   uint32
 	unitSet   bool
-	unitDone  bool // the unit's end was handled
+	unitDone  bool         // the unit's end was handled
+	unitCap   seqnum.Value // the captured position of the unit's first byte
 
 	// The sent stream.
 	sentISN     seqnum.Value
@@ -176,6 +192,13 @@ type Conn struct {
 	loginAck    uint32
 	loginAckSet bool
 	endSent     bool
+	// runs map the sent stream back to the captured one for the response
+	// comparison (CapturedAck): the latest runs of captured bytes passed
+	// on, each from sent position sent and captured position cap.
+	runs      [maxRuns]run
+	runN      int // runs recorded, ever: the newest is runs[(runN-1)%maxRuns]
+	runCapEnd seqnum.Value
+	runAck    uint32
 
 	// Login.
 	block       blockKind
@@ -262,6 +285,14 @@ func (c *Conn) LoggedIn() bool { return c.loggedIn }
 func (c *Conn) die(now int64, why Refusal, abort bool, out Output) {
 	if c.phase == phDead {
 		return
+	}
+	if c.synSent && out != nil {
+		// What was not sent of the captured stream is not compared.
+		from := c.capNext
+		if c.unitSet && (c.deciding || c.unitAct != actPass) {
+			from = c.unitCap
+		}
+		out.Uncopied(uint32(from), uint32(from.Add(1<<30)), false)
 	}
 	c.phase, c.why, c.deadAt = phDead, why, now
 	c.st.Refused[why]++
@@ -515,7 +546,7 @@ func (c *Conn) feed(now int64, ack uint32, b []byte, out Output) {
 		} else {
 			k := min(len(b), c.pktLeft)
 			if c.unitAct == actPass {
-				c.emit(ack, b[:k], out)
+				c.emit(ack, c.capNext, b[:k], out)
 			}
 			b = b[k:]
 			c.pktLeft -= k
@@ -535,14 +566,22 @@ func (c *Conn) startPacket(now int64, ack uint32, out Output) {
 		// More of the current unit: a long command's next packet, a LOAD
 		// DATA LOCAL file, or the rest of a login exchange.
 		if c.unitAct == actPass {
-			c.emit(ack, c.hdr[:], out)
+			c.emit(ack, c.capNext-mysqlproto.HeaderLen, c.hdr[:], out)
 		}
 		return
 	}
 	// A new unit: a command, or the client's login.
+	start := c.capNext - mysqlproto.HeaderLen
 	if c.unitSet && c.unitAct == actDrop && int32(ack-c.unitAck) > 0 {
 		c.dropOnline += ack - c.unitAck // the online answer to the dropped command
 	}
+	switch {
+	case c.unitSet && c.unitAct == actDrop:
+		out.Uncopied(uint32(c.unitCap), uint32(start), false)
+	case c.unitSet && c.unitAct == actSkip:
+		out.Uncopied(uint32(c.capISN), uint32(start), true) // the whole login exchange
+	}
+	c.unitCap = start
 	c.unitSet, c.unitAck, c.unitDone = true, ack, false
 	c.unitCmd = 0
 	c.ubuf = append(c.ubuf[:0], c.hdr[:]...)
@@ -565,6 +604,9 @@ func (c *Conn) endPacket(now int64, out Output) {
 		return
 	}
 	c.unitDone = true
+	if c.unitAct == actDrop {
+		out.Uncopied(uint32(c.unitCap), uint32(c.capNext), false)
+	}
 	switch {
 	case c.unitCmd == mysqlproto.ComStmtPrepare:
 		c.prepares = append(c.prepares, prepare{capEnd: c.capNext, dropped: c.unitAct == actDrop})
@@ -587,16 +629,44 @@ func (c *Conn) expect(k awaitKind) {
 	c.respStarted, c.resp, c.respDone = false, c.resp[:0], 0
 }
 
-// emit queues bytes of the sent stream; the acknowledgement number is the
-// captured one less the online answers to dropped commands.
-func (c *Conn) emit(ack uint32, b []byte, out Output) {
+// emit queues bytes of the sent stream, captured at at; the
+// acknowledgement number is the captured one less the online answers to
+// dropped commands.
+func (c *Conn) emit(ack uint32, at seqnum.Value, b []byte, out Output) {
 	a := ack - c.dropOnline
 	if len(c.obuf) > 0 && a != c.oack {
 		c.flush(out)
 	}
+	if c.runN == 0 || at != c.runCapEnd || a != c.runAck {
+		c.runs[c.runN%maxRuns] = run{sent: c.sentNext.Add(seqnum.Size(len(c.obuf))), cap: at}
+		c.runN++
+	}
+	c.runs[(c.runN-1)%maxRuns].n += len(b)
+	c.runCapEnd, c.runAck = at.Add(seqnum.Size(len(b))), a
 	c.oack = a
 	c.obuf = append(c.obuf, b...)
 }
+
+// CapturedAck maps an acknowledgement number of the target (sent space)
+// to the captured client stream, for the response comparison: the same
+// place in the captured bytes the target acknowledged last (within the
+// captured command they came from, for a rewritten one). ok is false for
+// acknowledgements of the module's own login, or older than the runs
+// kept.
+func (c *Conn) CapturedAck(ack uint32) (captured uint32, ok bool) {
+	a := seqnum.Value(ack)
+	for i := c.runN - 1; i >= 0 && i >= c.runN-maxRuns; i-- {
+		r := &c.runs[i%maxRuns]
+		if r.sent.LessThan(a) {
+			return uint32(r.cap.Add(seqnum.Size(min(int(a.Sub(r.sent)), r.n)))), true
+		}
+	}
+	return 0, false
+}
+
+// DroppedOnline is what the acknowledgement numbers passed on lack: the
+// online server's answers to the commands dropped so far.
+func (c *Conn) DroppedOnline() uint32 { return c.dropOnline }
 
 // flush sends the queued bytes as one client packet.
 func (c *Conn) flush(out Output) {

@@ -8,7 +8,10 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"github.com/tcpcopy-go/tcpcopy/pkg/compare"
+	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,14 +27,32 @@ type pkt struct {
 }
 
 type fakeOut struct {
-	pkts    []pkt
-	aborted bool
+	pkts     []pkt
+	aborted  bool
+	uncopied []uncopied
+	cmp      *compare.Conn // if set, Uncopied marks its requests
+}
+
+type uncopied struct {
+	from, to uint32
+	login    bool
 }
 
 func (o *fakeOut) Packet(f Flags, seq, ack uint32, p []byte) {
 	o.pkts = append(o.pkts, pkt{f, seq, ack, append([]byte(nil), p...)})
 }
 func (o *fakeOut) Abort() { o.aborted = true }
+
+func (o *fakeOut) Uncopied(from, to uint32, login bool) {
+	o.uncopied = append(o.uncopied, uncopied{from, to, login})
+	if o.cmp != nil {
+		why := compare.ReasonNotCopied
+		if login {
+			why = compare.ReasonNone
+		}
+		o.cmp.Skip(from, to, why)
+	}
+}
 
 func (o *fakeOut) take() []pkt {
 	p := o.pkts
@@ -624,5 +645,137 @@ func TestHoldBounded(t *testing.T) {
 	}
 	if r.c.Refused() != RefusedHoldFull {
 		t.Errorf("refused %v", r.c.Refused())
+	}
+}
+
+// TestComparisonMap: what the response comparison learns of a session:
+// the login and the dropped commands are not copied (Uncopied), and the
+// target's acknowledgements map back to the captured commands they
+// answer (CapturedAck).
+func TestComparisonMap(t *testing.T) {
+	r := newRig(t, Config{ReadOnly: true})
+	isn := r.cseq - 1
+	r.loggedIn()
+	loginEnd := r.cseq
+	if _, ok := r.c.CapturedAck(r.tack); ok {
+		t.Errorf("the login's acknowledgement mapped")
+	}
+	sel := query(0, mysqlproto.ComQuery, "SELECT * FROM t")
+	ins := query(0, mysqlproto.ComQuery, "INSERT INTO t VALUES (1)")
+	selAt := r.cseq
+	r.client(sel)
+	r.online(make([]byte, 60), 60)
+	r.sent()
+	if got, ok := r.c.CapturedAck(r.tack); !ok || got != selAt+uint32(len(sel)) {
+		t.Errorf("select's ack maps to %d %v, want %d", got, ok, selAt+uint32(len(sel)))
+	}
+	insAt := r.cseq
+	r.client(ins)
+	r.online(okPacket, 11)
+	sel2At := r.cseq
+	r.client(sel)
+	r.sent()
+	if got, ok := r.c.CapturedAck(r.tack); !ok || got != sel2At+uint32(len(sel)) {
+		t.Errorf("second select's ack maps to %d %v, want %d", got, ok, sel2At+uint32(len(sel)))
+	}
+	if got, ok := r.c.CapturedAck(r.tack - 3); !ok || got != sel2At+uint32(len(sel))-3 {
+		t.Errorf("within the select: %d %v", got, ok)
+	}
+	want := []uncopied{{isn, loginEnd, true}, {isn, selAt, true}, {insAt, sel2At, false}, {insAt, sel2At, false}}
+	if !slices.Equal(r.out.uncopied, want) {
+		t.Errorf("uncopied %v, want %v", r.out.uncopied, want)
+	}
+	if r.c.DroppedOnline() != 11 {
+		t.Errorf("dropped online %d", r.c.DroppedOnline())
+	}
+	// A refused session: nothing from the unit being decided on is
+	// copied.
+	r.out.uncopied = nil
+	cuAt := r.cseq
+	r.client(query(0, mysqlproto.ComBinlogDump, "\x00\x00"))
+	if want := []uncopied{{cuAt, cuAt + 1<<30, false}}; !slices.Equal(r.out.uncopied, want) {
+		t.Errorf("refused: uncopied %v, want %v", r.out.uncopied, want)
+	}
+}
+
+// TestComparisonPairs runs a joined connection through a Conn and a
+// response comparison (package compare) fed as tcpcopy's worker feeds it:
+// the captured client packets, the online answers, the target's answers
+// with CapturedAck. Every copied command pairs with its own answer (the
+// target's login and a dropped command's answer in between), the dropped
+// command is not_copied, and nothing waits.
+func TestComparisonPairs(t *testing.T) {
+	cfg := Config{ReadOnly: true, DefaultUser: "app"}
+	r := newRig(t, cfg)
+	var got []compare.Result
+	ccfg := &compare.Config{}
+	ccfg.Init()
+	e := compare.NewEngine(ccfg, func(res *compare.Result) {
+		c := *res
+		c.Request = bytes.Clone(res.Request)
+		got = append(got, c)
+	})
+	cmp := e.NewMySQLConn()
+	r.out.cmp = cmp
+	client := func(p []byte) {
+		cmp.Client(r.now, false, r.cseq, r.cack, p)
+		r.client(p)
+	}
+	online := func(b []byte) {
+		cmp.Online(r.now, r.oseq, r.cseq, b, len(b), false)
+		r.online(b, len(b))
+	}
+	target := func(b []byte) {
+		if ack, ok := r.c.CapturedAck(r.tack); ok {
+			cmp.Target(r.now, r.tseq, ack, len(b), b, streamhash.Sum(b), true, false)
+		}
+		r.target(b)
+	}
+	// Joined at the first query: the target's greeting and login first.
+	q := query(0, mysqlproto.ComQuery, "SELECT 3")
+	start := r.cseq
+	client(q)
+	r.out.take()
+	r.synack(start - 1)
+	target(r.greeting())
+	r.sent()
+	target(okPacket)
+	answer := mysqlproto.AppendPacket(nil, 1, []byte{0x01})
+	answer = append(answer, mysqlproto.AppendPacket(nil, 2, []byte("\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00"))...)
+	answer = append(answer, mysqlproto.AppendPacket(nil, 3, []byte{0xfe, 0, 0, 2, 0})...)
+	answer = append(answer, mysqlproto.AppendPacket(nil, 4, []byte{1, '3'})...)
+	answer = append(answer, mysqlproto.AppendPacket(nil, 5, []byte{0xfe, 0, 0, 2, 0})...)
+	online(answer)
+	r.sent()
+	target(answer)
+	for i := range 20 {
+		// A prepare, its execute and close, a dropped write, a query.
+		client(query(0, mysqlproto.ComStmtPrepare, "SELECT ?"))
+		online(prepareOK(1, uint32(100+i)))
+		r.sent()
+		target(prepareOK(1, uint32(i+1)))
+		client(stmtCmd(mysqlproto.ComStmtExecute, uint32(100+i), "\x00\x01\x00\x00\x00"))
+		online(answer)
+		r.sent()
+		target(answer)
+		client(stmtCmd(mysqlproto.ComStmtClose, uint32(100+i), ""))
+		client(query(0, mysqlproto.ComQuery, "DELETE FROM t"))
+		online(okPacket)
+		client(q)
+		online(answer)
+		r.sent()
+		target(answer)
+	}
+	cmp.Finish(r.now)
+	var st [compare.NumVerdicts]int
+	for _, res := range got {
+		st[res.Verdict]++
+		if res.Verdict == compare.NotCompared && (res.Reason != compare.ReasonNotCopied || !bytes.Contains(res.Request, []byte("DELETE"))) ||
+			res.Verdict == compare.Differs || res.Verdict == compare.Missing {
+			t.Errorf("%v %v %v %q", res.Verdict, res.Kind, res.Reason, res.Request)
+		}
+	}
+	if st[compare.Same] != 61 || st[compare.NotCompared] != 20 {
+		t.Errorf("verdicts %v, want 61 same, 20 not compared", st)
 	}
 }

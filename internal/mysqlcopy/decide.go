@@ -87,7 +87,7 @@ func (c *Conn) pass(out Output) {
 	c.onlineWaitAt = 0
 	c.unitAct = actPass
 	c.st.Commands++
-	c.emit(c.unitAck, c.ubuf, out)
+	c.emit(c.unitAck, c.unitCap, c.ubuf, out)
 	c.ubuf = c.ubuf[:0]
 }
 
@@ -153,6 +153,7 @@ func (c *Conn) decideLogin(now int64, p []byte, out Output) {
 	c.deciding = false
 	c.unitAct = actSkip
 	c.ubuf = c.ubuf[:0]
+	out.Uncopied(uint32(c.capISN), uint32(c.capNext), true)
 	r, err := mysqlproto.ParseHandshakeResponse(p)
 	switch {
 	case err != nil:

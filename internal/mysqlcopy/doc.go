@@ -41,6 +41,16 @@
 // commands it dropped, so that the engine does not wait for answers the
 // target will never send.
 //
+// # The response comparison
+//
+// With tcpcopy's response comparison on, a MySQL session's answers are
+// compared command by command (package compare, Engine.NewMySQLConn). A
+// Conn helps it pair them across the two sequence spaces: CapturedAck
+// maps the target's acknowledgements (sent space) back to the captured
+// commands they cover, and Output.Uncopied names the captured bytes that
+// were not copied (the client's login exchange, dropped commands, the rest
+// of a refused session), whose online answers have no counterpart.
+//
 // # What a Conn needs
 //
 // The target's answers: the greeting, the login exchange, and the first

@@ -89,3 +89,5 @@ func (o *checkOut) Packet(f Flags, seq, ack uint32, p []byte) {
 }
 
 func (o *checkOut) Abort() {}
+
+func (o *checkOut) Uncopied(from, to uint32, login bool) {}

@@ -31,12 +31,12 @@ import (
 type Diff struct {
 	Time    time.Time `json:"time"`
 	Verdict string    `json:"verdict"`          // differs, missing
-	Kind    string    `json:"kind,omitempty"`   // status, header, length, body
+	Kind    string    `json:"kind,omitempty"`   // status, header, length, body, mysql_*
 	Header  string    `json:"header,omitempty"` // the header that differs
 	Client  string    `json:"client"`           // the client as the target saw it
 	Target  string    `json:"target"`
 	Index   int       `json:"index"`   // the response's place on its connection (-1: greeting)
-	Request string    `json:"request"` // the request's first line
+	Request string    `json:"request"` // the request's first line; MySQL: the command and its SQL text
 	Offset  int       `json:"offset"`  // first differing byte of the response, -1 unknown
 	// Unmasked: --compare-mask could not apply (a body longer than
 	// --compare-bytes).
@@ -56,6 +56,20 @@ type DiffSide struct {
 	// bytes that are not printable UTF-8.
 	Bytes   string `json:"bytes"`
 	BytesAt int    `json:"bytes_at"`
+	// MySQL summarises a MySQL answer.
+	MySQL *DiffMySQL `json:"mysql,omitempty"`
+}
+
+// DiffMySQL is a MySQL answer in a Diff (compare.MySQLAnswer).
+type DiffMySQL struct {
+	Answer   string `json:"answer"`  // ok, error, result_set, prepare_ok, local_infile, other
+	Summary  string `json:"summary"` // "ERR 1146 (42S02)", "result set: 2 columns, 3 rows"
+	Affected uint64 `json:"affected_rows,omitempty"`
+	Error    int    `json:"error,omitempty"`
+	SQLState string `json:"sqlstate,omitempty"`
+	Columns  int    `json:"columns,omitempty"`
+	Rows     int    `json:"rows"` // of result sets; -1: not known, the answer is longer than --compare-bytes
+	Whole    bool   `json:"whole"`
 }
 
 // makeDiff copies r into a Diff.
@@ -71,7 +85,22 @@ func makeDiff(r *compare.Result, k tcpstate.Key, now int64) *Diff {
 	if len(r.Header) > 0 {
 		d.Header = printable(r.Header)
 	}
+	if r.MySQL {
+		d.Online.MySQL, d.TargetR.MySQL = diffMySQL(&r.Online.MySQL), diffMySQL(&r.Target.MySQL)
+	}
 	return d
+}
+
+func diffMySQL(a *compare.MySQLAnswer) *DiffMySQL {
+	if a.Type == compare.MySQLNone {
+		return nil
+	}
+	m := &DiffMySQL{Answer: a.Type.String(), Summary: a.Text(), Affected: a.Affected, Error: int(a.ErrCode),
+		Columns: a.Columns, Rows: a.Rows, Whole: a.Whole}
+	if a.SQLState != [5]byte{} {
+		m.SQLState = string(a.SQLState[:])
+	}
+	return m
 }
 
 func diffSide(s *compare.Side) DiffSide {
@@ -264,11 +293,14 @@ func (cs *compareState) emit(r *compare.Result) {
 	cs.sink.add(makeDiff(r, cs.cur, cs.now()))
 }
 
-// route follows the sessions: a new session gets a Conn, an ended one is
-// finished.
-func (cs *compareState) route(k tcpstate.Key, add bool) {
+// route follows the sessions: a new session gets a Conn (one that
+// compares MySQL answers for a session of the MySQL module), an ended one
+// is finished.
+func (cs *compareState) route(k tcpstate.Key, add, mysql bool) {
 	c := cs.conns[k]
 	switch {
+	case add && c == nil && cs.on() && mysql:
+		cs.conns[k] = cs.eng.NewMySQLConn()
 	case add && c == nil && cs.on():
 		cs.conns[k] = cs.eng.NewConn()
 	case !add && c != nil:
@@ -298,11 +330,25 @@ func (cs *compareState) online(now int64, k tcpstate.Key, p *ipmangle.Parsed, pa
 	}
 }
 
-// target feeds a record of the target's answer to session k.
-func (cs *compareState) target(now int64, k tcpstate.Key, p *ipmangle.Parsed, n int, prefix []byte, hash uint64, hashed bool) {
+// target feeds a record of the target's answer to session k; ack is its
+// acknowledgement number in the captured client stream (p.Ack but for
+// MySQL sessions, whose sent stream differs).
+func (cs *compareState) target(now int64, k tcpstate.Key, p *ipmangle.Parsed, ack uint32, n int, prefix []byte, hash uint64, hashed bool) {
 	if c := cs.conns[k]; c != nil {
 		cs.cur = k
-		c.Target(now, p.Seq, p.Ack, n, prefix, hash, hashed, p.Flags&(ipmangle.FIN|ipmangle.RST) != 0)
+		c.Target(now, p.Seq, ack, n, prefix, hash, hashed, p.Flags&(ipmangle.FIN|ipmangle.RST) != 0)
+	}
+}
+
+// skip marks the requests of session k in the captured client bytes
+// [from, to) as not copied (the MySQL module's Uncopied).
+func (cs *compareState) skip(k tcpstate.Key, from, to uint32, login bool) {
+	if c := cs.conns[k]; c != nil {
+		why := compare.ReasonNotCopied
+		if login {
+			why = compare.ReasonNone
+		}
+		c.Skip(from, to, why)
 	}
 }
 

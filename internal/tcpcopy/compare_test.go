@@ -105,3 +105,41 @@ func TestCaptureTime(t *testing.T) {
 		}
 	}
 }
+
+// TestMySQLDiff: a MySQL difference carries the command and both answers'
+// summaries.
+func TestMySQLDiff(t *testing.T) {
+	k := tcpstate.Key{Client: netip.MustParseAddrPort("192.0.2.10:40000"), Target: netip.MustParseAddrPort("198.51.100.2:3306")}
+	r := &compare.Result{Verdict: compare.Differs, Kind: compare.KindMySQLResult, Index: 4, Request: []byte("COM_QUERY SELECT * FROM gone"),
+		Offset: -1, MySQL: true,
+		Online: compare.Side{Length: 60, MySQL: compare.MySQLAnswer{Type: compare.MySQLResultSet, Columns: 2, Rows: 3, Results: 1, Whole: true}},
+		Target: compare.Side{Length: 40, MySQL: compare.MySQLAnswer{Type: compare.MySQLError, ErrCode: 1146, SQLState: [5]byte{'4', '2', 'S', '0', '2'},
+			Rows: 0, Results: 1, Whole: true}}}
+	b, err := json.Marshal(makeDiff(r, k, 1_700_000_000e9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Kind    string `json:"kind"`
+		Request string `json:"request"`
+		Online  struct {
+			MySQL *DiffMySQL `json:"mysql"`
+		} `json:"online"`
+		Target struct {
+			MySQL *DiffMySQL `json:"mysql"`
+		} `json:"target_response"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	on, tg := d.Online.MySQL, d.Target.MySQL
+	if d.Kind != "mysql_result" || d.Request != "COM_QUERY SELECT * FROM gone" || on == nil || tg == nil ||
+		on.Answer != "result_set" || on.Summary != "result set: 2 columns, 3 rows" || on.Rows != 3 ||
+		tg.Answer != "error" || tg.Error != 1146 || tg.SQLState != "42S02" || tg.Summary != "ERR 1146 (42S02)" {
+		t.Errorf("%s", b)
+	}
+	r.Verdict, r.Kind, r.Target = compare.Missing, compare.KindNone, compare.Side{}
+	if d := makeDiff(r, k, 0); d.TargetR.MySQL != nil || d.Online.MySQL == nil {
+		t.Errorf("missing: %+v", d)
+	}
+}

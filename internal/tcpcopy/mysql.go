@@ -43,9 +43,9 @@ type mysqlEntry struct {
 	last int64
 }
 
-func newMySQLState(cfg *mysqlcopy.Config, targets map[netip.AddrPort]bool, tab *tcpstate.Table, mtu int, noJoin bool, idle time.Duration) *mysqlState {
+func newMySQLState(cfg *mysqlcopy.Config, targets map[netip.AddrPort]bool, tab *tcpstate.Table, cmp *compareState, mtu int, noJoin bool, idle time.Duration) *mysqlState {
 	ms := &mysqlState{cfg: cfg, targets: targets, conns: make(map[tcpstate.Key]*mysqlEntry), noJoin: noJoin, idle: int64(idle)}
-	ms.out = mysqlOut{tab: tab, buf: make([]byte, mtu), chunk: mtu - 80}
+	ms.out = mysqlOut{tab: tab, cmp: cmp, buf: make([]byte, mtu), chunk: mtu - 80}
 	return ms
 }
 
@@ -113,6 +113,24 @@ func (ms *mysqlState) target(now int64, k tcpstate.Key, p *ipmangle.Parsed, rec 
 	}
 }
 
+// capturedAck maps the target's acknowledgement number on session k to
+// the captured client stream (mysqlcopy.Conn.CapturedAck).
+func (ms *mysqlState) capturedAck(k tcpstate.Key, ack uint32) (uint32, bool) {
+	if e := ms.conns[k]; e != nil {
+		return e.c.CapturedAck(ack)
+	}
+	return 0, false
+}
+
+// droppedOnline is what session k's acknowledgement numbers lack
+// (mysqlcopy.Conn.DroppedOnline).
+func (ms *mysqlState) droppedOnline(k tcpstate.Key) uint32 {
+	if e := ms.conns[k]; e != nil {
+		return e.c.DroppedOnline()
+	}
+	return 0
+}
+
 // online takes a packet of the online server's answer on session k's
 // connection.
 func (ms *mysqlState) online(now int64, k tcpstate.Key, p *ipmangle.Parsed, payload []byte) {
@@ -137,6 +155,7 @@ func (ms *mysqlState) tick(now int64) {
 // session k.
 type mysqlOut struct {
 	tab   *tcpstate.Table
+	cmp   *compareState // nil: the comparison is off
 	k     tcpstate.Key
 	now   int64
 	buf   []byte
@@ -193,6 +212,14 @@ func (o *mysqlOut) Packet(f mysqlcopy.Flags, seq, ack uint32, payload []byte) {
 // Abort implements mysqlcopy.Output.
 func (o *mysqlOut) Abort() { o.tab.Abort(o.now, o.k, tcpstate.ReasonRefused) }
 
+// Uncopied implements mysqlcopy.Output: the comparison does not pair the
+// online answers to what was not copied.
+func (o *mysqlOut) Uncopied(from, to uint32, login bool) {
+	if o.cmp != nil {
+		o.cmp.skip(o.k, from, to, login)
+	}
+}
+
 // enableMySQL loads the users file and gives every worker the module, if
 // it is on.
 func (e *engine) enableMySQL(log *slog.Logger) error {
@@ -203,7 +230,7 @@ func (e *engine) enableMySQL(log *slog.Logger) error {
 	mc.Log = log
 	targets := e.cfg.mysqlTargets()
 	for _, w := range e.disp.workers {
-		w.my = newMySQLState(mc, targets, w.tab, e.cfg.MTU, e.cfg.OnlyFullSessions, e.cfg.KeepaliveTimeout)
+		w.my = newMySQLState(mc, targets, w.tab, w.cmp, e.cfg.MTU, e.cfg.OnlyFullSessions, e.cfg.KeepaliveTimeout)
 	}
 	log.Info("mysql module on", "targets", len(targets), "users", len(mc.Users), "read_only", mc.ReadOnly,
 		"default_user", mc.DefaultUser != "")

@@ -240,7 +240,9 @@ func TestPageStatus(t *testing.T) {
 			{"compare.state", "on"},
 			{"compare.bytes", float64(2048)},
 			{"compare.verdicts", map[string]any{"same": float64(90), "differs": float64(42), "missing": float64(5), "not_compared": float64(3)}},
-			{"compare.kinds", map[string]any{"status": float64(40), "header": float64(0), "length": float64(0), "body": float64(2)}},
+			{"compare.kinds", map[string]any{"status": float64(40), "header": float64(0), "length": float64(0), "body": float64(2),
+				"mysql_result": float64(0), "mysql_error": float64(0), "mysql_affected_rows": float64(0), "mysql_columns": float64(0),
+				"mysql_rows": float64(0), "mysql_checksum": float64(0)}},
 			{"compare.not_compared", []any{map[string]any{"name": "online_incomplete", "count": float64(3)}}},
 			{"compare.status_changes", []any{ // same-status pairs left out
 				map[string]any{"online": float64(200), "target": float64(500), "count": float64(40)},

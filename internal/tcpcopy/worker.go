@@ -232,6 +232,9 @@ func (w *worker) handleRefused(now int64) {
 func (w *worker) Request(k tcpstate.Key, ack uint32, now int64) {
 	if w.cmp != nil {
 		if c := w.cmp.conns[k]; c != nil {
+			if w.my != nil && w.my.handles(k) {
+				ack += w.my.droppedOnline(k) // back to the captured acknowledgement
+			}
 			c.Requested(now, ack)
 		}
 	}
@@ -249,8 +252,8 @@ func (w *worker) AnswerPending(k tcpstate.Key) bool {
 
 // Route implements tcpstate.Output.
 func (w *worker) Route(k tcpstate.Key, add bool) bool {
-	if w.cmp != nil && (w.my == nil || !w.my.handles(k)) {
-		w.cmp.route(k, add)
+	if w.cmp != nil {
+		w.cmp.route(k, add, w.my != nil && w.my.handles(k))
 	}
 	op := wire.RouteAdd
 	if !add {
@@ -318,7 +321,16 @@ func (w *worker) response(now int64, k tcpstate.Key, p *ipmangle.Parsed, rec *wi
 	if w.cmp != nil {
 		// First, so that the table's pacing knows the answer's length
 		// (AnswerPending).
-		w.cmp.target(now, k, p, rec.PayloadLen, rec.Prefix, rec.Hash, rec.Hashed)
+		ack, ok := p.Ack, true
+		if w.my != nil && w.my.handles(k) {
+			// A MySQL session's target acknowledges the sent stream: back
+			// to the captured command; our own login's answers are not
+			// compared.
+			ack, ok = w.my.capturedAck(k, p.Ack)
+		}
+		if ok || rec.PayloadLen == 0 {
+			w.cmp.target(now, k, p, ack, rec.PayloadLen, rec.Prefix, rec.Hash, rec.Hashed)
+		}
 	}
 	w.tab.Response(now, k, p, rec.PayloadLen)
 	if w.my != nil && w.my.handles(k) {

@@ -39,6 +39,17 @@
 // alike. Anything else is compared as the length and the hash of each
 // response.
 //
+// MySQL answers (a Conn of Engine.NewMySQLConn, for connections tcpcopy's
+// MySQL module copies): each answer is read packet by packet, and compared
+// by what it is (OK, ERR, result set, COM_STMT_PREPARE_OK), the ERR's code
+// and SQLSTATE, the OK's affected rows, the columns, the rows (when the
+// answer fits in Config.Bytes), then by its bytes: the packets kept, with
+// OK, EOF and ERR packets compared by those fields only (not the last
+// insert id, status flags, warnings, info or message) and a PREPARE_OK
+// without its statement id, and the rest as its length and hash. The
+// greeting is not compared; requests the module did not copy are marked
+// with Conn.Skip.
+//
 // Nothing here allocates per packet; a Conn keeps two buffers of
 // Config.Bytes per response waiting for its pair (at most
 // Config.MaxPending of them).
@@ -89,13 +100,21 @@ const (
 	KindHeader      // a header, Result.Header names it
 	KindLength      // the body's (or, not HTTP, the response's) length
 	KindBody        // the body's bytes
+	// MySQL (Engine.NewMySQLConn):
+	KindMySQLResult   // OK, ERR, result set: not the same type of answer
+	KindMySQLError    // both ERR: the code or the SQLSTATE differs
+	KindMySQLAffected // the OK packets' affected rows
+	KindMySQLColumns  // a result set's column count or definitions; a prepare's counts
+	KindMySQLRows     // the number of rows (answers that fit in Config.Bytes)
+	KindMySQLChecksum // the bytes: rows kept, or the length and hash of the rest
 	numKinds
 )
 
 // NumKinds sizes arrays indexed by Kind.
 const NumKinds = int(numKinds)
 
-var kindNames = [numKinds]string{"", "status", "header", "length", "body"}
+var kindNames = [numKinds]string{"", "status", "header", "length", "body",
+	"mysql_result", "mysql_error", "mysql_affected_rows", "mysql_columns", "mysql_rows", "mysql_checksum"}
 
 func (k Kind) String() string {
 	if k < numKinds {
@@ -122,13 +141,17 @@ const (
 	// ReasonTooMany: more answers waited for their pair than a connection
 	// keeps (Config.MaxPending).
 	ReasonTooMany
+	// ReasonNotCopied: the request was not copied to the target (MySQL: a
+	// command --mysql-read-only dropped, a statement the target does not
+	// know, a refused session), so its online answer has no counterpart.
+	ReasonNotCopied
 	numReasons
 )
 
 // NumReasons sizes arrays indexed by Reason.
 const NumReasons = int(numReasons)
 
-var reasonNames = [numReasons]string{"", "online_not_captured", "online_incomplete", "target_incomplete", "too_many_pending"}
+var reasonNames = [numReasons]string{"", "online_not_captured", "online_incomplete", "target_incomplete", "too_many_pending", "not_copied"}
 
 func (r Reason) String() string {
 	if r < numReasons {
@@ -155,6 +178,11 @@ type Config struct {
 	// MaxPending bounds the responses one connection keeps waiting for
 	// their pair. Default 16.
 	MaxPending int
+	// MySQLMaxPending is MaxPending for MySQL connections
+	// (Engine.NewMySQLConn), whose target may run many commands behind the
+	// online server in a burst (tcpcopy waits for the target's answer to
+	// each prepare, and the commands are short). Default 128.
+	MySQLMaxPending int
 	// DetailBytes is how many bytes of each side a Result keeps where
 	// they differ. Default 96.
 	DetailBytes int
@@ -174,7 +202,10 @@ var DefaultIgnoreHeaders = []string{
 const (
 	DefaultBytes      = 2048
 	defaultMaxPending = 16
-	defaultDetail     = 96
+	// defaultMySQLMaxPending: at most 128 × 2 × Bytes of buffers per MySQL
+	// connection whose target lags (512 KiB with the default Bytes).
+	defaultMySQLMaxPending = 128
+	defaultDetail          = 96
 	// MaxBytes is the largest Config.Bytes (the protocol's limit of a
 	// record's payload prefix).
 	MaxBytes = 16384
@@ -188,6 +219,9 @@ func (c *Config) Init() {
 	c.Bytes = min(c.Bytes, MaxBytes)
 	if c.MaxPending <= 0 {
 		c.MaxPending = defaultMaxPending
+	}
+	if c.MySQLMaxPending <= 0 {
+		c.MySQLMaxPending = defaultMySQLMaxPending
 	}
 	if c.DetailBytes <= 0 {
 		c.DetailBytes = defaultDetail

@@ -2,6 +2,9 @@ package compare
 
 import (
 	"bytes"
+	"encoding/binary"
+
+	"github.com/tcpcopy-go/tcpcopy/pkg/mysqlproto"
 	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
 	"github.com/tcpcopy-go/tcpcopy/pkg/streamhash"
 )
@@ -22,6 +25,9 @@ type Result struct {
 	Request []byte
 	// HTTP reports that both answers were parsed as HTTP/1.x.
 	HTTP bool
+	// MySQL reports that the answers were read as MySQL answers
+	// (Side.MySQL).
+	MySQL bool
 	// Offset is the first byte that differs, counted from the start of the
 	// response; -1 if it is beyond the bytes kept (Config.Bytes) or not
 	// known.
@@ -48,6 +54,8 @@ type Side struct {
 	Bytes []byte
 	// BytesAt is the offset of Bytes in the response.
 	BytesAt int
+	// MySQL summarises a MySQL answer (Result.MySQL).
+	MySQL MySQLAnswer
 }
 
 // maxRequestLine is the most bytes of a request's first line a Result
@@ -63,6 +71,7 @@ type request struct {
 	line   [maxRequestLine]byte
 	lineN  uint8
 	lineOK bool // the line ended within the first segment
+	cmd    byte // MySQL: the command byte (0 if the request did not start with a command packet)
 }
 
 // acc accumulates one side's answer to one request.
@@ -88,6 +97,12 @@ type slot struct {
 	index  int
 	req    request
 	on, tg acc
+	// skip: the request was not copied (Conn.Skip); its answers get the
+	// verdict NotCompared with skipWhy, or none if skipWhy is ReasonNone.
+	skip    bool
+	skipWhy Reason
+	mysql   bool // a MySQL Conn's request
+	named   bool // a COM_STMT_PREPARE whose statement id was read (namePrepared)
 }
 
 // Conn pairs the responses of one copied connection. Make it with
@@ -101,6 +116,19 @@ type Conn struct {
 	lastAck      seqnum.Value
 	haveReq      bool
 	onFin, tgFin bool
+	mysql        bool // MySQL answers (Engine.NewMySQLConn)
+	// The framing of a MySQL client stream (mysqlClient).
+	framed  bool
+	pktNext seqnum.Value // where the next captured byte belongs
+	pktLeft int          // payload bytes of the current packet still to come
+	hdr     [mysqlproto.HeaderLen]byte
+	hdrN    int
+	hdrAt   seqnum.Value
+	cont    bool // the current packet continues a long one
+	// prepared are the latest statements the online server prepared, for
+	// the request lines of their commands (made at the first prepare).
+	prepared *[preparedKept]preparedLine
+	prepN    int
 }
 
 // Engine compares the responses of many connections with one Config and
@@ -115,6 +143,8 @@ type Engine struct {
 	heads [2]head
 	mask  [2][]byte
 	stats Stats
+	// myScratch are the MySQL answers read a second time (mysqlBytes).
+	myScratch [2]MySQLAnswer
 }
 
 // Stats counts the verdicts an Engine reached.
@@ -178,6 +208,16 @@ func (e *Engine) Stats() Stats {
 // NewConn returns a Conn for a new copied connection.
 func (e *Engine) NewConn() *Conn { return &Conn{e: e} }
 
+// NewMySQLConn returns a Conn for a connection copied by tcpcopy's MySQL
+// module (package mysqlcopy). Its requests are MySQL commands (the request
+// line names the command and carries the start of its SQL text), its
+// answers are compared as MySQL answers (OK, ERR, result sets), and the
+// server's greeting is not compared (its nonce and connection id differ
+// by nature). The caller feeds the target's records with acknowledgement
+// numbers mapped back to the captured client stream, and tells with Skip
+// which requests were not copied.
+func (e *Engine) NewMySQLConn() *Conn { return &Conn{e: e, mysql: true} }
+
 func (e *Engine) getBuf() []byte {
 	if n := len(e.pool); n > 0 {
 		b := e.pool[n-1]
@@ -225,15 +265,22 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 	if syn {
 		if c.next > 0 || len(c.slots) > 0 {
 			c.Finish(now)
-			*c = Conn{e: c.e, slots: c.slots[:0]}
+			*c = Conn{e: c.e, slots: c.slots[:0], mysql: c.mysql}
 		}
-		c.sawSYN = true
+		c.sawSYN = !c.mysql // a MySQL greeting is not compared
+		if c.mysql {
+			c.framed, c.pktNext = true, seqnum.Value(seq+1)
+		}
 		return
 	}
 	if len(payload) == 0 {
 		return
 	}
 	a := seqnum.Value(ack)
+	if c.mysql {
+		c.mysqlClient(now, seqnum.Value(seq), a, payload)
+		return
+	}
 	if c.haveReq && !c.lastAck.LessThan(a) {
 		return // more of the current request, or an old one again
 	}
@@ -252,6 +299,101 @@ func (c *Conn) Client(now int64, syn bool, seq, ack uint32, payload []byte) {
 	s.req.lineN = uint8(copy(s.req.line[:], payload[:n]))
 	c.slots = append(c.slots, s)
 	c.bound(now)
+}
+
+// mysqlClient follows the framing of a MySQL client stream: each packet
+// with sequence id 0 that does not continue a long packet starts a command,
+// a request of its own (a command without an answer, COM_STMT_CLOSE, is
+// often followed by the next in the same segment, or with the same
+// acknowledgement number). The login exchange (sequence ids from 1) is no
+// request. A segment that does not start where the framing expects (the
+// connection joined mid-way, a hole) starts it again if it begins with a
+// command packet sent after an answer.
+func (c *Conn) mysqlClient(now int64, seq, ack seqnum.Value, p []byte) {
+	if c.framed && seq != c.pktNext {
+		d := seqnum.Overlap(seq, seqnum.Size(len(p)), c.pktNext)
+		switch {
+		case seq.LessThan(c.pktNext) && int(d) >= len(p):
+			return // seen already
+		case seq.LessThan(c.pktNext):
+			p, seq = p[d:], c.pktNext
+		default:
+			c.framed = false // a hole
+		}
+	}
+	if !c.framed {
+		if c.haveReq && !c.lastAck.LessThan(ack) || len(p) < mysqlproto.HeaderLen+1 {
+			return
+		}
+		if _, id := mysqlproto.Header(p); id != 0 || !mysqlproto.KnownCommand(p[mysqlproto.HeaderLen]) {
+			return
+		}
+		c.framed, c.pktNext, c.pktLeft, c.hdrN, c.cont = true, seq, 0, 0, false
+	}
+	off := 0
+	for off < len(p) {
+		if c.pktLeft > 0 {
+			k := min(c.pktLeft, len(p)-off)
+			off += k
+			c.pktLeft -= k
+			continue
+		}
+		if c.hdrN == 0 {
+			c.hdrAt = seq.Add(seqnum.Size(off))
+		}
+		k := copy(c.hdr[c.hdrN:], p[off:])
+		c.hdrN += k
+		off += k
+		if c.hdrN < mysqlproto.HeaderLen {
+			break
+		}
+		c.hdrN = 0
+		n, id := mysqlproto.Header(c.hdr[:])
+		c.pktLeft = n
+		if id == 0 && !c.cont {
+			var pkt [mysqlproto.HeaderLen + maxRequestLine]byte
+			copy(pkt[:], c.hdr[:])
+			m := copy(pkt[mysqlproto.HeaderLen:], p[off:min(len(p), off+n)])
+			c.mysqlCommand(now, c.hdrAt, ack, pkt[:mysqlproto.HeaderLen+m])
+		}
+		c.cont = n == mysqlproto.MaxPayload
+	}
+	c.pktNext = seq.Add(seqnum.Size(len(p)))
+}
+
+// mysqlCommand adds the request of a command packet (pkt: its header and
+// its first bytes) that starts at start.
+func (c *Conn) mysqlCommand(now int64, start, ack seqnum.Value, pkt []byte) {
+	c.haveReq, c.lastAck = true, ack
+	s := c.e.newSlot(c.next)
+	c.next++
+	s.mysql = true
+	s.req = request{start: start, ack: ack, at: now}
+	line, cmd, ok := mysqlLine(s.req.line[:0], pkt)
+	if body := pkt[mysqlproto.HeaderLen:]; mysqlproto.HasStmtID(cmd) && len(body) >= 5 {
+		// The statement's text, if its prepare was seen: "COM_STMT_EXECUTE
+		// stmt 7: SELECT ...".
+		if text := c.preparedText(binary.LittleEndian.Uint32(body[1:])); text != nil {
+			line = append(line, ": "...)
+			line = append(line, text[:min(len(text), cap(line)-len(line))]...)
+		}
+	}
+	s.req.lineN, s.req.lineOK, s.req.cmd = uint8(len(line)), ok, cmd
+	c.slots = append(c.slots, s)
+	c.bound(now)
+}
+
+// Skip marks the requests that start in the client's bytes [from, to)
+// as not copied to the target: their answers get the verdict NotCompared
+// with why, or no verdict at all if why is ReasonNone (a MySQL login,
+// redone by tcpcopy). A request marked already keeps its mark.
+func (c *Conn) Skip(from, to uint32, why Reason) {
+	f, t := seqnum.Value(from), seqnum.Value(to)
+	for _, s := range c.slots {
+		if s.index >= 0 && !s.skip && !s.req.start.LessThan(f) && s.req.start.LessThan(t) {
+			s.skip, s.skipWhy = true, why
+		}
+	}
 }
 
 // Requested notes that the request whose segments carry ack went to the
@@ -305,6 +447,9 @@ func (c *Conn) Online(now int64, seq, ack uint32, payload []byte, n int, end boo
 			if len(payload) < n {
 				s.on.broken = true
 			}
+			if s.mysql && s.req.cmd == mysqlproto.ComStmtPrepare && !s.named {
+				c.namePrepared(s)
+			}
 		}
 	}
 	if end {
@@ -341,6 +486,9 @@ func (c *Conn) Target(now int64, seq, ack uint32, n int, prefix []byte, hash uin
 // acknowledgement would move in the middle of the answer and its rest
 // would be paired with the next request.
 func (c *Conn) TargetPending() bool {
+	if c.mysql {
+		return false // a MySQL answer's length is not in its first bytes
+	}
 	for i := len(c.slots) - 1; i >= 0; i-- {
 		s := c.slots[i]
 		if !s.tg.started {
@@ -508,7 +656,11 @@ func (c *Conn) keep(a *acc, seq seqnum.Value, b []byte) {
 
 // bound decides the oldest pairs when too many wait.
 func (c *Conn) bound(now int64) {
-	for len(c.slots) > c.e.cfg.MaxPending {
+	limit := c.e.cfg.MaxPending
+	if c.mysql {
+		limit = c.e.cfg.MySQLMaxPending
+	}
+	for len(c.slots) > limit {
 		s := c.slots[0]
 		if s.on.started || s.tg.started {
 			c.e.result(s, NotCompared, ReasonTooMany, now)

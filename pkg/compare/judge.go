@@ -96,6 +96,10 @@ func parseHead(b []byte, h *head) {
 func (e *Engine) judge(s *slot, now int64) {
 	on, tg := &s.on, &s.tg
 	switch {
+	case s.skip:
+		if s.skipWhy != ReasonNone && on.started {
+			e.result(s, NotCompared, s.skipWhy, now)
+		}
 	case !on.started && !tg.started:
 		// A request neither server answered (yet): nothing to compare.
 	case !on.started:
@@ -106,6 +110,8 @@ func (e *Engine) judge(s *slot, now int64) {
 		e.result(s, Missing, ReasonNone, now)
 	case tg.broken:
 		e.result(s, NotCompared, ReasonTargetIncomplete, now)
+	case s.mysql:
+		e.compareMySQL(s, now)
 	default:
 		e.compare(s, now)
 	}
@@ -267,6 +273,16 @@ func (e *Engine) begin(s *slot, v Verdict, reason Reason) *Result {
 	*r = Result{Verdict: v, Reason: reason, Index: s.index, Offset: -1, Request: s.req.line[:s.req.lineN]}
 	r.Online = side(&s.on, s.req.at)
 	r.Target = side(&s.tg, s.req.sentAt)
+	if s.mysql {
+		r.MySQL = true
+		var w myWalk
+		if s.on.started {
+			e.summarize(&w, &s.on, s.req.cmd, &r.Online.MySQL)
+		}
+		if s.tg.started {
+			e.summarize(&w, &s.tg, s.req.cmd, &r.Target.MySQL)
+		}
+	}
 	return r
 }
 

@@ -8,7 +8,8 @@
 // mid-way. It then compares the two servers' general logs (every
 // statement with a lab marker the online server ran must reach the target,
 // or, with ReadOnly, only the reads) and their tables, and reads tcpcopy's
-// MySQL metrics.
+// MySQL metrics, the response comparison's verdicts and its diff log. With
+// Config.TargetDiffers the target's reference tables differ on purpose.
 //
 // With Config.Pcap the client side is recorded with tcpdump (both
 // directions), and with Config.Offline a recording is replayed by tcpcopy
@@ -67,6 +68,10 @@ type Config struct {
 	Offline, OnlineLog string
 	// TcpcopyArgs are added to tcpcopy's command line.
 	TcpcopyArgs []string
+	// TargetDiffers makes the target's reference tables differ from the
+	// online server's (a row changed, a row added, a table missing), so
+	// that the load's probes (mysqlload.Probes) get other answers.
+	TargetDiffers bool
 }
 
 // Report is what a run found.
@@ -93,6 +98,26 @@ type Report struct {
 	// TcpcopyExit is tcpcopy's exit, empty if it ran until stopped (or,
 	// offline, exited 0).
 	TcpcopyExit string
+	// Diffs are the lines of tcpcopy's diff log (--diff-log): the answers
+	// that differ or are missing.
+	Diffs []Diff
+}
+
+// Diff is a line of the diff log, in part.
+type Diff struct {
+	Verdict string `json:"verdict"`
+	Kind    string `json:"kind"`
+	Request string `json:"request"`
+	Online  struct {
+		MySQL struct {
+			Summary string `json:"summary"`
+		} `json:"mysql"`
+	} `json:"online"`
+	Target struct {
+		MySQL struct {
+			Summary string `json:"summary"`
+		} `json:"mysql"`
+	} `json:"target_response"`
 }
 
 // Run runs the experiment and tears everything down.
@@ -138,6 +163,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		return nil, err
 	}
 	defer target.stop()
+	if cfg.TargetDiffers {
+		q := "UPDATE " + database + ".ref SET note = 'TWO' WHERE id = 2; INSERT INTO " + database + ".ref VALUES (4, 'four', 0);" +
+			"DROP TABLE " + database + ".gone;"
+		if out, err := target.sql(ctx, q); err != nil {
+			return nil, fmt.Errorf("%w: the target's differences: %w: %s", labrun.ErrSetup, err, tail(out))
+		}
+	}
 
 	env := []string{labrun.ChildEnv + "=1"}
 	files := func(n string) string { return filepath.Join(cfg.Dir, n) }
@@ -172,7 +204,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		"--protocol", "mysql", "--mysql-users", usersFile, "--metrics-addr", metricsAddr, "--stats-interval", "1s",
 		// The pool logged in before tcpcopy started: its connections are
 		// joined with this login.
-		"--mysql-default-user", user, "--mysql-default-db", database}
+		"--mysql-default-user", user, "--mysql-default-db", database,
+		// The response comparison (on by default) writes what differs.
+		"--diff-log", files("diff.jsonl")}
 	if cfg.ReadOnly {
 		args = append(args, "--mysql-read-only")
 	}
@@ -267,11 +301,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		if !tc.Running() {
 			rep.TcpcopyExit = fmt.Sprint(tc.Err()) + ": " + tc.StderrTail(1024)
 		}
-		time.Sleep(time.Second) // the workers publish their counters twice a second
+		// The sessions end as the client closed its connections; then
+		// the comparison's last verdicts are in (published with the
+		// sessions, twice a second).
+		time.Sleep(time.Second)
 		rep.Metrics = scrape(ctx, topo, cfg.Self)
+		for end := time.Now().Add(10 * time.Second); rep.Metrics["tcpcopy_sessions_active"] > 0 && time.Now().Before(end); {
+			time.Sleep(250 * time.Millisecond)
+			rep.Metrics = scrape(ctx, topo, cfg.Self)
+		}
 		if pcap != nil {
 			pcap.stop()
 		}
+		_ = tc.Stop() // flushes the diff log
+	}
+	if rep.Diffs, err = readDiffs(files("diff.jsonl")); err != nil {
+		return nil, err
 	}
 	rep.OnlineStatements, rep.TargetStatements = len(onl), len(tgt)
 	rep.MissingN, rep.Missing = diff(want, tgt)
@@ -389,6 +434,10 @@ func startServer(ctx context.Context, topo *netlab.Topology, ns, addr, dir strin
 		return nil, fmt.Errorf("%w: mariadbd in %s: %w: %s", labrun.ErrSetup, ns, err, p.StderrTail(1024))
 	}
 	setup := fmt.Sprintf("CREATE DATABASE %s; CREATE TABLE %s.items (id INT PRIMARY KEY, name VARCHAR(64), qty INT);"+
+		// The reference tables of the load's probes.
+		"CREATE TABLE shop.ref (id INT PRIMARY KEY, note VARCHAR(16), hits INT);"+
+		"INSERT INTO shop.ref VALUES (1, 'one', 0), (2, 'two', 0), (3, 'three', 0);"+
+		"CREATE TABLE shop.gone (id INT); INSERT INTO shop.gone VALUES (1);"+
 		"CREATE USER '%s'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON %s.* TO '%s'@'%%';", database, database, user, password, database, user)
 	if out, err := s.sql(ctx, setup); err != nil {
 		s.stop()
@@ -467,8 +516,32 @@ func waitLinked(ctx context.Context, p *netlab.Proc) error {
 	}
 }
 
+// readDiffs reads a diff log; a missing file has no lines.
+func readDiffs(path string) ([]Diff, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ds []Diff
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var d Diff
+		if err := json.Unmarshal(line, &d); err != nil {
+			return nil, fmt.Errorf("diff log: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
 // scrape reads tcpcopy's metrics inside the online namespace: the
-// tcpcopy_mysql_* samples and the session outcomes.
+// tcpcopy_mysql_* samples, the session outcomes and the comparison's
+// verdicts.
 func scrape(ctx context.Context, topo *netlab.Topology, self string) map[string]float64 {
 	cmd := topo.Command(ctx, netlab.Online, self, "scrape", "--url", "http://"+metricsAddr+"/metrics")
 	cmd.Env = append(os.Environ(), labrun.ChildEnv+"=1")
@@ -479,7 +552,9 @@ func scrape(ctx context.Context, topo *netlab.Topology, self string) map[string]
 		return m
 	}
 	for _, line := range strings.Split(string(out), "\n") {
-		if !strings.HasPrefix(line, "tcpcopy_mysql_") && !strings.HasPrefix(line, "tcpcopy_sessions_closed_total") {
+		if !strings.HasPrefix(line, "tcpcopy_mysql_") && !strings.HasPrefix(line, "tcpcopy_sessions_closed_total") &&
+			!strings.HasPrefix(line, "tcpcopy_sessions_active") && !strings.HasPrefix(line, "tcpcopy_responses_") &&
+			!strings.HasPrefix(line, "tcpcopy_response_differences_total") {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
@@ -558,6 +633,9 @@ func (r *Report) WriteText(w io.Writer) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		fmt.Fprintf(w, "metric     %s %g\n", k, r.Metrics[k])
+	}
+	for _, d := range r.Diffs {
+		fmt.Fprintf(w, "diff       %s %s %q: %s -> %s\n", d.Verdict, d.Kind, d.Request, d.Online.MySQL.Summary, d.Target.MySQL.Summary)
 	}
 	if r.TcpcopyExit != "" {
 		fmt.Fprintf(w, "problem    tcpcopy exited: %s\n", r.TcpcopyExit)

@@ -30,7 +30,8 @@ type Options struct {
 	// Pool is the number of pooled connections logged in before GoFile
 	// appears.
 	Pool int
-	// Rounds of the workload on each of the pooled and fresh connections.
+	// Rounds of the workload: shared by the pooled connections (at least
+	// one each), and on the fresh connection.
 	Rounds int
 	// GoFile: the workload starts when this file exists (tcpcopy is up).
 	GoFile string
@@ -42,6 +43,25 @@ type Options struct {
 	Timeout time.Duration
 }
 
+// Probe is a statement run once at the end of the workload on the lab's
+// reference tables (shop.ref and shop.gone).
+type Probe struct {
+	SQL   string
+	Write bool
+	// Kind is the response comparison's verdict kind when the target's
+	// tables differ as mysqllab makes them (Config.TargetDiffers).
+	Kind string
+}
+
+// Probes are the workload's last statements.
+var Probes = []Probe{
+	{SQL: "SELECT id, note FROM ref WHERE id = 2", Kind: "mysql_checksum"}, // a changed row
+	{SQL: "SELECT id FROM ref WHERE id >= 3", Kind: "mysql_rows"},          // an extra row
+	{SQL: "SELECT id FROM gone", Kind: "mysql_result"},                     // a missing table: ERR 1146
+	{SQL: "UPDATE ref SET hits = hits + 1 WHERE id >= 3", Write: true, Kind: "mysql_affected_rows"},
+	{SQL: "SELECT id, note FROM ref WHERE id = 1"}, // the same on both
+}
+
 // Report counts what the workload did after GoFile appeared.
 type Report struct {
 	Queries    int `json:"queries"`    // text-protocol statements (COM_QUERY)
@@ -51,9 +71,7 @@ type Report struct {
 	Reads      int `json:"reads"`      // SELECTs, of either protocol
 	Pooled     int `json:"pooled"`     // connections logged in before the go file
 	FreshConns int `json:"fresh"`      // connections opened after it
-	Rows       int `json:"rows"`       // rows in shop.items at the end
 	Errors     int `json:"errors"`     // statements the online server refused
-	Sum        int `json:"sum"`        // SUM(qty) at the end
 	Markers    int `json:"markers"`    // statements with a lab marker sent after the go file
 	Elapsed    int `json:"elapsed_ms"` // the workload's time
 }
@@ -82,9 +100,11 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	for _, c := range conns {
-		c.Close() // back to the pool, still logged in
-	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	if err := os.WriteFile(o.ReadyFile, []byte("ready\n"), 0o644); err != nil {
 		return err
 	}
@@ -122,8 +142,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The pooled connections: statements prepared once, executed many
 	// times; statements prepared per query (go-sql-driver prepares,
-	// executes and closes when it has arguments); plain queries.
-	work := func(db *sql.DB, base int) error {
+	// executes and closes when it has arguments); plain queries. Each
+	// connection has its own rows (ids from base), reads only them and
+	// runs on one connection, so that its answers do not depend on the
+	// order in which the target runs the statements of different
+	// connections (each copied connection is paced on its own): the
+	// target's answers are the online server's.
+	work := func(db *sql.Conn, base, rounds int) error {
 		ins, err := db.PrepareContext(ctx, marker()+"INSERT INTO items (id, name, qty) VALUES (?, ?, ?)")
 		if err != nil {
 			return err
@@ -131,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		rep.Prepares++
 		rep.Markers++
 		defer ins.Close()
-		for r := range o.Rounds {
+		for r := range rounds {
 			id := base + r
 			_, err := ins.ExecContext(ctx, id, fmt.Sprintf("item-%d", id), r)
 			rep.Executes++
@@ -147,15 +172,18 @@ func Run(ctx context.Context, o Options) error {
 			_, err = db.ExecContext(ctx, marker()+fmt.Sprintf("UPDATE items SET qty = qty + 1 WHERE id = %d", id))
 			count(err, true, false)
 			var c int
-			err = db.QueryRowContext(ctx, marker()+"SELECT COUNT(*) FROM items").Scan(&c)
+			err = db.QueryRowContext(ctx, marker()+fmt.Sprintf("SELECT COUNT(*) FROM items WHERE id BETWEEN %d AND %d", base, base+99)).Scan(&c)
 			count(err, false, false)
 		}
 		_, err = db.ExecContext(ctx, marker()+fmt.Sprintf("DELETE FROM items WHERE id = %d", base))
 		count(err, true, false)
 		return nil
 	}
-	if err := work(pooled, 1000); err != nil {
-		return fmt.Errorf("pooled connections: %w", err)
+	rounds := max(1, o.Rounds/len(conns))
+	for i, c := range conns {
+		if err := work(c, 1000+100*i, rounds); err != nil {
+			return fmt.Errorf("pooled connection %d: %w", i, err)
+		}
 	}
 	// A fresh pool: new connections, whose logins tcpcopy captures.
 	fresh, err := sql.Open("mysql", dsn)
@@ -163,16 +191,33 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	fresh.SetMaxOpenConns(2)
-	if err := work(fresh, 2000); err != nil {
+	fc, err := fresh.Conn(ctx)
+	if err != nil {
 		fresh.Close()
-		return fmt.Errorf("fresh connections: %w", err)
+		return err
+	}
+	if err := work(fc, 2000, o.Rounds); err != nil {
+		fc.Close()
+		fresh.Close()
+		return fmt.Errorf("fresh connection: %w", err)
+	}
+	// The probes: text queries on the lab's reference tables, which a
+	// target made to differ (mysqllab Config.TargetDiffers) answers
+	// otherwise, each in its own way.
+	for _, p := range Probes {
+		rows, err := fc.QueryContext(ctx, marker()+p.SQL)
+		if err == nil {
+			for rows.Next() {
+			}
+			err = rows.Err()
+			rows.Close()
+		}
+		count(err, p.Write, false)
 	}
 	st := fresh.Stats()
 	rep.FreshConns = st.OpenConnections
+	fc.Close()
 	fresh.Close()
-	if err := pooled.QueryRowContext(ctx, "SELECT COUNT(*), COALESCE(SUM(qty), 0) FROM items").Scan(&rep.Rows, &rep.Sum); err != nil {
-		return err
-	}
 	rep.Elapsed = int(time.Since(start).Milliseconds())
 	b, _ := json.Marshal(rep)
 	return os.WriteFile(o.Report, b, 0o644)

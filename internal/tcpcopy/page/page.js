@@ -197,7 +197,10 @@
       h('span', 'n', v, num(n));
       h('span', 'pct', v, pct(n, total));
     }
-    list($('kinds'), ['status', 'header', 'length', 'body'].map((k) => [k, c.kinds[k] || 0]), '');
+    // HTTP's kinds always, MySQL's (mysql_*) once one was counted.
+    const kinds = ['status', 'header', 'length', 'body'].concat(
+      Object.keys(c.kinds).filter((k) => k.startsWith('mysql_') && c.kinds[k] > 0).sort());
+    list($('kinds'), kinds.map((k) => [k, c.kinds[k] || 0]), '');
     list($('status-changes'), c.status_changes.map((p) => [p.online + ' → ' + p.target, p.count]),
       'none', 'pair');
     list($('not-compared'), c.not_compared.map((r) => [r.name, r.count]), 'none');
@@ -430,7 +433,13 @@
     const tg = d.target_response;
     const missing = d.verdict === 'missing';
     const st = (v) => (v ? String(v) : '–');
-    fact('status', missing ? st(on.status) + ' → none' : st(on.status) + ' → ' + st(tg.status));
+    if (on.mysql || tg.mysql) {
+      // A MySQL answer: OK, ERR, result set, with its counts.
+      const my = (v) => (v ? v.summary : '–');
+      fact('answer', missing ? my(on.mysql) + ' → none' : my(on.mysql) + ' → ' + my(tg.mysql));
+    } else {
+      fact('status', missing ? st(on.status) + ' → none' : st(on.status) + ' → ' + st(tg.status));
+    }
     fact('length', missing ? bytes(on.length) : bytes(on.length) + ' → ' + bytes(tg.length));
     const t = (v) => (v > 0 ? msText(v) : '–'); // 0: not measured
     if (on.time_ms > 0 || (!missing && tg.time_ms > 0)) {
