@@ -3,6 +3,7 @@ package mysqlcopy
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync"
 
 	"github.com/tcpcopy-go/tcpcopy/pkg/mysqlproto"
 	"github.com/tcpcopy-go/tcpcopy/pkg/seqnum"
@@ -107,6 +108,42 @@ type capSeg struct {
 	seq  seqnum.Value
 	ack  uint32
 	data []byte
+	buf  *[]byte // data's storage, from segBufs; nil if too large to pool
+}
+
+// segBufs recycles the storage of held segments: each captured segment
+// is held until consumed, and a Conn in its steady state holds one at a
+// time, so passing bytes through allocates nothing.
+var segBufs = sync.Pool{New: func() any { b := make([]byte, 0, segBufSize); return &b }}
+
+// segBufSize is the size of the pooled buffers: a segment of a 1500-byte
+// MTU and then some; a larger (GRO) segment gets a buffer of its own,
+// pooled up to segBufMax.
+const (
+	segBufSize = 2048
+	segBufMax  = 64 << 10
+)
+
+// keepSeg copies p into a pooled buffer.
+func keepSeg(p []byte) ([]byte, *[]byte) {
+	bp := segBufs.Get().(*[]byte)
+	if cap(*bp) < len(p) {
+		if len(p) > segBufMax {
+			segBufs.Put(bp)
+			return append([]byte(nil), p...), nil
+		}
+		*bp = make([]byte, 0, len(p))
+	}
+	*bp = append((*bp)[:0], p...)
+	return *bp, bp
+}
+
+// freeSeg returns g's storage to the pool.
+func freeSeg(g *capSeg) {
+	if g.buf != nil {
+		segBufs.Put(g.buf)
+	}
+	*g = capSeg{}
 }
 
 // prepare follows one COM_STMT_PREPARE until both servers answered it.
@@ -296,8 +333,9 @@ func (c *Conn) die(now int64, why Refusal, abort bool, out Output) {
 	}
 	c.phase, c.why, c.deadAt = phDead, why, now
 	c.st.Refused[why]++
-	for _, g := range c.pend {
-		c.st.SkippedBytes += uint64(len(g.data))
+	for i := range c.pend {
+		c.st.SkippedBytes += uint64(len(c.pend[i].data))
+		freeSeg(&c.pend[i])
 	}
 	c.pend, c.pendBytes = nil, 0
 	c.ubuf, c.resp, c.obuf = nil, nil, nil
@@ -439,7 +477,8 @@ func (c *Conn) hold(now int64, seq seqnum.Value, ack uint32, p []byte, out Outpu
 	}
 	c.pend = append(c.pend, capSeg{})
 	copy(c.pend[i+1:], c.pend[i:])
-	c.pend[i] = capSeg{seq: seq, ack: ack, data: append([]byte(nil), p...)}
+	data, buf := keepSeg(p)
+	c.pend[i] = capSeg{seq: seq, ack: ack, data: data, buf: buf}
 	c.pendBytes += len(p)
 	return true
 }
@@ -499,12 +538,17 @@ func (c *Conn) pump(now int64, out Output) {
 
 func (c *Conn) popPend() {
 	c.pendBytes -= len(c.pend[0].data)
-	c.pend[0] = capSeg{}
-	c.pend = c.pend[1:]
-	if len(c.pend) == 0 {
-		c.pend = c.pend[:0:0] // let the backing array go
+	freeSeg(&c.pend[0])
+	n := copy(c.pend, c.pend[1:])
+	c.pend[n] = capSeg{}
+	c.pend = c.pend[:n]
+	if n == 0 && cap(c.pend) > pendKeep {
+		c.pend = nil // let a large backing array go
 	}
 }
+
+// pendKeep is the most held segments whose slots an idle Conn keeps.
+const pendKeep = 4
 
 // feed runs captured bytes b (acknowledgement ack) through the framing
 // until they are consumed or the Conn must wait; c.capNext follows.

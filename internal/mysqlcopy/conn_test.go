@@ -779,3 +779,40 @@ func TestComparisonPairs(t *testing.T) {
 		t.Errorf("verdicts %v, want 61 same, 20 not compared", st)
 	}
 }
+
+// countOut counts a Conn's packets without keeping them.
+type countOut struct{ packets, bytes int }
+
+func (o *countOut) Packet(_ Flags, _, _ uint32, p []byte) { o.packets++; o.bytes += len(p) }
+func (o *countOut) Abort()                                {}
+func (o *countOut) Uncopied(_, _ uint32, _ bool)          {}
+
+// TestPassThroughAllocs: once logged in, a command and its answers pass
+// through a Conn without allocating (docs/mysql.md).
+func TestPassThroughAllocs(t *testing.T) {
+	r := newRig(t, Config{})
+	r.loggedIn()
+	r.sent()
+	var out countOut
+	q := query(0, mysqlproto.ComQuery, "SELECT id, name FROM items WHERE id = 42")
+	cycle := func() {
+		r.c.Client(r.now, FlagACK|FlagPSH, r.cseq, r.cack, q, &out)
+		r.cseq += uint32(len(q))
+		r.tack += uint32(len(q))
+		r.c.Online(r.now, FlagACK|FlagPSH, r.oseq, r.cseq, okPacket, &out)
+		r.oseq += uint32(len(okPacket))
+		r.cack = r.oseq
+		r.c.Target(r.now, FlagACK|FlagPSH, r.tseq, r.tack, len(okPacket), okPacket, &out)
+		r.tseq += uint32(len(okPacket))
+	}
+	for range 100 {
+		cycle()
+	}
+	before := out.bytes
+	if a := testing.AllocsPerRun(1000, cycle); a != 0 {
+		t.Errorf("a command and its answers allocate %v times", a)
+	}
+	if sent := out.bytes - before; sent != 1001*len(q) {
+		t.Errorf("sent %d bytes in 1001 commands of %d", sent, len(q))
+	}
+}
