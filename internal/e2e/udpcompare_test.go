@@ -121,11 +121,13 @@ func TestCompareDNS(t *testing.T) {
 					t.Fatalf("no summary: %s", tc.StderrTail(2000))
 				}
 				t.Logf("tcpcopy stopped: %s", offSummaryText(sum))
-				// The replay waits for no intercept (every mapping is
-				// UDP): the first copies may find no route, and are not
-				// followed. Every copy followed and answered has a
-				// verdict; the online answers come from the file.
+				// The replay waits for the intercept link: every copy is
+				// followed, answered and judged; the online answers come
+				// from the file.
 				same, notCompared := offNum(t, sum, "same"), offNum(t, sum, "not_compared")
+				if n := float64(len(online)); offNum(t, sum, "udp_tracked") != n || offNum(t, sum, "udp_answered") != n {
+					t.Errorf("offline: udp_tracked %v, udp_answered %v, want %v", sum["udp_tracked"], sum["udp_answered"], n)
+				}
 				if same == 0 || offNum(t, sum, "differs") != 0 || offNum(t, sum, "missing") != 0 ||
 					same+notCompared != offNum(t, sum, "udp_answered") || notCompared > float64(len(online))/2 {
 					t.Errorf("offline verdicts: same %v, not compared %v; want every answered copy (%v) judged, all same but the fragmented answers",

@@ -313,8 +313,17 @@ type replayStats struct {
 // and returns. It returns the file's damage, if any, after replaying what
 // could be read; it returns nil when ctx ends first.
 func (e *engine) replay(ctx context.Context, src *offlineSource) error {
-	if e.cfg.HasProto(ProtoTCP) && !e.waitForIntercept(ctx) {
-		return nil
+	switch {
+	case e.cfg.HasProto(ProtoTCP):
+		if !e.waitForIntercept(ctx, 0) {
+			return nil
+		}
+	case e.udp != nil && e.udp.answers != nil:
+		// UDP only, with -s: the answers are followed if a link comes
+		// in time, and the copies go anyway.
+		if !e.waitForIntercept(ctx, udpLinkWait) && ctx.Err() != nil {
+			return nil
+		}
 	}
 	start := time.Now()
 	e.log.Info("offline replay started", "file", src.path, "format", src.r.Format().String(), "gzip", src.r.Compressed(),
@@ -439,11 +448,16 @@ func sleepCtx(ctx context.Context, t *time.Timer, d time.Duration) bool {
 	}
 }
 
+// udpLinkWait is how long an offline replay of UDP mappings only waits
+// for an intercept link (-s) before it replays without following the
+// target's answers.
+const udpLinkWait = 5 * time.Second
+
 // waitForIntercept waits until an intercept link is up, so that the first
 // sessions of the file do not race the connection to intercept. It returns
 // false when ctx ends first (the links give up after LinkConfig.GiveUpAfter
-// without -L).
-func (e *engine) waitForIntercept(ctx context.Context) bool {
+// without -L) or, with limit > 0, after limit (saying so).
+func (e *engine) waitForIntercept(ctx context.Context, limit time.Duration) bool {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	start := time.Now()
@@ -453,6 +467,11 @@ func (e *engine) waitForIntercept(ctx context.Context) bool {
 		case <-ctx.Done():
 			return false
 		case <-t.C:
+		}
+		if limit > 0 && time.Since(start) > limit {
+			e.log.Warn("offline replay starts without a connection to intercept: the target's UDP answers are not followed",
+				"intercepts", fmt.Sprint(e.cfg.Intercepts), "waited", limit)
+			return false
 		}
 		if !warned && time.Since(start) > linkWaitWarn {
 			warned = true
